@@ -1,0 +1,59 @@
+"""resilient: composable resilience policies for async (and sync) Python.
+
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
+``fallback``; stacked decorators fold into one pipeline; policies emit events
+on a bus that logging and metrics adapters plug into.
+"""
+
+from __future__ import annotations
+
+from . import backoff
+from ._budget import RetryBudget
+from ._clock import Clock, SystemClock
+from ._config import set_testing
+from ._context import CallContext, current_call, remaining
+from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._events import EventBus, Subscription, subscribe
+from ._fallback import Fallback, fallback
+from ._pipeline import Pipeline, Policy, pipeline, pipeline_of
+from ._retry import Retry, retry
+from ._state import CircuitState
+from ._timeout import Timeout, timeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BulkheadFullError",
+    "CallContext",
+    "CircuitOpenError",
+    "CircuitState",
+    "Clock",
+    "EventBus",
+    "Fallback",
+    "Pipeline",
+    "Policy",
+    "ResilientError",
+    "Retry",
+    "RetryBudget",
+    "Subscription",
+    "SystemClock",
+    "Timeout",
+    "TimeoutExceededError",
+    "__version__",
+    "backoff",
+    "current_call",
+    "fallback",
+    "pipeline",
+    "pipeline_of",
+    "remaining",
+    "retry",
+    "set_testing",
+    "subscribe",
+    "timeout",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("resilient._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,445 @@
+"""Event classes and the bus that delivers them.
+
+Events are frozen, slotted dataclasses named in the past tense. Policies ask
+the bus whether anyone listens for a type before they build an event, so a
+type nobody subscribed to costs one dictionary lookup and allocates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from ._state import CircuitState
+
+__all__ = [
+    "BackendDegraded",
+    "BackendRecovered",
+    "BulkheadRejected",
+    "CallFailed",
+    "CallRejected",
+    "CallSucceeded",
+    "CircuitClosed",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
+    "CircuitStateChanged",
+    "Event",
+    "EventBus",
+    "FallbackUsed",
+    "Handler",
+    "RetriesExhausted",
+    "RetryScheduled",
+    "Subscription",
+    "TimeoutElapsed",
+    "default_bus",
+    "subscribe",
+]
+
+logger = logging.getLogger("resilient")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event.
+
+    Attributes:
+        policy: The kind of policy that emitted it: ``"retry"``,
+            ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
+            ``"fallback"`` or ``"pipeline"``.
+        name: The emitting policy's ``name``, or None.
+        operation: Qualified name of the protected function, or None when
+            the policy was used as a context manager.
+        time: The emitting policy's clock reading (monotonic seconds).
+    """
+
+    policy: str
+    name: str | None
+    operation: str | None
+    time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(Event):
+    """A retry will happen after *delay* seconds.
+
+    Attributes:
+        attempt: The attempt that just failed (1-based).
+        delay: Seconds the retry waits before the next attempt.
+        exception: The exception that triggered the retry, or None.
+        result: The result that triggered the retry (``on_result``), or None.
+    """
+
+    attempt: int
+    delay: float
+    exception: BaseException | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetriesExhausted(Event):
+    """Retry gave up; the last exception (or result) goes to the caller.
+
+    Attributes:
+        attempts: Attempts made.
+        exception: The last exception, or None if the last result was retried.
+        reason: ``"attempts"``, ``"deadline"``, ``"retry_after"`` or ``"budget"``.
+    """
+
+    attempts: int
+    exception: BaseException | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutElapsed(Event):
+    """A timeout expired.
+
+    Attributes:
+        seconds: The timeout that expired.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStateChanged(Event):
+    """A circuit breaker moved from *previous* to *state*.
+
+    Attributes:
+        previous: The state before the transition.
+        state: The state after it.
+    """
+
+    previous: CircuitState
+    state: CircuitState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitOpened(CircuitStateChanged):
+    """The breaker opened: calls are rejected until the recovery timeout."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitHalfOpened(CircuitStateChanged):
+    """The breaker admits probes to test the dependency."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitClosed(CircuitStateChanged):
+    """The breaker closed: calls flow normally."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitIsolated(CircuitStateChanged):
+    """The breaker was held open by ``isolate()`` until ``reset()``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(Event):
+    """A policy rejected a call without calling the function.
+
+    Attributes:
+        retry_after: Seconds after which a call may be admitted, or None.
+    """
+
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitRejected(CallRejected):
+    """An open (or saturated half-open) circuit breaker rejected a call."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkheadRejected(CallRejected):
+    """A full bulkhead rejected a call, or its queue wait ran out."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackUsed(Event):
+    """A fallback replaced a failure with its default.
+
+    Attributes:
+        exception: The failure that was replaced.
+    """
+
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSucceeded(Event):
+    """An outer pipeline call returned (once per call, not per attempt).
+
+    Attributes:
+        duration: Seconds from the call's start to its return.
+    """
+
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFailed(Event):
+    """An outer pipeline call raised (once per call, not per attempt).
+
+    Cancellation and other control-flow exceptions are not failures and emit
+    nothing.
+
+    Attributes:
+        duration: Seconds from the call's start to the raise.
+        exception: What the caller receives.
+    """
+
+    duration: float
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendDegraded(Event):
+    """A shared state backend stopped answering; the policy runs on local state.
+
+    Attributes:
+        backend: A short description of the backend.
+        exception: What the backend raised (or the timeout that hit it).
+    """
+
+    backend: str
+    exception: BaseException | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendRecovered(Event):
+    """A shared state backend answers again; the policy uses shared state.
+
+    Attributes:
+        backend: A short description of the backend.
+    """
+
+    backend: str
+
+
+Handler = Union[Callable[[Any], None], Callable[[Any], Awaitable[None]]]
+
+
+class _Sub:
+    __slots__ = ("handler", "types", "is_async")
+
+    def __init__(self, handler: Handler, types: tuple[type[Event], ...]) -> None:
+        self.handler = handler
+        self.types = types
+        self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)
+        )
+
+
+class Subscription:
+    """A handler's registration on a bus.
+
+    Call :meth:`unsubscribe`, or use the subscription as a context manager,
+    to stop receiving events.
+    """
+
+    __slots__ = ("_bus", "_sub")
+
+    def __init__(self, bus: EventBus, sub: _Sub) -> None:
+        self._bus = bus
+        self._sub = sub
+
+    @property
+    def active(self) -> bool:
+        """True while the handler still receives events."""
+        return self._sub in self._bus._subs
+
+    def unsubscribe(self) -> None:
+        """Stop delivering events to the handler. Calling it again does nothing."""
+        self._bus._remove(self._sub)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unsubscribe()
+
+
+class EventBus:
+    """Delivers events to subscribed handlers.
+
+    Sync handlers run inline, in subscription order, exactly once per event.
+    Async handlers run as tasks the bus holds until they finish;
+    :meth:`drain` waits for them. A handler that raises is logged on the
+    ``resilient`` logger and changes nothing else.
+    """
+
+    def __init__(self) -> None:
+        self._subs: list[_Sub] = []
+        self._lock = threading.Lock()
+        # type -> matching subscriptions, filled lazily, cleared on change.
+        self._cache: dict[type, tuple[_Sub, ...]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        # Async deliveries that found no running loop; drain() runs them.
+        self._pending: list[tuple[_Sub, Event]] = []
+
+    def subscribe(self, handler: Handler, *event_types: type[Event]) -> Subscription:
+        """Register *handler* for *event_types* (all events when none given).
+
+        Args:
+            handler: A function or coroutine function taking one event.
+            *event_types: Event classes; a class also matches its subclasses.
+
+        Returns:
+            The :class:`Subscription`.
+
+        Raises:
+            TypeError: *handler* is not callable or a type is not an Event class.
+        """
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        for t in event_types:
+            if not (isinstance(t, type) and issubclass(t, Event)):
+                raise TypeError(f"event_types must be Event subclasses, got {t!r}")
+        sub = _Sub(handler, event_types or (Event,))
+        with self._lock:
+            self._subs = [*self._subs, sub]
+            self._cache = {}
+        return Subscription(self, sub)
+
+    def _remove(self, sub: _Sub) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs = [s for s in self._subs if s is not sub]
+                self._cache = {}
+
+    def _listeners(self, cls: type) -> tuple[_Sub, ...]:
+        cache = self._cache
+        try:
+            return cache[cls]
+        except KeyError:
+            found = tuple(s for s in self._subs if issubclass(cls, s.types))
+            cache[cls] = found
+            return found
+
+    def wants(self, cls: type[Event]) -> bool:
+        """Return True if any handler listens for events of *cls*.
+
+        Policies call this before building an event, so an event type with no
+        subscriber is never allocated.
+
+        Args:
+            cls: An event class.
+
+        Returns:
+            Whether emitting an event of *cls* would reach a handler.
+        """
+        try:
+            return bool(self._cache[cls])
+        except KeyError:
+            return bool(self._listeners(cls))
+
+    def emit(self, event: Event) -> None:
+        """Deliver *event* to every handler subscribed to its type.
+
+        Args:
+            event: The event.
+        """
+        for sub in self._listeners(type(event)):
+            if sub.is_async:
+                self._schedule(sub, event)
+                continue
+            try:
+                result = sub.handler(event)
+            except Exception:
+                logger.exception("resilient event handler %r failed on %r", sub.handler, event)
+                continue
+            if inspect.isawaitable(result):
+                self._track(result, sub)
+
+    def _schedule(self, sub: _Sub, event: Event) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            with self._lock:
+                self._pending.append((sub, event))
+            return
+        self._track(sub.handler(event), sub)  # type: ignore[arg-type]
+
+    def _track(self, awaitable: Awaitable[Any], sub: _Sub) -> None:
+        try:
+            fut = asyncio.ensure_future(awaitable)
+        except RuntimeError:
+            # No running loop for an awaitable a sync handler returned.
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+            logger.error("resilient event handler %r returned an awaitable outside a loop", sub.handler)
+            return
+        self._tasks.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future[Any]) -> None:
+        self._tasks.discard(fut)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            logger.error("resilient async event handler failed", exc_info=exc)
+
+    @property
+    def pending(self) -> int:
+        """Async handler runs not finished yet (including ones not started)."""
+        return len(self._tasks) + len(self._pending)
+
+    async def drain(self) -> None:
+        """Wait until every async handler run started so far has finished.
+
+        Deliveries made where no event loop was running are started here.
+        """
+        while True:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for sub, event in pending:
+                self._track(sub.handler(event), sub)  # type: ignore[arg-type]
+            if not self._tasks:
+                if not self._pending:
+                    return
+                continue
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def clear(self) -> None:
+        """Remove every subscription (tracked tasks keep running)."""
+        with self._lock:
+            self._subs = []
+            self._cache = {}
+
+    def __repr__(self) -> str:
+        return f"<EventBus subscriptions={len(self._subs)}>"
+
+
+default_bus = EventBus()
+"""The bus every policy emits to unless given ``bus=``."""
+
+
+def subscribe(handler: Handler, *event_types: type[Event], bus: EventBus | None = None) -> Subscription:
+    """Subscribe *handler* to *event_types* on *bus* (default: ``default_bus``).
+
+    Args:
+        handler: A function or coroutine function taking one event.
+        *event_types: Event classes; none means every event.
+        bus: The bus; ``None`` means :data:`default_bus`.
+
+    Returns:
+        A :class:`Subscription`; ``unsubscribe()`` it or use it in ``with``.
+    """
+    return (default_bus if bus is None else bus).subscribe(handler, *event_types)

@@ -1,0 +1,508 @@
+"""The policy-pipeline core every policy plugs into.
+
+A policy contributes a *layer*: given the next layer inward, it returns a
+function ``(ctx, fn, args, kwargs)`` that runs it (a coroutine function for
+async code, a plain function for sync code). A :class:`Pipeline` folds its
+policies' layers once, outermost first, around a terminal layer that calls
+the function; decorating stacks into ONE wrapper holding one pipeline.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, cast, overload
+
+import wrapt
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._context import CallContext, _current
+from ._events import CallFailed, CallSucceeded, EventBus
+from ._validate import check_bus, check_clock, check_name
+
+__all__ = ["AsyncLayer", "Pipeline", "Policy", "SyncLayer", "pipeline", "pipeline_of"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+C = TypeVar("C")
+
+Args: TypeAlias = tuple[Any, ...]
+Kwargs: TypeAlias = dict[str, Any]
+AsyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Awaitable[Any]]
+"""``(ctx, fn, args, kwargs) -> awaitable result``: one async layer of a pipeline."""
+SyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Any]
+"""``(ctx, fn, args, kwargs) -> result``: one sync layer of a pipeline."""
+
+
+def _terminal(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    # For async code this returns the coroutine; the layer above awaits it.
+    return fn(*args, **kwargs)
+
+
+class Policy(abc.ABC):
+    """Base class of every policy: a decorator, an executor, and its own state.
+
+    Subclasses set :attr:`kind` and implement :meth:`wrap_async` and
+    :meth:`wrap_sync`; everything else (decorating, folding stacked
+    decorators, ``call``) comes from here.
+    """
+
+    kind: ClassVar[str] = "policy"
+    """The ``policy`` string of the events this policy emits."""
+    supports_sync: ClassVar[bool] = True
+    """False for policies that cannot guard a sync function (``timeout``)."""
+
+    name: str | None
+    clock: Clock
+    bus: EventBus
+
+    @abc.abstractmethod
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Return the async layer this policy puts around *inner*.
+
+        Args:
+            inner: The next layer inward.
+
+        Returns:
+            A coroutine function ``(ctx, fn, args, kwargs)``.
+        """
+
+    @abc.abstractmethod
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Return the sync layer this policy puts around *inner*.
+
+        Args:
+            inner: The next layer inward.
+
+        Returns:
+            A function ``(ctx, fn, args, kwargs)``.
+
+        Raises:
+            TypeError: The policy cannot guard sync functions.
+        """
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """This policy as a one-element tuple (a Pipeline lists its own)."""
+        return (self,)
+
+    @overload
+    def __call__(self, fn: classmethod[C, P, T]) -> classmethod[C, P, T]: ...
+    @overload
+    def __call__(self, fn: staticmethod[P, T]) -> staticmethod[P, T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+    def __call__(self, fn: Any) -> Any:
+        """Decorate *fn* with this policy.
+
+        Args:
+            fn: A function, coroutine function, method, classmethod or
+                staticmethod (generators are rejected).
+
+        Returns:
+            A wrapper with *fn*'s signature. Stacked ``resilient``
+            decorators fold into this one wrapper.
+
+        Raises:
+            TypeError: *fn* is not callable, is a generator function, or is
+                sync while a policy needs async.
+        """
+        return decorate(self, fn)
+
+    @overload
+    def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]: ...
+    @overload
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` under this policy.
+
+        For a coroutine function this returns an awaitable
+        (``await policy.call(fetch, url)``); for a sync function, the result.
+
+        Args:
+            fn: The function to run.
+            *args: Positional arguments for *fn*.
+            **kwargs: Keyword arguments for *fn*.
+
+        Returns:
+            What *fn* returns (or an awaitable of it).
+
+        Raises:
+            TypeError: *fn* is not callable or is a generator function.
+        """
+        solo: Pipeline | None = self.__dict__.get("_solo")
+        if solo is None:
+            solo = self.__dict__["_solo"] = Pipeline(self)
+        return solo.call(fn, *args, **kwargs)
+
+    def _describe(self) -> str:
+        return f"{self.kind}()" if self.name is None else f"{self.kind}(name={self.name!r})"
+
+
+def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
+    out: list[Policy] = []
+    for i, p in enumerate(policies):
+        if isinstance(p, Pipeline):
+            out.extend(p.policies)
+        elif isinstance(p, Policy):
+            out.append(p)
+        else:
+            raise TypeError(f"pipeline() argument {i + 1} must be a policy, got {p!r}")
+    return tuple(out)
+
+
+class Pipeline(Policy):
+    """Policies applied in order, the first outermost.
+
+    A pipeline is itself a policy: it decorates, it has ``call``, and a
+    pipeline inside a pipeline is flattened. It emits ``CallSucceeded`` /
+    ``CallFailed`` once per outer call and sets the :class:`CallContext`.
+    """
+
+    kind: ClassVar[str] = "pipeline"
+
+    def __init__(
+        self,
+        *policies: Policy,
+        name: str | None = None,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self._policies = _flatten(policies)
+        self.name = check_name(name)
+        self.clock = check_clock(clock)
+        self._explicit_clock = clock is not None
+        if clock is None:
+            # Call durations use the first injected clock, so FakeClock tests agree.
+            for p in self._policies:
+                if p.clock is not SYSTEM_CLOCK:
+                    self.clock = p.clock
+                    break
+        self.bus = check_bus(bus)
+        self._explicit_bus = bus is not None
+        self._async_chain: AsyncLayer | None = None
+        self._sync_chain: SyncLayer | None = None
+        self._runners: dict[tuple[bool, str], Callable[[Callable[..., Any], Args, Kwargs], Any]] = {}
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies, outermost first."""
+        return self._policies
+
+    @property
+    def supports_sync(self) -> bool:  # type: ignore[override]
+        """True if every policy can guard a sync function."""
+        return all(p.supports_sync for p in self._policies)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(p._describe() for p in self._policies)
+        return f"pipeline({inner})"
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Fold every policy's async layer around *inner*, the first outermost.
+
+        Args:
+            inner: The innermost layer.
+
+        Returns:
+            The outermost layer.
+        """
+        layer = inner
+        for p in reversed(self._policies):
+            layer = p.wrap_async(layer)
+        return layer
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Fold every policy's sync layer around *inner*, the first outermost.
+
+        Args:
+            inner: The innermost layer.
+
+        Returns:
+            The outermost layer.
+
+        Raises:
+            TypeError: A policy cannot guard sync functions.
+        """
+        layer = inner
+        for p in reversed(self._policies):
+            layer = p.wrap_sync(layer)
+        return layer
+
+    def _chain(self, is_async: bool) -> Any:
+        if is_async:
+            if self._async_chain is None:
+                self._async_chain = self.wrap_async(_terminal)
+            return self._async_chain
+        if self._sync_chain is None:
+            self._sync_chain = self.wrap_sync(_terminal)
+        return self._sync_chain
+
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError if a policy here cannot guard the sync *target*."""
+        for p in self._policies:
+            if not p.supports_sync:
+                raise TypeError(
+                    f"{p.kind}() cannot guard the sync function {_qualname(target)}: "
+                    f"a running thread cannot be interrupted. Make it `async def`, or run it "
+                    f"with `await asyncio.to_thread(...)` inside an async function."
+                )
+
+    def runner(self, is_async: bool, operation: str) -> Callable[[Callable[..., Any], Args, Kwargs], Any]:
+        """Return the function ``(fn, args, kwargs)`` that runs a call.
+
+        Built once per operation: it holds the folded chain, so a call costs
+        a context, a context-variable set and the layers themselves.
+        """
+        key = (is_async, operation)
+        found = self._runners.get(key)
+        if found is not None:
+            return found
+        chain = self._chain(is_async)
+        bus = self.bus
+        clock = self.clock
+        name = self.name
+        me = self
+        set_call = _current.set
+        reset_call = _current.reset
+
+        def finish(start: float, exc: BaseException | None) -> None:
+            if exc is None:
+                if bus.wants(CallSucceeded):
+                    now = clock.monotonic()
+                    bus.emit(
+                        CallSucceeded(
+                            policy="pipeline", name=name, operation=operation, time=now, duration=now - start
+                        )
+                    )
+            elif bus.wants(CallFailed):
+                now = clock.monotonic()
+                bus.emit(
+                    CallFailed(
+                        policy="pipeline",
+                        name=name,
+                        operation=operation,
+                        time=now,
+                        duration=now - start,
+                        exception=exc,
+                    )
+                )
+
+        run: Callable[[Callable[..., Any], Args, Kwargs], Any]
+        if is_async:
+
+            async def run_async(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                ctx = CallContext(operation, me)
+                token = set_call(ctx)
+                try:
+                    if not bus._subs:
+                        return await chain(ctx, fn, args, kwargs)
+                    start = clock.monotonic()
+                    try:
+                        result = await chain(ctx, fn, args, kwargs)
+                    except Exception as exc:
+                        finish(start, exc)
+                        raise
+                    finish(start, None)
+                    return result
+                finally:
+                    reset_call(token)
+
+            run = run_async
+        else:
+
+            def run_sync(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                ctx = CallContext(operation, me)
+                token = set_call(ctx)
+                try:
+                    if not bus._subs:
+                        return chain(ctx, fn, args, kwargs)
+                    start = clock.monotonic()
+                    try:
+                        result = chain(ctx, fn, args, kwargs)
+                    except Exception as exc:
+                        finish(start, exc)
+                        raise
+                    finish(start, None)
+                    return result
+                finally:
+                    reset_call(token)
+
+            run = run_sync
+        self._runners[key] = run
+        return run
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` through the pipeline.
+
+        Args:
+            fn: The function to run.
+            *args: Positional arguments for *fn*.
+            **kwargs: Keyword arguments for *fn*.
+
+        Returns:
+            What *fn* returns, or an awaitable of it for a coroutine function.
+
+        Raises:
+            TypeError: *fn* is not callable, is a generator function, or is
+                sync while a policy needs async.
+        """
+        is_async = _kind(fn)
+        if not is_async:
+            self.check_sync(fn)
+        return self.runner(is_async, _qualname(fn))(fn, args, kwargs)
+
+
+def pipeline(
+    *policies: Policy, name: str | None = None, clock: Clock | None = None, bus: EventBus | None = None
+) -> Pipeline:
+    """Compose *policies* into one :class:`Pipeline`, the first outermost (Polly v8 order).
+
+    Recommended order: ``fallback`` > ``timeout`` (total) > ``retry`` >
+    ``circuit_breaker`` > ``bulkhead`` > ``timeout`` (per attempt).
+
+    Args:
+        *policies: Policies or pipelines (nested pipelines are flattened).
+        name: Reported as ``name`` on ``CallSucceeded``/``CallFailed``.
+        clock: Clock for call durations (default: the system clock).
+        bus: Bus for ``CallSucceeded``/``CallFailed`` (default: ``default_bus``).
+
+    Returns:
+        The pipeline.
+
+    Raises:
+        TypeError: An argument is not a policy.
+    """
+    return Pipeline(*policies, name=name, clock=clock, bus=bus)
+
+
+# --- decorating ----------------------------------------------------------------
+
+
+def _qualname(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    func = getattr(fn, "func", None)  # functools.partial
+    if func is not None:
+        return _qualname(func)
+    return type(fn).__qualname__
+
+
+def _unwrap_descriptor(fn: object) -> object:
+    if isinstance(fn, (classmethod, staticmethod)):
+        return fn.__func__
+    return fn
+
+
+def _kind(fn: object) -> bool:
+    """Return True for an async target, False for sync; reject the rest."""
+    target = _unwrap_descriptor(fn)
+    if isinstance(target, _Wrapper):
+        target = target.__wrapped__
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not callable(target):
+        raise TypeError(f"resilient policies decorate callables, got {fn!r}")
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError(
+            f"{_qualname(target)} is a generator function; resilient policies cannot guard a "
+            "generator's iteration. Decorate a function that consumes it (or returns a list) instead."
+        )
+    if inspect.iscoroutinefunction(target):
+        return True
+    if not inspect.isfunction(target) and not inspect.ismethod(target) and not inspect.isbuiltin(target):
+        call = getattr(type(target), "__call__", None)
+        if call is not None:
+            if inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call):
+                raise TypeError(f"{_qualname(target)}.__call__ is a generator function")
+            return inspect.iscoroutinefunction(call)
+    return False
+
+
+class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self._self_wrapper(self.__wrapped__, args, kwargs)
+
+
+class _Wrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
+    """The single wrapper around a decorated function."""
+
+    __bound_function_wrapper__ = _BoundWrapper
+
+    def __init__(self, wrapped: Any, pipeline: Pipeline, is_async: bool) -> None:
+        target = _unwrap_descriptor(wrapped)
+        runner = pipeline.runner(is_async, _qualname(target))
+        super().__init__(wrapped, runner)
+        self._self_pipeline = pipeline
+        self._self_is_async = is_async
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self._self_wrapper(self.__wrapped__, args, kwargs)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("resilient-wrapped functions cannot be pickled by value")
+
+
+def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
+    """The pipeline of *outer* stacked on a function already guarded by *inner*."""
+    policies = (*outer.policies, *inner.policies)
+    template = outer if isinstance(outer, Pipeline) else inner
+    return Pipeline(
+        *policies,
+        name=template.name if template.name is not None else (inner.name if template is outer else None),
+        clock=template.clock if template._explicit_clock else (inner.clock if inner._explicit_clock else None),
+        bus=template.bus if template._explicit_bus else (inner.bus if inner._explicit_bus else None),
+    )
+
+
+def decorate(policy: Policy, fn: Any) -> Any:
+    """Wrap *fn* with *policy*, folding into an existing ``resilient`` wrapper."""
+    if isinstance(fn, (classmethod, staticmethod)) and isinstance(fn.__func__, _Wrapper):
+        # @policy above @classmethod above another resilient decorator: fold inside.
+        return type(fn)(decorate(policy, fn.__func__))
+    if isinstance(fn, _Wrapper):
+        inner: Pipeline = fn._self_pipeline
+        merged = _merge(policy, inner)
+        is_async: bool = fn._self_is_async
+        if not is_async:
+            merged.check_sync(fn.__wrapped__)
+        return _Wrapper(fn.__wrapped__, merged, is_async)
+    is_async = _kind(fn)
+    pipe = policy if isinstance(policy, Pipeline) else Pipeline(policy)
+    if not is_async:
+        pipe.check_sync(_unwrap_descriptor(fn))
+    return _Wrapper(fn, pipe, is_async)
+
+
+def pipeline_of(fn: object) -> Pipeline:
+    """Return the :class:`Pipeline` guarding a decorated function.
+
+    Works on the decorated function, a method looked up on a class or an
+    instance, and classmethod/staticmethod objects.
+
+    Args:
+        fn: A function decorated with ``resilient`` policies.
+
+    Returns:
+        Its pipeline; ``.policies`` lists the policies outermost first.
+
+    Raises:
+        TypeError: *fn* is not guarded by ``resilient``.
+    """
+    seen = 0
+    obj = fn
+    while seen < 8:
+        seen += 1
+        if isinstance(obj, (_Wrapper, _BoundWrapper)):
+            found = obj._self_pipeline
+            return cast(Pipeline, found)
+        nxt = getattr(obj, "__func__", None)
+        if nxt is None:
+            break
+        obj = nxt
+    raise TypeError(f"{fn!r} is not decorated with a resilient policy")

@@ -1,0 +1,295 @@
+"""``retry``: run again after failures, with backoff, deadlines and budgets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from . import _config
+from ._budget import RetryBudget
+from ._clock import Clock, blocking_sleep
+from ._context import CallContext, _deadline
+from ._events import EventBus, RetriesExhausted, RetryScheduled
+from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._validate import (
+    ExceptionSpec,
+    check_bus,
+    check_clock,
+    check_duration,
+    check_int,
+    check_name,
+    make_matcher,
+)
+from .backoff import Backoff, to_backoff
+
+__all__ = ["Retry", "retry"]
+
+_GIVE_UP = -1.0
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    value = getattr(exc, "retry_after", None) if exc is not None else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return None
+    return max(0.0, float(value))
+
+
+class Retry(Policy):
+    """The policy returned by :func:`retry`. Stateless: calls share nothing."""
+
+    kind: ClassVar[str] = "retry"
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 3,
+        on: ExceptionSpec = Exception,
+        on_result: Callable[[Any], bool] | None = None,
+        backoff: Backoff | float | Callable[[int, BaseException | None], float] | None = None,
+        deadline: float | None = None,
+        budget: RetryBudget | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.attempts = check_int("attempts", attempts, minimum=1)
+        self._match = make_matcher("on", on)
+        self.on = on
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
+        self.on_result = on_result
+        self.backoff = to_backoff(backoff)
+        self.deadline = check_duration("deadline", deadline, allow_none=True)
+        if budget is not None and not (
+            callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
+        ):
+            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {budget!r}")
+        self.budget = budget
+        self.name = check_name(name)
+        self.clock = check_clock(clock)
+        self.bus = check_bus(bus)
+
+    def __repr__(self) -> str:
+        return f"retry(attempts={self.attempts}, backoff={self.backoff!r}, deadline={self.deadline})"
+
+    # The decision shared by the async and sync loops. Returns the delay, or
+    # _GIVE_UP after emitting RetriesExhausted.
+    def _next_delay(
+        self,
+        ctx: CallContext,
+        attempt: int,
+        exc: BaseException | None,
+        result: Any,
+        previous: float | None,
+        started: float,
+    ) -> float:
+        reason = None
+        delay = 0.0
+        if attempt >= self.attempts:
+            reason = "attempts"
+        else:
+            try:
+                delay = self.backoff.delay(attempt, previous, exc)
+            except Exception as bad:
+                if exc is not None:
+                    raise bad from exc
+                raise
+            ra = _retry_after(exc)
+            if ra is not None:
+                delay = max(delay, ra)
+                if delay > self.backoff.max_delay:
+                    reason = "retry_after"
+            if reason is None and self.deadline is not None:
+                if self.clock.monotonic() + delay >= started + self.deadline:
+                    reason = "deadline"
+            if reason is None:
+                ambient = _deadline.get()
+                if ambient is not None and delay >= ambient.remaining():
+                    reason = "deadline"
+            if reason is None and self.budget is not None and not self.budget.try_withdraw():
+                reason = "budget"
+        bus = self.bus
+        if reason is not None:
+            if bus.wants(RetriesExhausted):
+                bus.emit(
+                    RetriesExhausted(
+                        policy="retry",
+                        name=self.name,
+                        operation=ctx.operation,
+                        time=self.clock.monotonic(),
+                        attempts=attempt,
+                        exception=exc,
+                        reason=reason,
+                    )
+                )
+            return _GIVE_UP
+        if _config._testing:
+            delay = 0.0
+        if bus.wants(RetryScheduled):
+            bus.emit(
+                RetryScheduled(
+                    policy="retry",
+                    name=self.name,
+                    operation=ctx.operation,
+                    time=self.clock.monotonic(),
+                    attempt=attempt,
+                    delay=delay,
+                    exception=exc,
+                    result=result,
+                )
+            )
+        return delay
+
+    def _start(self) -> float:
+        # Per call: a budget deposit, and the start time for the deadline.
+        if self.budget is not None:
+            self.budget.deposit()
+        return self.clock.monotonic() if self.deadline is not None else 0.0
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Return the async retry loop around *inner*."""
+        match = self._match
+        on_result = self.on_result
+        decide = self._next_delay
+        clock = self.clock
+        needs_start = self.deadline is not None or self.budget is not None
+
+        async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+            started = self._start() if needs_start else 0.0
+            try:
+                ctx.attempt = 1
+                result = await inner(ctx, fn, args, kwargs)
+            except Exception as exc:
+                if not match(exc):
+                    raise
+                last: BaseException | None = exc
+            else:
+                if on_result is None or not on_result(result):
+                    return result
+                last = None
+            # Failure path: per-call state lives in these locals.
+            attempt = 1
+            previous: float | None = None
+            while True:
+                delay = decide(ctx, attempt, last, None if last is not None else result, previous, started)
+                if delay == _GIVE_UP:
+                    if last is not None:
+                        raise last
+                    return result
+                if delay > 0:
+                    await clock.sleep(delay)
+                previous = delay
+                attempt += 1
+                ctx.attempt = attempt
+                last = None
+                try:
+                    result = await inner(ctx, fn, args, kwargs)
+                except Exception as exc:
+                    if not match(exc):
+                        raise
+                    last = exc
+                else:
+                    if on_result is None or not on_result(result):
+                        return result
+
+        return run
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Return the sync retry loop around *inner* (blocking waits)."""
+        match = self._match
+        on_result = self.on_result
+        decide = self._next_delay
+        clock = self.clock
+        needs_start = self.deadline is not None or self.budget is not None
+
+        def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+            attempt = 1
+            previous: float | None = None
+            started = self._start() if needs_start else 0.0
+            while True:
+                ctx.attempt = attempt
+                last: BaseException | None = None
+                try:
+                    result = inner(ctx, fn, args, kwargs)
+                except Exception as exc:
+                    if not match(exc):
+                        raise
+                    last = exc
+                    result = None
+                else:
+                    if on_result is None or not on_result(result):
+                        return result
+                delay = decide(ctx, attempt, last, result, previous, started)
+                if delay == _GIVE_UP:
+                    if last is not None:
+                        raise last
+                    return result
+                if delay > 0:
+                    blocking_sleep(clock, delay)
+                previous = delay
+                attempt += 1
+
+        return run
+
+
+def retry(
+    *,
+    attempts: int = 3,
+    on: ExceptionSpec = Exception,
+    on_result: Callable[[Any], bool] | None = None,
+    backoff: Backoff | float | Callable[[int, BaseException | None], float] | None = None,
+    deadline: float | None = None,
+    budget: RetryBudget | None = None,
+    name: str | None = None,
+    clock: Clock | None = None,
+    bus: EventBus | None = None,
+) -> Retry:
+    """Retry a call that fails with an exception matching *on* (or a result matching *on_result*).
+
+    Control-flow exceptions (cancellation, ``KeyboardInterrupt``,
+    ``SystemExit``, ``GeneratorExit``) are never retried, whatever *on* says.
+    When retries run out the last exception is re-raised as the same object
+    (for *on_result*, the last result is returned).
+
+    Args:
+        attempts: Total attempts including the first (int >= 1).
+        on: An exception type, a tuple of types, or a predicate
+            ``(exc) -> bool``. An ``ExceptionGroup`` matches only when every
+            leaf matches. ``BaseException`` means every ``Exception``.
+        on_result: Predicate ``(result) -> bool``; True means retry.
+        backoff: A :mod:`resilient.backoff` strategy, constant seconds, or a
+            callable ``(attempt, exc_or_none) -> seconds``. Default:
+            ``exponential(initial=0.1, multiplier=2, max_delay=10, jitter="full")``.
+            An exception's numeric ``retry_after`` raises the wait to at
+            least that; beyond the strategy's ``max_delay``, retry gives up.
+        deadline: Seconds for all attempts and waits together; retry never
+            starts a wait that would end past it (nor past the ambient
+            deadline of an enclosing ``timeout``). It does not interrupt a
+            running attempt: put a ``timeout`` outside for that.
+        budget: A :class:`RetryBudget` shared across calls, or None.
+        name: Name reported in events.
+        clock: Time source; ``FakeClock`` in tests.
+        bus: Event bus (default: ``default_bus``).
+
+    Returns:
+        The :class:`Retry` policy: a decorator with ``.call``.
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: A parameter is out of range, or *on* names only
+            control-flow exceptions.
+    """
+    return Retry(
+        attempts=attempts,
+        on=on,
+        on_result=on_result,
+        backoff=backoff,
+        deadline=deadline,
+        budget=budget,
+        name=name,
+        clock=clock,
+        bus=bus,
+    )

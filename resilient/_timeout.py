@@ -1,0 +1,185 @@
+"""``timeout``: cancel the work when it runs too long, in the caller's task.
+
+The mechanism is ``asyncio.timeout``'s, driven by the policy's clock: at
+expiry the task is cancelled; on the way out the cancellation is turned into
+:class:`TimeoutExceededError` only if no other cancellation arrived
+(``task.uncancel()`` back to the count seen at entry). So an outer
+cancellation is never reported as a timeout, even one that lands right after
+expiry, and the task's ``cancelling()`` count is restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+from ._clock import Clock, TimerHandle, call_later
+from ._context import CallContext, Deadline, _deadline
+from ._errors import TimeoutExceededError
+from ._events import EventBus, TimeoutElapsed
+from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._scopes import pop_scope, push_scope
+from ._validate import check_bus, check_clock, check_duration, check_name
+
+__all__ = ["Timeout", "timeout"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Scope:
+    """One entry into a timeout: its task, timer and deadline token."""
+
+    __slots__ = ("cancelling", "expired", "handle", "task", "token")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = False
+        self.handle: TimerHandle | None = None
+        self.token: Any = None
+
+    def expire(self) -> None:
+        self.handle = None
+        self.expired = True
+        self.task.cancel()
+
+
+class Timeout(Policy):
+    """The policy returned by :func:`timeout`; also ``async with timeout(s):``."""
+
+    kind: ClassVar[str] = "timeout"
+    supports_sync: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        seconds: float | timedelta,
+        *,
+        name: str | None = None,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        secs = check_duration("seconds", seconds)
+        assert secs is not None
+        self.seconds: float = secs
+        self.name = check_name(name)
+        self.clock = check_clock(clock)
+        self.bus = check_bus(bus)
+
+    def __repr__(self) -> str:
+        return f"timeout({self.seconds!r})"
+
+    def _enter(self) -> _Scope:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("timeout() must be used inside an asyncio task")
+        scope = _Scope(task)
+        clock = self.clock
+        seconds = self.seconds
+        ambient = _deadline.get()
+        if ambient is not None:
+            left = ambient.remaining()
+            if left <= seconds:
+                if ambient.task is task:
+                    # The enclosing timeout fires first and reports itself.
+                    return scope
+                # Inherited from a parent task whose timer cannot reach us.
+                seconds = max(0.0, left)
+        scope.token = _deadline.set(Deadline(clock.monotonic() + seconds, clock, task))
+        scope.handle = call_later(clock, seconds, scope.expire)
+        return scope
+
+    def _exit(self, scope: _Scope, exc: BaseException | None, operation: str | None) -> None:
+        if scope.handle is not None:
+            scope.handle.cancel()
+            scope.handle = None
+        if scope.token is not None:
+            _deadline.reset(scope.token)
+            scope.token = None
+        if scope.expired:
+            scope.expired = False
+            if scope.task.uncancel() <= scope.cancelling and isinstance(exc, asyncio.CancelledError):
+                bus = self.bus
+                if bus.wants(TimeoutElapsed):
+                    bus.emit(
+                        TimeoutElapsed(
+                            policy="timeout",
+                            name=self.name,
+                            operation=operation,
+                            time=self.clock.monotonic(),
+                            seconds=self.seconds,
+                        )
+                    )
+                raise TimeoutExceededError(self.seconds) from exc
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Return the async layer that bounds *inner* by the timeout."""
+        enter = self._enter
+        leave = self._exit
+
+        async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+            scope = enter()
+            try:
+                result = await inner(ctx, fn, args, kwargs)
+            except BaseException as exc:
+                leave(scope, exc, ctx.operation)
+                raise
+            leave(scope, None, ctx.operation)
+            return result
+
+        return run
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Always raises: a sync function cannot be interrupted.
+
+        Raises:
+            TypeError: Always.
+        """
+        raise TypeError("timeout() cannot guard a sync function; make it `async def`")
+
+    async def __aenter__(self) -> Timeout:
+        push_scope(self, self._enter())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(pop_scope(self), exc, None)
+
+
+def timeout(
+    seconds: float | timedelta,
+    *,
+    name: str | None = None,
+    clock: Clock | None = None,
+    bus: EventBus | None = None,
+) -> Timeout:
+    """Bound an async call (or an ``async with`` block) to *seconds*.
+
+    On expiry the work is cancelled in the caller's task and
+    :class:`TimeoutExceededError` (also a builtin ``TimeoutError``) is
+    raised, its ``__cause__`` the ``CancelledError``. A cancellation from
+    outside is never reported as a timeout. The timeout sets the ambient
+    deadline for everything inside it; a nested timeout never extends it.
+
+    Args:
+        seconds: Finite seconds > 0, or a ``timedelta``.
+        name: Name reported in events.
+        clock: Time source; with ``FakeClock`` the timer fires in virtual time.
+        bus: Event bus (default: ``default_bus``).
+
+    Returns:
+        The :class:`Timeout` policy: decorator, ``.call``, ``async with``.
+
+    Raises:
+        TypeError: *seconds* is not a number or timedelta, or (when
+            decorating) the function is sync.
+        ValueError: *seconds* is <= 0, NaN or infinite.
+    """
+    return Timeout(seconds, name=name, clock=clock, bus=bus)

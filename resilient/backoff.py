@@ -1,0 +1,342 @@
+"""Backoff strategies: how long ``retry`` waits before each retry.
+
+A strategy maps the number of the retry (``k = 1`` for the first retry) to a
+delay. The base delay is clamped to ``max_delay`` *before* jitter, so a
+jittered delay always lies in ``[0, max_delay]``:
+
+- ``jitter="none"``: the clamped delay ``d``;
+- ``jitter="full"``: uniform in ``[0, d]`` (AWS "full jitter");
+- ``jitter="equal"``: ``d / 2`` plus uniform in ``[0, d / 2]``.
+
+Strategies are stateless: ``retry`` keeps each call's own state (the
+previous delay, for :func:`decorrelated`), so concurrent calls never share a
+backoff sequence.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import random
+from collections.abc import Callable
+from typing import Literal
+
+from ._validate import check_duration
+
+__all__ = [
+    "Backoff",
+    "Constant",
+    "Decorrelated",
+    "Exponential",
+    "FromCallable",
+    "Jitter",
+    "Linear",
+    "constant",
+    "decorrelated",
+    "exponential",
+    "linear",
+]
+
+Jitter = Literal["none", "full", "equal"]
+_JITTERS = ("none", "full", "equal")
+
+
+def _check_jitter(value: object) -> Jitter:
+    if value not in _JITTERS:
+        raise ValueError(f"jitter must be one of 'none', 'full', 'equal', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _check_number(param: str, value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
+    f = float(value)
+    if not math.isfinite(f) or f < minimum:
+        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {value!r}")
+    return f
+
+
+class Backoff(abc.ABC):
+    """Base class of backoff strategies.
+
+    Attributes:
+        max_delay: The longest delay the strategy returns. ``retry`` gives up
+            at once when an exception's ``retry_after`` asks for longer.
+    """
+
+    max_delay: float
+
+    def __init__(self, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
+        self.jitter: Jitter = _check_jitter(jitter)
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random, got {rng!r}")
+        self._rng = rng
+
+    def _uniform(self, low: float, high: float) -> float:
+        r = self._rng.random() if self._rng is not None else random.random()
+        return low + (high - low) * r
+
+    @abc.abstractmethod
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Return the delay before jitter and clamping.
+
+        Args:
+            attempt: The retry number, 1 for the first retry.
+            previous: The previous delay of this call, or None.
+
+        Returns:
+            Seconds, not yet clamped.
+        """
+
+    def delay(
+        self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+    ) -> float:
+        """Return the wait before retry number *attempt*, clamped then jittered.
+
+        Args:
+            attempt: The retry number, 1 for the first retry.
+            previous: The previous delay of this call, or None.
+            exception: The exception being retried (unused by the built-in
+                strategies; available to subclasses).
+
+        Returns:
+            Seconds in ``[0, max_delay]``.
+        """
+        d = min(self.max_delay, max(0.0, self.base(attempt, previous)))
+        if self.jitter == "full":
+            return self._uniform(0.0, d)
+        if self.jitter == "equal":
+            return d / 2 + self._uniform(0.0, d / 2)
+        return d
+
+
+class Constant(Backoff):
+    """The same delay every time. ``max_delay`` equals the delay."""
+
+    def __init__(self, delay: float, *, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
+        super().__init__(jitter, rng)
+        self.delay_seconds = check_duration("delay", delay, allow_zero=True)
+        assert self.delay_seconds is not None
+        self.max_delay = self.delay_seconds
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Return the constant delay."""
+        return self.delay_seconds  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"constant({self.delay_seconds!r}, jitter={self.jitter!r})"
+
+
+class Linear(Backoff):
+    """``initial + increment * (k - 1)``, clamped to ``max_delay``."""
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.1,
+        increment: float = 0.1,
+        max_delay: float = 10.0,
+        jitter: Jitter = "none",
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(jitter, rng)
+        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
+        self.increment = check_duration("increment", increment, allow_zero=True) or 0.0
+        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Return ``initial + increment * (attempt - 1)``."""
+        return self.initial + self.increment * (attempt - 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"linear(initial={self.initial!r}, increment={self.increment!r}, "
+            f"max_delay={self.max_delay!r}, jitter={self.jitter!r})"
+        )
+
+
+class Exponential(Backoff):
+    """``initial * multiplier ** (k - 1)``, clamped to ``max_delay``, then jittered."""
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.1,
+        multiplier: float = 2.0,
+        max_delay: float = 10.0,
+        jitter: Jitter = "full",
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(jitter, rng)
+        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
+        self.multiplier = _check_number("multiplier", multiplier, 1.0)
+        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Return ``initial * multiplier ** (attempt - 1)`` (max_delay on overflow)."""
+        try:
+            return self.initial * self.multiplier ** (attempt - 1)
+        except OverflowError:
+            return self.max_delay
+
+    def __repr__(self) -> str:
+        return (
+            f"exponential(initial={self.initial!r}, multiplier={self.multiplier!r}, "
+            f"max_delay={self.max_delay!r}, jitter={self.jitter!r})"
+        )
+
+
+class Decorrelated(Backoff):
+    """AWS "decorrelated jitter": uniform in ``[initial, previous * 3]``, clamped.
+
+    The jitter is built in, so ``delay`` applies no further jitter.
+    """
+
+    def __init__(
+        self, *, initial: float = 0.1, max_delay: float = 10.0, rng: random.Random | None = None
+    ) -> None:
+        super().__init__("none", rng)
+        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
+        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Return a uniform draw in ``[initial, 3 * previous]``."""
+        prev = self.initial if previous is None else previous
+        high = max(self.initial, prev * 3)
+        return self._uniform(self.initial, high)
+
+    def __repr__(self) -> str:
+        return f"decorrelated(initial={self.initial!r}, max_delay={self.max_delay!r})"
+
+
+class FromCallable(Backoff):
+    """A user function ``(attempt, exception_or_none) -> seconds``.
+
+    ``max_delay`` is infinite unless given; a bad return value raises
+    ``ValueError`` chained to the exception being retried.
+    """
+
+    def __init__(
+        self, fn: Callable[[int, BaseException | None], float], *, max_delay: float = math.inf
+    ) -> None:
+        super().__init__("none", None)
+        if not callable(fn):
+            raise TypeError(f"backoff must be callable, got {fn!r}")
+        self.fn = fn
+        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Unused: :meth:`delay` calls the function with the exception."""
+        raise NotImplementedError
+
+    def delay(
+        self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+    ) -> float:
+        """Call the function and check what it returns.
+
+        Raises:
+            ValueError: It returned something that is not a finite number >= 0.
+        """
+        value = self.fn(attempt, exception)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"backoff function {self.fn!r} returned {value!r}, not a number of seconds")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"backoff function {self.fn!r} returned {value!r}; need a finite number >= 0")
+        return min(float(value), self.max_delay)
+
+    def __repr__(self) -> str:
+        return f"FromCallable({self.fn!r})"
+
+
+def constant(delay: float, *, jitter: Jitter = "none", rng: random.Random | None = None) -> Constant:
+    """Wait *delay* seconds before every retry.
+
+    Args:
+        delay: Seconds (>= 0); also the strategy's ``max_delay``.
+        jitter: ``"none"``, ``"full"`` or ``"equal"``.
+        rng: A ``random.Random`` for reproducible jitter.
+
+    Returns:
+        The strategy.
+    """
+    return Constant(delay, jitter=jitter, rng=rng)
+
+
+def linear(
+    *,
+    initial: float = 0.1,
+    increment: float = 0.1,
+    max_delay: float = 10.0,
+    jitter: Jitter = "none",
+    rng: random.Random | None = None,
+) -> Linear:
+    """Wait ``initial + increment * (k - 1)`` seconds before retry *k*, at most *max_delay*.
+
+    Args:
+        initial: The first delay.
+        increment: Added per retry.
+        max_delay: The cap, applied before jitter.
+        jitter: ``"none"``, ``"full"`` or ``"equal"``.
+        rng: A ``random.Random`` for reproducible jitter.
+
+    Returns:
+        The strategy.
+    """
+    return Linear(initial=initial, increment=increment, max_delay=max_delay, jitter=jitter, rng=rng)
+
+
+def exponential(
+    *,
+    initial: float = 0.1,
+    multiplier: float = 2.0,
+    max_delay: float = 10.0,
+    jitter: Jitter = "full",
+    rng: random.Random | None = None,
+) -> Exponential:
+    """Wait ``initial * multiplier ** (k - 1)`` before retry *k*, clamped, then jittered.
+
+    The default of ``retry`` is ``exponential(initial=0.1, multiplier=2,
+    max_delay=10, jitter="full")``.
+
+    Args:
+        initial: The first base delay.
+        multiplier: Growth per retry (>= 1).
+        max_delay: The cap, applied before jitter.
+        jitter: ``"none"``, ``"full"`` (default) or ``"equal"``.
+        rng: A ``random.Random`` for reproducible jitter.
+
+    Returns:
+        The strategy.
+    """
+    return Exponential(initial=initial, multiplier=multiplier, max_delay=max_delay, jitter=jitter, rng=rng)
+
+
+def decorrelated(
+    *, initial: float = 0.1, max_delay: float = 10.0, rng: random.Random | None = None
+) -> Decorrelated:
+    """Decorrelated jitter: each delay uniform in ``[initial, 3 * previous]``, at most *max_delay*.
+
+    Args:
+        initial: The smallest delay and the first ``previous``.
+        max_delay: The cap.
+        rng: A ``random.Random`` for reproducible draws.
+
+    Returns:
+        The strategy.
+    """
+    return Decorrelated(initial=initial, max_delay=max_delay, rng=rng)
+
+
+def to_backoff(value: object) -> Backoff:
+    """Normalise ``retry(backoff=...)``: a strategy, seconds, or a callable."""
+    if value is None:
+        return Exponential()
+    if isinstance(value, Backoff):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
+    if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):
+        return Constant(check_duration("backoff", value, allow_zero=True) or 0.0)
+    if callable(value):
+        return FromCallable(value)
+    raise TypeError(f"backoff must be a resilient.backoff strategy, seconds or a callable, got {value!r}")

@@ -1,0 +1,64 @@
+"""Events emitted by policies, and the bus that delivers them.
+
+Subscribe with :func:`resilient.subscribe` (or ``bus.subscribe``); a class
+matches its subclasses, so ``subscribe(h, CircuitStateChanged)`` sees every
+transition. With no subscriber for a type, emitting it allocates nothing.
+"""
+
+from __future__ import annotations
+
+from ._events import (
+    BackendDegraded,
+    BackendRecovered,
+    BulkheadRejected,
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    CircuitClosed,
+    CircuitHalfOpened,
+    CircuitIsolated,
+    CircuitOpened,
+    CircuitRejected,
+    CircuitStateChanged,
+    Event,
+    EventBus,
+    FallbackUsed,
+    Handler,
+    RetriesExhausted,
+    RetryScheduled,
+    Subscription,
+    TimeoutElapsed,
+    default_bus,
+    subscribe,
+)
+
+__all__ = [
+    "BackendDegraded",
+    "BackendRecovered",
+    "BulkheadRejected",
+    "CallFailed",
+    "CallRejected",
+    "CallSucceeded",
+    "CircuitClosed",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
+    "CircuitStateChanged",
+    "Event",
+    "EventBus",
+    "FallbackUsed",
+    "Handler",
+    "RetriesExhausted",
+    "RetryScheduled",
+    "Subscription",
+    "TimeoutElapsed",
+    "default_bus",
+    "subscribe",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj
