@@ -14,7 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from ._state import CircuitState
@@ -226,17 +226,17 @@ class BackendRecovered(Event):
     backend: str
 
 
-Handler = Union[Callable[[Any], None], Callable[[Any], Awaitable[None]]]
+Handler: TypeAlias = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
 
 
 class _Sub:
-    __slots__ = ("handler", "types", "is_async")
+    __slots__ = ("handler", "is_async", "types")
 
     def __init__(self, handler: Handler, types: tuple[type[Event], ...]) -> None:
         self.handler = handler
         self.types = types
         self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)
+            getattr(handler, "__call__", None)  # noqa: B004 (an object with `async def __call__`)
         )
 
 

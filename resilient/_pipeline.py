@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, cast, overload
 
@@ -401,7 +402,7 @@ def _unwrap_descriptor(fn: object) -> object:
 
 def _kind(fn: object) -> bool:
     """Return True for an async target, False for sync; reject the rest."""
-    target = _unwrap_descriptor(fn)
+    target: Any = _unwrap_descriptor(fn)
     if isinstance(target, _Wrapper):
         target = target.__wrapped__
     while isinstance(target, functools.partial):
@@ -415,8 +416,9 @@ def _kind(fn: object) -> bool:
         )
     if inspect.iscoroutinefunction(target):
         return True
-    if not inspect.isfunction(target) and not inspect.ismethod(target) and not inspect.isbuiltin(target):
-        call = getattr(type(target), "__call__", None)
+    if not isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        # A callable object: its class's __call__ decides (`async def __call__`).
+        call = getattr(type(target), "__call__", None)  # noqa: B004
         if call is not None:
             if inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call):
                 raise TypeError(f"{_qualname(target)}.__call__ is a generator function")
@@ -424,12 +426,19 @@ def _kind(fn: object) -> bool:
     return False
 
 
-class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+# wrapt's stubs type the wrapper callback as (wrapped, instance, args, kwargs);
+# ours overrides __call__ to pass (fn, args, kwargs) to the pipeline runner, so
+# the bases are seen as Any.
+_FunctionWrapperBase: Any = wrapt.FunctionWrapper
+_BoundFunctionWrapperBase: Any = wrapt.BoundFunctionWrapper
+
+
+class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self._self_wrapper(self.__wrapped__, args, kwargs)
 
 
-class _Wrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
+class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
     """The single wrapper around a decorated function."""
 
     __bound_function_wrapper__ = _BoundWrapper
@@ -455,7 +464,9 @@ def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
     return Pipeline(
         *policies,
         name=template.name if template.name is not None else (inner.name if template is outer else None),
-        clock=template.clock if template._explicit_clock else (inner.clock if inner._explicit_clock else None),
+        clock=(
+            template.clock if template._explicit_clock else (inner.clock if inner._explicit_clock else None)
+        ),
         bus=template.bus if template._explicit_bus else (inner.bus if inner._explicit_bus else None),
     )
 

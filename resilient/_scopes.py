@@ -14,7 +14,7 @@ __all__ = ["pop_scope", "push_scope"]
 
 
 class _Frame:
-    __slots__ = ("owner", "state", "parent")
+    __slots__ = ("owner", "parent", "state")
 
     def __init__(self, owner: object, state: Any, parent: _Frame | None) -> None:
         self.owner = owner

@@ -111,9 +111,13 @@ def check_bus(value: object) -> EventBus:
 
 
 def _is_control_flow_only(t: type[BaseException]) -> bool:
-    return t is not BaseException and not issubclass(t, Exception) and not (
-        # BaseExceptionGroup may hold ordinary exceptions.
-        issubclass(t, BaseExceptionGroup) and t is BaseExceptionGroup
+    return (
+        t is not BaseException
+        and not issubclass(t, Exception)
+        and not (
+            # BaseExceptionGroup may hold ordinary exceptions.
+            issubclass(t, BaseExceptionGroup) and t is BaseExceptionGroup
+        )
     )
 
 
@@ -137,9 +141,7 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
     elif callable(spec):
         return _predicate_matcher(param, spec)
     else:
-        raise TypeError(
-            f"{param} must be an exception type, a tuple of them, or a predicate, got {spec!r}"
-        )
+        raise TypeError(f"{param} must be an exception type, a tuple of them, or a predicate, got {spec!r}")
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{param} must hold exception types, got {t!r}")

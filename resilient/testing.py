@@ -116,7 +116,7 @@ class FakeClock:
         s = self._seconds(seconds)
         self.sleeps.append(s)
         target = self._now + s
-        while self._step(target):
+        while self._step(target):  # noqa: ASYNC110 (virtual time: each step fires a timer)
             # Let a cancellation the timer requested reach its task.
             await asyncio.sleep(0)
         await asyncio.sleep(0)
