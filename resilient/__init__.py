@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import backoff
 from ._budget import RetryBudget
+from ._bulkhead import Bulkhead, bulkhead
 from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining
@@ -23,6 +24,7 @@ from ._timeout import Timeout, timeout
 __version__ = "0.1.0"
 
 __all__ = [
+    "Bulkhead",
     "BulkheadFullError",
     "CallContext",
     "CircuitOpenError",
@@ -41,6 +43,7 @@ __all__ = [
     "TimeoutExceededError",
     "__version__",
     "backoff",
+    "bulkhead",
     "current_call",
     "fallback",
     "pipeline",
