@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 from ._clock import Clock
-from ._validate import check_clock, check_duration
+from ._validate import check_clock, check_fraction, check_int
 
 __all__ = ["RetryBudget"]
+
+
+def _check_rate(param: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
+    rate = float(value)
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"{param} must be a finite number >= 0, got {value!r}")
+    return rate
 
 
 class RetryBudget:
@@ -24,6 +34,11 @@ class RetryBudget:
         min_per_second: Retries always allowed per second.
         capacity_calls: Calls whose deposits the balance can hold.
         clock: Time source (default: the system clock).
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: *ratio* is outside (0, 1], *min_per_second* is negative,
+            NaN or infinite, or *capacity_calls* is < 1.
     """
 
     def __init__(
@@ -34,12 +49,9 @@ class RetryBudget:
         capacity_calls: int = 100,
         clock: Clock | None = None,
     ) -> None:
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
-        self.ratio = float(ratio)
-        self.min_per_second = check_duration("min_per_second", min_per_second, allow_zero=True) or 0.0
-        if isinstance(capacity_calls, bool) or not isinstance(capacity_calls, int) or capacity_calls < 1:
-            raise ValueError(f"capacity_calls must be an int >= 1, got {capacity_calls!r}")
+        self.ratio = check_fraction("ratio", ratio)
+        self.min_per_second = _check_rate("min_per_second", min_per_second)
+        self.capacity_calls = check_int("capacity_calls", capacity_calls, minimum=1)
         self.clock = check_clock(clock)
         self._cap = max(1.0, self.ratio * capacity_calls + self.min_per_second)
         self._balance = self._cap

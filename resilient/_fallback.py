@@ -33,7 +33,8 @@ class Fallback(Policy):
         self._is_handler = callable(default)
         self._async_handler = self._is_handler and (
             inspect.iscoroutinefunction(default)
-            or inspect.iscoroutinefunction(getattr(default, "__call__", None))
+            # An object whose class defines `async def __call__`.
+            or inspect.iscoroutinefunction(vars(type(default)).get("__call__"))
         )
         self._match = make_matcher("on", on)
         self.on = on
@@ -105,7 +106,18 @@ class Fallback(Policy):
                 self._used(ctx, exc)
                 if not is_handler:
                     return default
-                return default(exc, *args, **kwargs)
+                value = default(exc, *args, **kwargs)
+                if inspect.isawaitable(value):
+                    # Nothing can await it here; close a coroutine so it does
+                    # not warn "never awaited" on top of this error.
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()
+                    raise TypeError(
+                        f"fallback handler {default!r} returned an awaitable for the sync function "
+                        f"{ctx.operation}; use a sync handler"
+                    )
+                return value
 
         return run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from . import _config
@@ -48,8 +49,8 @@ class Retry(Policy):
         attempts: int = 3,
         on: ExceptionSpec = Exception,
         on_result: Callable[[Any], bool] | None = None,
-        backoff: Backoff | float | Callable[[int, BaseException | None], float] | None = None,
-        deadline: float | None = None,
+        backoff: Backoff | float | timedelta | Callable[[int, BaseException | None], float] | None = None,
+        deadline: float | timedelta | None = None,
         budget: RetryBudget | None = None,
         name: str | None = None,
         clock: Clock | None = None,
@@ -75,8 +76,9 @@ class Retry(Policy):
     def __repr__(self) -> str:
         return f"retry(attempts={self.attempts}, backoff={self.backoff!r}, deadline={self.deadline})"
 
-    # The decision shared by the async and sync loops. Returns the delay, or
-    # _GIVE_UP after emitting RetriesExhausted.
+    # The decision shared by the async and sync loops. Returns the planned
+    # delay (the loops skip the wait in test mode), or _GIVE_UP after
+    # emitting RetriesExhausted.
     def _next_delay(
         self,
         ctx: CallContext,
@@ -102,9 +104,14 @@ class Retry(Policy):
                 delay = max(delay, ra)
                 if delay > self.backoff.max_delay:
                     reason = "retry_after"
-            if reason is None and self.deadline is not None:
-                if self.clock.monotonic() + delay >= started + self.deadline:
-                    reason = "deadline"
+            # `>=`: a wait ending exactly at the deadline would leave no time
+            # for the attempt after it.
+            if (
+                reason is None
+                and self.deadline is not None
+                and self.clock.monotonic() + delay >= started + self.deadline
+            ):
+                reason = "deadline"
             if reason is None:
                 ambient = _deadline.get()
                 if ambient is not None and delay >= ambient.remaining():
@@ -126,8 +133,6 @@ class Retry(Policy):
                     )
                 )
             return _GIVE_UP
-        if _config._testing:
-            delay = 0.0
         if bus.wants(RetryScheduled):
             bus.emit(
                 RetryScheduled(
@@ -136,7 +141,7 @@ class Retry(Policy):
                     operation=ctx.operation,
                     time=self.clock.monotonic(),
                     attempt=attempt,
-                    delay=delay,
+                    delay=0.0 if _config._testing else delay,
                     exception=exc,
                     result=result,
                 )
@@ -179,7 +184,9 @@ class Retry(Policy):
                     if last is not None:
                         raise last
                     return result
-                if delay > 0:
+                # Test mode skips the wait but keeps the planned delay as
+                # `previous`, so decisions match those made outside test mode.
+                if delay > 0 and not _config._testing:
                     await clock.sleep(delay)
                 previous = delay
                 attempt += 1
@@ -227,7 +234,7 @@ class Retry(Policy):
                     if last is not None:
                         raise last
                     return result
-                if delay > 0:
+                if delay > 0 and not _config._testing:
                     blocking_sleep(clock, delay)
                 previous = delay
                 attempt += 1
@@ -240,8 +247,8 @@ def retry(
     attempts: int = 3,
     on: ExceptionSpec = Exception,
     on_result: Callable[[Any], bool] | None = None,
-    backoff: Backoff | float | Callable[[int, BaseException | None], float] | None = None,
-    deadline: float | None = None,
+    backoff: Backoff | float | timedelta | Callable[[int, BaseException | None], float] | None = None,
+    deadline: float | timedelta | None = None,
     budget: RetryBudget | None = None,
     name: str | None = None,
     clock: Clock | None = None,

@@ -19,7 +19,8 @@ import abc
 import math
 import random
 from collections.abc import Callable
-from typing import Literal
+from datetime import timedelta
+from typing import Literal, TypeAlias
 
 from ._validate import check_duration
 
@@ -31,6 +32,7 @@ __all__ = [
     "FromCallable",
     "Jitter",
     "Linear",
+    "Seconds",
     "constant",
     "decorrelated",
     "exponential",
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 Jitter = Literal["none", "full", "equal"]
+Seconds: TypeAlias = "float | timedelta"
 _JITTERS = ("none", "full", "equal")
 
 
@@ -113,7 +116,7 @@ class Backoff(abc.ABC):
 class Constant(Backoff):
     """The same delay every time. ``max_delay`` equals the delay."""
 
-    def __init__(self, delay: float, *, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
+    def __init__(self, delay: Seconds, *, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
         super().__init__(jitter, rng)
         self.delay_seconds = check_duration("delay", delay, allow_zero=True)
         assert self.delay_seconds is not None
@@ -133,9 +136,9 @@ class Linear(Backoff):
     def __init__(
         self,
         *,
-        initial: float = 0.1,
-        increment: float = 0.1,
-        max_delay: float = 10.0,
+        initial: Seconds = 0.1,
+        increment: Seconds = 0.1,
+        max_delay: Seconds = 10.0,
         jitter: Jitter = "none",
         rng: random.Random | None = None,
     ) -> None:
@@ -145,8 +148,12 @@ class Linear(Backoff):
         self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
-        """Return ``initial + increment * (attempt - 1)``."""
-        return self.initial + self.increment * (attempt - 1)
+        """Return ``initial + increment * (attempt - 1)`` (max_delay on overflow)."""
+        try:
+            return self.initial + self.increment * (attempt - 1)
+        except OverflowError:
+            # An int retry number too large for a float; the clamp wins anyway.
+            return self.max_delay if self.increment > 0 else self.initial
 
     def __repr__(self) -> str:
         return (
@@ -161,9 +168,9 @@ class Exponential(Backoff):
     def __init__(
         self,
         *,
-        initial: float = 0.1,
+        initial: Seconds = 0.1,
         multiplier: float = 2.0,
-        max_delay: float = 10.0,
+        max_delay: Seconds = 10.0,
         jitter: Jitter = "full",
         rng: random.Random | None = None,
     ) -> None:
@@ -177,7 +184,8 @@ class Exponential(Backoff):
         try:
             return self.initial * self.multiplier ** (attempt - 1)
         except OverflowError:
-            return self.max_delay
+            # Only the growth overflowed: zero times anything is still zero.
+            return self.max_delay if self.initial > 0 else 0.0
 
     def __repr__(self) -> str:
         return (
@@ -193,10 +201,11 @@ class Decorrelated(Backoff):
     """
 
     def __init__(
-        self, *, initial: float = 0.1, max_delay: float = 10.0, rng: random.Random | None = None
+        self, *, initial: Seconds = 0.1, max_delay: Seconds = 10.0, rng: random.Random | None = None
     ) -> None:
         super().__init__("none", rng)
-        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
+        # initial=0 would pin every draw to [0, 0]: the sequence never grows.
+        self.initial = check_duration("initial", initial) or 0.0
         self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
@@ -217,7 +226,7 @@ class FromCallable(Backoff):
     """
 
     def __init__(
-        self, fn: Callable[[int, BaseException | None], float], *, max_delay: float = math.inf
+        self, fn: Callable[[int, BaseException | None], Seconds], *, max_delay: Seconds = math.inf
     ) -> None:
         super().__init__("none", None)
         if not callable(fn):
@@ -234,10 +243,22 @@ class FromCallable(Backoff):
     ) -> float:
         """Call the function and check what it returns.
 
+        Args:
+            attempt: The retry number, 1 for the first retry.
+            previous: Unused.
+            exception: The exception being retried, or None (``on_result``).
+
+        Returns:
+            The seconds the function returned (a ``timedelta`` is converted),
+            at most ``max_delay``.
+
         Raises:
-            ValueError: It returned something that is not a finite number >= 0.
+            TypeError: It returned something that is not a number or timedelta.
+            ValueError: It returned a negative, NaN or infinite number.
         """
         value = self.fn(attempt, exception)
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"backoff function {self.fn!r} returned {value!r}, not a number of seconds")
         if not math.isfinite(value) or value < 0:
@@ -248,7 +269,7 @@ class FromCallable(Backoff):
         return f"FromCallable({self.fn!r})"
 
 
-def constant(delay: float, *, jitter: Jitter = "none", rng: random.Random | None = None) -> Constant:
+def constant(delay: Seconds, *, jitter: Jitter = "none", rng: random.Random | None = None) -> Constant:
     """Wait *delay* seconds before every retry.
 
     Args:
@@ -258,15 +279,19 @@ def constant(delay: float, *, jitter: Jitter = "none", rng: random.Random | None
 
     Returns:
         The strategy.
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: A parameter is negative, NaN or infinite (or out of range).
     """
     return Constant(delay, jitter=jitter, rng=rng)
 
 
 def linear(
     *,
-    initial: float = 0.1,
-    increment: float = 0.1,
-    max_delay: float = 10.0,
+    initial: Seconds = 0.1,
+    increment: Seconds = 0.1,
+    max_delay: Seconds = 10.0,
     jitter: Jitter = "none",
     rng: random.Random | None = None,
 ) -> Linear:
@@ -281,15 +306,19 @@ def linear(
 
     Returns:
         The strategy.
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: A parameter is negative, NaN or infinite (or out of range).
     """
     return Linear(initial=initial, increment=increment, max_delay=max_delay, jitter=jitter, rng=rng)
 
 
 def exponential(
     *,
-    initial: float = 0.1,
+    initial: Seconds = 0.1,
     multiplier: float = 2.0,
-    max_delay: float = 10.0,
+    max_delay: Seconds = 10.0,
     jitter: Jitter = "full",
     rng: random.Random | None = None,
 ) -> Exponential:
@@ -307,12 +336,16 @@ def exponential(
 
     Returns:
         The strategy.
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: A parameter is negative, NaN or infinite (or out of range).
     """
     return Exponential(initial=initial, multiplier=multiplier, max_delay=max_delay, jitter=jitter, rng=rng)
 
 
 def decorrelated(
-    *, initial: float = 0.1, max_delay: float = 10.0, rng: random.Random | None = None
+    *, initial: Seconds = 0.1, max_delay: Seconds = 10.0, rng: random.Random | None = None
 ) -> Decorrelated:
     """Decorrelated jitter: each delay uniform in ``[initial, 3 * previous]``, at most *max_delay*.
 
@@ -323,6 +356,10 @@ def decorrelated(
 
     Returns:
         The strategy.
+
+    Raises:
+        TypeError: A parameter has the wrong type.
+        ValueError: A parameter is negative, NaN or infinite (or out of range).
     """
     return Decorrelated(initial=initial, max_delay=max_delay, rng=rng)
 
