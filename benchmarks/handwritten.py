@@ -1,0 +1,214 @@
+"""The same resilience logic written by hand with the standard library.
+
+These are the baselines ``resilient`` is held to: what a careful engineer
+writes in a few lines without a library (a decorator-style closure with a
+try/except loop, ``asyncio.timeout``, ``asyncio.Semaphore``, a consecutive-
+failure breaker on ``time.monotonic``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+AsyncDeco = Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]
+
+
+def retry(attempts: int = 3) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """A retry loop with no wait between attempts (async).
+
+    Args:
+        attempts: Total attempts.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception:
+                    if attempt == attempts:
+                        raise
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return deco
+
+
+def retry_sync(attempts: int = 3) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A retry loop with no wait between attempts (sync).
+
+    Args:
+        attempts: Total attempts.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return fn(*args, **kwargs)
+                except Exception:
+                    if attempt == attempts:
+                        raise
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return deco
+
+
+def timeout(seconds: float) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """``async with asyncio.timeout(seconds)`` around the call.
+
+    Args:
+        seconds: The timeout.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with asyncio.timeout(seconds):
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def fallback(default: Any) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Return *default* when the call raises an ``Exception``.
+
+    Args:
+        default: The value to return instead.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception:
+                return default
+
+        return wrapper
+
+    return deco
+
+
+def bulkhead(limit: int) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """``async with asyncio.Semaphore(limit)`` around the call.
+
+    Args:
+        limit: Concurrent calls allowed.
+
+    Returns:
+        A decorator.
+    """
+    sem = asyncio.Semaphore(limit)
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with sem:
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+class OpenError(Exception):
+    """The hand-written breaker is open."""
+
+
+class Breaker:
+    """A consecutive-failure circuit breaker on ``time.monotonic``.
+
+    Opens after *threshold* consecutive failures; after *recovery* seconds
+    the next call is let through as a probe.
+
+    Args:
+        threshold: Consecutive failures that open it.
+        recovery: Seconds it stays open.
+    """
+
+    def __init__(self, threshold: int = 5, recovery: float = 30.0) -> None:
+        self.threshold = threshold
+        self.recovery = recovery
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def __call__(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Decorate an async function.
+
+        Args:
+            fn: The function.
+
+        Returns:
+            The guarded function.
+        """
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self.opened_at is not None and time.monotonic() - self.opened_at < self.recovery:
+                raise OpenError
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception:
+                self.failures += 1
+                if self.failures >= self.threshold:
+                    self.opened_at = time.monotonic()
+                raise
+            self.failures = 0
+            self.opened_at = None
+            return result
+
+        return wrapper
+
+    def sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate a sync function.
+
+        Args:
+            fn: The function.
+
+        Returns:
+            The guarded function.
+        """
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self.opened_at is not None and time.monotonic() - self.opened_at < self.recovery:
+                raise OpenError
+            try:
+                result = fn(*args, **kwargs)
+            except Exception:
+                self.failures += 1
+                if self.failures >= self.threshold:
+                    self.opened_at = time.monotonic()
+                raise
+            self.failures = 0
+            self.opened_at = None
+            return result
+
+        return wrapper
