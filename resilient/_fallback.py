@@ -34,7 +34,7 @@ class Fallback(Policy):
         self._async_handler = self._is_handler and (
             inspect.iscoroutinefunction(default)
             # An object whose class defines `async def __call__`.
-            or inspect.iscoroutinefunction(vars(type(default)).get("__call__"))
+            or inspect.iscoroutinefunction(inspect.getattr_static(type(default), "__call__", None))
         )
         self._match = make_matcher("on", on)
         self.on = on

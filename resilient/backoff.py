@@ -184,8 +184,11 @@ class Exponential(Backoff):
         try:
             return self.initial * self.multiplier ** (attempt - 1)
         except OverflowError:
-            # Only the growth overflowed: zero times anything is still zero.
-            return self.max_delay if self.initial > 0 else 0.0
+            # The retry number or the growth does not fit a float. No growth
+            # (multiplier 1) or a zero start stays put; anything else is huge.
+            if self.initial == 0 or self.multiplier == 1:
+                return self.initial
+            return self.max_delay
 
     def __repr__(self) -> str:
         return (
