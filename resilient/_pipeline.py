@@ -454,7 +454,9 @@ class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
         return self._self_wrapper(self.__wrapped__, args, kwargs)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError("resilient-wrapped functions cannot be pickled by value")
+        # Like a plain function: pickled (and copied) by reference to its
+        # qualified name, so module-level decorated functions cross processes.
+        return self.__qualname__
 
 
 def _merge(outer: Policy, inner: Pipeline) -> Pipeline:

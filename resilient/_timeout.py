@@ -33,19 +33,41 @@ T = TypeVar("T")
 class _Scope:
     """One entry into a timeout: its task, timer and deadline token."""
 
-    __slots__ = ("cancelling", "expired", "handle", "task", "token")
+    __slots__ = ("cancelling", "closed", "expired", "handle", "task", "token")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.cancelling = task.cancelling()
         self.expired = False
+        self.closed = False
         self.handle: TimerHandle | None = None
         self.token: Any = None
 
     def expire(self) -> None:
+        """The timer fired: cancel the task (at its next suspension if it is running)."""
+        task = self.task
+        loop = task.get_loop()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop and asyncio.current_task(loop) is not task:
+            self.handle = None
+            self.cancel()
+        else:
+            # Fired from inside the task itself (a fake clock advanced by the
+            # body) or from another thread. Cancelling a running task leaves a
+            # request that only its next await delivers; if the body returned
+            # first, that stray request would cancel the caller later (and
+            # Python < 3.13 cannot withdraw it). Deferring to the loop lets
+            # _exit withdraw it by cancelling this handle.
+            self.handle = loop.call_soon_threadsafe(self.cancel)
+
+    def cancel(self) -> None:
         self.handle = None
-        self.expired = True
-        self.task.cancel()
+        if not self.closed:
+            self.expired = True
+            self.task.cancel()
 
 
 class Timeout(Policy):
@@ -93,6 +115,7 @@ class Timeout(Policy):
         return scope
 
     def _exit(self, scope: _Scope, exc: BaseException | None, operation: str | None) -> None:
+        scope.closed = True
         if scope.handle is not None:
             scope.handle.cancel()
             scope.handle = None
