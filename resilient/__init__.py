@@ -8,6 +8,7 @@ on a bus that logging and metrics adapters plug into.
 from __future__ import annotations
 
 from . import backoff
+from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
 from ._clock import Clock, SystemClock
@@ -27,6 +28,7 @@ __all__ = [
     "Bulkhead",
     "BulkheadFullError",
     "CallContext",
+    "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "Clock",
@@ -44,6 +46,7 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "circuit_breaker",
     "current_call",
     "fallback",
     "pipeline",

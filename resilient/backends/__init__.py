@@ -1,0 +1,38 @@
+"""Where circuit breaker state lives.
+
+:class:`MemoryBackend` (the default, one per breaker) keeps it in this
+process. A shared backend implements :class:`BreakerBackend`, whose steps
+(``acquire``, ``record``, ``release``, ``isolate``, ``reset``, ``state``)
+are each one atomic operation on the shared state; see "Writing a backend"
+in the circuit breaker docs.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    BreakerBackend,
+    BreakerConfig,
+    BreakerStats,
+    Outcome,
+    Permit,
+    Rejection,
+    Transition,
+)
+from .memory import MemoryBackend
+
+__all__ = [
+    "BreakerBackend",
+    "BreakerConfig",
+    "BreakerStats",
+    "MemoryBackend",
+    "Outcome",
+    "Permit",
+    "Rejection",
+    "Transition",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("resilient.backends._"):
+        _obj.__module__ = __name__
+del _name, _obj
