@@ -184,10 +184,13 @@ class Retry(Policy):
                     if last is not None:
                         raise last
                     return result
-                # Test mode skips the wait but keeps the planned delay as
-                # `previous`, so decisions match those made outside test mode.
-                if delay > 0 and not _config._testing:
-                    await clock.sleep(delay)
+                if delay > 0:
+                    if _config._testing:
+                        # Skipped waits still count against the deadline (and
+                        # stay `previous`), so test mode decides as production.
+                        started -= delay
+                    else:
+                        await clock.sleep(delay)
                 previous = delay
                 attempt += 1
                 ctx.attempt = attempt
@@ -234,8 +237,11 @@ class Retry(Policy):
                     if last is not None:
                         raise last
                     return result
-                if delay > 0 and not _config._testing:
-                    blocking_sleep(clock, delay)
+                if delay > 0:
+                    if _config._testing:
+                        started -= delay  # as in the async loop
+                    else:
+                        blocking_sleep(clock, delay)
                 previous = delay
                 attempt += 1
 
