@@ -1,0 +1,291 @@
+"""What every adapter shares: event names, flat fields, lazy imports, tracked policies.
+
+The adapters render the same event the same way: one snake_case *kind* per
+event class (``RetryScheduled`` -> ``"retry_scheduled"``) and one set of flat
+fields built from the event's dataclass fields, so a log line, a structlog
+entry and a span event of one event agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from resilient._events import Event, EventBus, Subscription, default_bus
+
+__all__ = [
+    "Tracked",
+    "attach",
+    "check_levels",
+    "event_fields",
+    "event_kind",
+    "exception_type",
+    "import_optional",
+    "level_for",
+    "subject",
+]
+
+# Fields every event has; adapters render them separately (``time`` is a
+# monotonic reading, meaningless outside the process, so it is left out).
+_BASE_FIELDS = frozenset({"policy", "name", "operation", "time"})
+_REPR_LIMIT = 200
+
+_kinds: dict[type, str] = {}
+_field_names: dict[type, tuple[str, ...]] = {}
+
+
+def import_optional(module: str, extra: str, adapter: str) -> ModuleType:
+    """Import an optional dependency, or explain which extra installs it.
+
+    Args:
+        module: The module to import, e.g. ``"prometheus_client"``.
+        extra: The ``resilient`` extra that installs it, e.g. ``"prometheus"``.
+        adapter: The adapter class that needs it, for the message.
+
+    Returns:
+        The imported module.
+
+    Raises:
+        ImportError: The module is not installed.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{adapter} needs the {module!r} package, which is not installed: "
+            f"pip install 'resilient[{extra}]'"
+        ) from exc
+
+
+def event_kind(cls: type) -> str:
+    """Return the snake_case kind of an event class (``CircuitOpened`` -> ``"circuit_opened"``).
+
+    Args:
+        cls: An event class.
+
+    Returns:
+        The kind, cached per class.
+    """
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+        _kinds[cls] = kind
+    return kind
+
+
+def exception_type(exc: BaseException) -> str:
+    """Return the exception's class name, module-qualified unless it is a builtin.
+
+    Args:
+        exc: An exception.
+
+    Returns:
+        E.g. ``"ConnectionError"`` or ``"httpx.ConnectTimeout"``.
+    """
+    cls = type(exc)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        return text[: _REPR_LIMIT - 3] + "..."
+    return text
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """Return the event's own fields as flat, log-friendly values.
+
+    The base fields (``policy``, ``name``, ``operation``, ``time``) are left
+    out. An exception becomes ``exception`` (its repr) plus
+    ``exception_type``; an enum becomes its value; any other non-scalar (an
+    ``on_result`` result) becomes a repr cut to 200 characters. ``None``
+    values are kept.
+
+    Args:
+        event: Any event.
+
+    Returns:
+        A new dict, in the dataclass's field order.
+    """
+    cls = type(event)
+    names = _field_names.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(event) if f.name not in _BASE_FIELDS)
+        _field_names[cls] = names
+    out: dict[str, Any] = {}
+    for key in names:
+        value = getattr(event, key)
+        if isinstance(value, BaseException):
+            out[key] = _short_repr(value)
+            out[f"{key}_type"] = exception_type(value)
+        elif isinstance(value, enum.Enum):
+            out[key] = value.value
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        else:
+            out[key] = _short_repr(value)
+    return out
+
+
+def subject(event: Event) -> str:
+    """Return what a message is about: the operation, else the policy's name, else its kind.
+
+    Args:
+        event: Any event.
+
+    Returns:
+        E.g. ``"fetch_user"``.
+    """
+    if event.operation is not None:
+        return event.operation
+    if event.name is not None:
+        return event.name
+    return f"<{event.policy}>"
+
+
+def attach(
+    handler: Callable[[Any], None], types: tuple[type[Event], ...], bus: EventBus | None
+) -> Subscription:
+    """Subscribe *handler* to *types* on *bus*, checking the bus first.
+
+    Args:
+        handler: The adapter's sync handler.
+        types: The event classes it wants.
+        bus: An :class:`EventBus`, or None for the default bus.
+
+    Returns:
+        The subscription.
+
+    Raises:
+        TypeError: *bus* is not an EventBus.
+    """
+    if bus is None:
+        bus = default_bus
+    elif not isinstance(bus, EventBus):
+        raise TypeError(f"bus must be an EventBus or None, got {bus!r}")
+    return bus.subscribe(handler, *types)
+
+
+def check_levels(
+    param: str, levels: Mapping[type[Event], int | str] | None, defaults: Mapping[type[Event], int]
+) -> dict[type[Event], int]:
+    """Merge user *levels* over *defaults*, validating keys and values.
+
+    Args:
+        param: The parameter name for error messages.
+        levels: Event class -> level (an int or a name like ``"WARNING"``).
+        defaults: The adapter's default levels.
+
+    Returns:
+        The merged mapping.
+
+    Raises:
+        TypeError: A key is not an Event class or a value is not an int/str.
+        ValueError: A level name is unknown or a level is negative.
+    """
+    merged = dict(defaults)
+    if levels is None:
+        return merged
+    if not isinstance(levels, Mapping):
+        raise TypeError(f"{param} must be a mapping of event class to level, got {levels!r}")
+    for cls, level in levels.items():
+        if not (isinstance(cls, type) and issubclass(cls, Event)):
+            raise TypeError(f"{param} keys must be event classes from resilient.events, got {cls!r}")
+        if isinstance(level, str):
+            number = logging.getLevelName(level.upper())
+            if not isinstance(number, int):
+                raise ValueError(f"{param}[{cls.__name__}]: unknown level name {level!r}")
+            level = number
+        elif isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"{param}[{cls.__name__}] must be an int or a level name, got {level!r}")
+        if level < 0:
+            raise ValueError(f"{param}[{cls.__name__}] must be >= 0, got {level}")
+        merged[cls] = level
+    return merged
+
+
+def level_for(cls: type, levels: Mapping[type[Event], int]) -> int:
+    """Return the level configured for *cls* or its nearest configured base class.
+
+    Args:
+        cls: An event class.
+        levels: Event class -> level; must contain :class:`Event`.
+
+    Returns:
+        The level.
+    """
+    for base in cls.__mro__:
+        found = levels.get(base)
+        if found is not None:
+            return found
+    return levels[Event]
+
+
+class Tracked:
+    """Policies read at scrape time (bulkheads' ``in_use``, breakers' ``state``).
+
+    Held weakly, keyed by name, so a tracked policy that goes away stops
+    being reported and two policies never report under one label.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._lock = threading.Lock()
+        self._refs: dict[str, weakref.ref[Any]] = {}
+
+    def add(self, policy: object, required: tuple[str, ...]) -> None:
+        """Track *policy*, which must have a name and the *required* attributes.
+
+        Args:
+            policy: The policy object.
+            required: Attribute names read at scrape time.
+
+        Raises:
+            TypeError: *policy* lacks an attribute.
+            ValueError: *policy* has no name, or another live policy has it.
+        """
+        for attr in required:
+            if not hasattr(policy, attr):
+                raise TypeError(f"{self._what} must have a {attr!r} attribute, got {policy!r}")
+        name = getattr(policy, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"{self._what} needs a name to be tracked (it is the metric label), "
+                f"e.g. name='db'; got {policy!r}"
+            )
+        with self._lock:
+            old = self._refs.get(name)
+            current = None if old is None else old()
+            if current is not None and current is not policy:
+                raise ValueError(f"another {self._what} named {name!r} is already tracked")
+            self._refs[name] = weakref.ref(policy)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Yield ``(name, policy)`` for every live tracked policy."""
+        with self._lock:
+            pairs = list(self._refs.items())
+        dead = []
+        for name, ref in pairs:
+            policy = ref()
+            if policy is None:
+                dead.append(name)
+                continue
+            yield name, policy
+        if dead:
+            with self._lock:
+                for name in dead:
+                    maybe = self._refs.get(name)
+                    if maybe is not None and maybe() is None:
+                        del self._refs[name]

@@ -1,0 +1,386 @@
+"""Log every event on a stdlib :mod:`logging` logger.
+
+Each event kind has a level (configurable per event class) and a readable
+message; the event's fields go into the record as flat ``resilient_*``
+attributes for structured formatters::
+
+    from resilient.adapters.logging import LoggingAdapter
+
+    LoggingAdapter().attach()  # logs on the "resilient" logger
+
+The message is only built when the logger is enabled for the event's level,
+so a quiet production logger pays one level check per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from resilient._context import current_call
+from resilient._events import (
+    BackendDegraded,
+    BackendRecovered,
+    BulkheadRejected,
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    CircuitRejected,
+    CircuitStateChanged,
+    Event,
+    EventBus,
+    FallbackUsed,
+    RetriesExhausted,
+    RetryScheduled,
+    Subscription,
+    TimeoutElapsed,
+)
+from resilient._state import CircuitState
+
+from ._common import attach, check_levels, event_fields, event_kind, level_for, subject
+
+__all__ = ["DEFAULT_LEVELS", "LoggingAdapter"]
+
+DEFAULT_LEVELS: Mapping[type[Event], int] = {
+    Event: logging.INFO,
+    RetryScheduled: logging.WARNING,
+    RetriesExhausted: logging.WARNING,
+    TimeoutElapsed: logging.WARNING,
+    CircuitStateChanged: logging.WARNING,
+    CallRejected: logging.WARNING,
+    FallbackUsed: logging.WARNING,
+    BackendDegraded: logging.WARNING,
+    BackendRecovered: logging.INFO,
+    CallSucceeded: logging.DEBUG,
+    CallFailed: logging.INFO,
+}
+"""The default level of each event kind; subclasses inherit their base's level.
+
+Retries, timeouts, circuit state changes, rejections, fallbacks and a
+degraded backend are WARNING; a failed call (the caller gets the exception
+and decides) and a recovered backend are INFO; a successful call is DEBUG so
+production logs stay quiet.
+"""
+
+_REASONS = {
+    "attempts": "no attempts left",
+    "deadline": "the next wait would pass the deadline",
+    "retry_after": "the server's retry_after exceeds the backoff's max_delay",
+    "budget": "the retry budget is spent",
+}
+
+_VERBS = {
+    CircuitState.OPEN: "opened",
+    CircuitState.HALF_OPEN: "half-opened",
+    CircuitState.CLOSED: "closed",
+    CircuitState.ISOLATED: "isolated",
+}
+
+
+def _label(event: Event) -> str:
+    return repr(event.name) if event.name is not None else "(unnamed)"
+
+
+def _cause(exc: BaseException | None, result: Any = None, retried_result: bool = False) -> str:
+    if exc is not None:
+        return repr(exc)
+    if retried_result:
+        return f"result {result!r}"
+    return "a retried result"
+
+
+def _total_attempts(event: RetryScheduled) -> int | None:
+    """The emitting retry's ``attempts`` setting, when it can be told apart in the running pipeline."""
+    ctx = current_call()
+    if ctx is None or ctx.operation != event.operation:
+        return None
+    found: Any = None
+    for policy in ctx.pipeline.policies:
+        if policy.kind == "retry" and policy.name == event.name:
+            if found is not None:
+                return None  # two unnamed retries: we cannot tell which one emitted
+            found = policy
+    total = getattr(found, "attempts", None)
+    return total if isinstance(total, int) else None
+
+
+def _retry_scheduled(ev: RetryScheduled) -> str:
+    total = _total_attempts(ev)
+    nxt = ev.attempt + 1
+    attempt = f"{nxt}/{total}" if total is not None else str(nxt)
+    cause = _cause(ev.exception, ev.result, retried_result=True)
+    return f"retrying {subject(ev)} in {ev.delay:.2f}s (attempt {attempt}) after {cause}"
+
+
+def _retries_exhausted(ev: RetriesExhausted) -> str:
+    plural = "attempt" if ev.attempts == 1 else "attempts"
+    why = _REASONS.get(ev.reason, ev.reason)
+    return f"giving up on {subject(ev)} after {ev.attempts} {plural} ({why}): {_cause(ev.exception)}"
+
+
+def _timeout_elapsed(ev: TimeoutElapsed) -> str:
+    return f"{subject(ev)} timed out after {ev.seconds:g}s"
+
+
+def _circuit_changed(ev: CircuitStateChanged) -> str:
+    verb = _VERBS.get(ev.state, f"moved to {ev.state.value}")
+    during = f" during {ev.operation}" if ev.operation is not None else ""
+    return f"circuit breaker {_label(ev)} {verb} (was {ev.previous.value}){during}"
+
+
+def _circuit_rejected(ev: CircuitRejected) -> str:
+    after = f", retry after {ev.retry_after:.2f}s" if ev.retry_after is not None else ""
+    return f"circuit breaker {_label(ev)} rejected {subject(ev)}{after}"
+
+
+def _bulkhead_rejected(ev: BulkheadRejected) -> str:
+    return f"bulkhead {_label(ev)} rejected {subject(ev)}: no free slot"
+
+
+def _call_rejected(ev: CallRejected) -> str:
+    return f"{ev.policy} {_label(ev)} rejected {subject(ev)}"
+
+
+def _fallback_used(ev: FallbackUsed) -> str:
+    return f"fallback used for {subject(ev)} after {ev.exception!r}"
+
+
+def _call_succeeded(ev: CallSucceeded) -> str:
+    return f"{subject(ev)} succeeded in {ev.duration:.3f}s"
+
+
+def _call_failed(ev: CallFailed) -> str:
+    return f"{subject(ev)} failed after {ev.duration:.3f}s: {ev.exception!r}"
+
+
+def _backend_degraded(ev: BackendDegraded) -> str:
+    cause = f" ({ev.exception!r})" if ev.exception is not None else ""
+    return f"{ev.policy} {_label(ev)}: backend {ev.backend} is not answering, using local state{cause}"
+
+
+def _backend_recovered(ev: BackendRecovered) -> str:
+    return f"{ev.policy} {_label(ev)}: backend {ev.backend} answers again, using shared state"
+
+
+def _generic(ev: Event) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in event_fields(ev).items())
+    return f"{event_kind(type(ev))} {subject(ev)}" + (f" ({fields})" if fields else "")
+
+
+_RENDERERS: dict[type, Callable[[Any], str]] = {
+    RetryScheduled: _retry_scheduled,
+    RetriesExhausted: _retries_exhausted,
+    TimeoutElapsed: _timeout_elapsed,
+    CircuitStateChanged: _circuit_changed,
+    CircuitRejected: _circuit_rejected,
+    BulkheadRejected: _bulkhead_rejected,
+    CallRejected: _call_rejected,
+    FallbackUsed: _fallback_used,
+    CallSucceeded: _call_succeeded,
+    CallFailed: _call_failed,
+    BackendDegraded: _backend_degraded,
+    BackendRecovered: _backend_recovered,
+    Event: _generic,
+}
+
+
+def render(event: Event) -> str:
+    """Return the log message for *event* (the one :class:`LoggingAdapter` writes).
+
+    Args:
+        event: Any event.
+
+    Returns:
+        E.g. ``"retrying fetch_user in 0.21s (attempt 2/3) after ConnectionError('refused')"``.
+    """
+    for base in type(event).__mro__:
+        renderer = _RENDERERS.get(base)
+        if renderer is not None:
+            return renderer(event)
+    return _generic(event)
+
+
+def record_extra(event: Event) -> dict[str, Any]:
+    """Return the flat ``resilient_*`` fields :class:`LoggingAdapter` puts on a record.
+
+    Args:
+        event: Any event.
+
+    Returns:
+        ``resilient_event`` (the kind, e.g. ``"retry_scheduled"``),
+        ``resilient_policy``, ``resilient_name``, ``resilient_operation``,
+        then ``resilient_<field>`` for each of the event's own fields.
+    """
+    extra: dict[str, Any] = {
+        "resilient_event": event_kind(type(event)),
+        "resilient_policy": event.policy,
+        "resilient_name": event.name,
+        "resilient_operation": event.operation,
+    }
+    for key, value in event_fields(event).items():
+        extra[f"resilient_{key}"] = value
+    return extra
+
+
+class LoggingAdapter:
+    """Writes events to a stdlib logger.
+
+    Args:
+        logger: A :class:`logging.Logger` (or ``LoggerAdapter``), a logger
+            name, or None for the ``"resilient"`` logger.
+        levels: Event class -> level (int or name such as ``"INFO"``),
+            merged over :data:`DEFAULT_LEVELS`. A class also sets the level
+            of its subclasses unless they have their own entry, so
+            ``{CallRejected: "ERROR"}`` covers circuit and bulkhead
+            rejections.
+        skip_disabled: If True (the default), :meth:`attach` subscribes only
+            to the event kinds whose level the logger is enabled for at that
+            moment, so a kind it would drop (``CallSucceeded`` at DEBUG on a
+            production logger) is never even built by the policies. Call
+            :meth:`refresh` after lowering the logger's level at run time.
+            If False, every event is delivered and checked against the
+            logger's level when it arrives.
+
+    Raises:
+        TypeError: *logger* or a *levels* entry has the wrong type.
+        ValueError: A level name is unknown.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+        levels: Mapping[type[Event], int | str] | None = None,
+        *,
+        skip_disabled: bool = True,
+    ) -> None:
+        if logger is None:
+            logger = logging.getLogger("resilient")
+        elif isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        elif not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            raise TypeError(f"logger must be a logging.Logger, a logger name or None, got {logger!r}")
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger
+        self.levels: Mapping[type[Event], int] = check_levels("levels", levels, DEFAULT_LEVELS)
+        if not isinstance(skip_disabled, bool):
+            raise TypeError(f"skip_disabled must be a bool, got {skip_disabled!r}")
+        self.skip_disabled = skip_disabled
+        # Concrete event class -> level, filled on first sight of each class.
+        self._level_cache: dict[type, int] = {}
+        self._lock = threading.Lock()
+        self._handles: list[Subscription] = []
+
+    def __repr__(self) -> str:
+        return f"LoggingAdapter(logger={self.logger.name!r})"
+
+    def level_of(self, event_type: type[Event]) -> int:
+        """Return the level events of *event_type* are logged at.
+
+        Args:
+            event_type: An event class.
+
+        Returns:
+            The configured level (of the class or its nearest base).
+        """
+        level = self._level_cache.get(event_type)
+        if level is None:
+            level = level_for(event_type, self.levels)
+            self._level_cache[event_type] = level
+        return level
+
+    def __call__(self, event: Event) -> None:
+        """Log *event* if the logger is enabled for its level.
+
+        Args:
+            event: Any event.
+        """
+        cls = type(event)
+        level = self._level_cache.get(cls)
+        if level is None:
+            level = self.level_of(cls)
+        logger = self.logger
+        if not logger.isEnabledFor(level):
+            return
+        logger.log(level, render(event), extra=record_extra(event))
+
+    def wanted_types(self) -> tuple[type[Event], ...]:
+        """Return the event classes :meth:`attach` subscribes to right now.
+
+        Returns:
+            ``(Event,)`` when every kind is logged (or ``skip_disabled`` is
+            False); otherwise the smallest set of classes covering the kinds
+            whose level the logger is enabled for.
+        """
+        if not self.skip_disabled:
+            return (Event,)
+        logger = self.logger
+
+        def enabled(cls: type[Event]) -> bool:
+            return logger.isEnabledFor(self.level_of(cls))
+
+        def cover(cls: type[Event]) -> list[type[Event]]:
+            if all(enabled(c) for c in _subtree(cls)):
+                return [cls]
+            return [
+                found
+                for child in cls.__subclasses__()
+                if child is not _NothingEnabled
+                for found in cover(child)
+            ]
+
+        found = tuple(dict.fromkeys(cover(Event)))
+        # No types would mean "every event" to the bus; the sentinel keeps
+        # the subscription (for refresh) while nothing is delivered.
+        return found or (_NothingEnabled,)
+
+    def attach(self, bus: EventBus | None = None) -> Subscription:
+        """Start logging the events emitted on *bus*.
+
+        Args:
+            bus: The bus (default: ``resilient.events.default_bus``).
+
+        Returns:
+            The :class:`~resilient.events.Subscription`; ``unsubscribe()`` stops logging.
+
+        Raises:
+            TypeError: *bus* is not an EventBus.
+        """
+        handle = attach(self, self.wanted_types(), bus)
+        with self._lock:
+            self._handles = [h for h in self._handles if h.active] + [handle]
+        return handle
+
+    def refresh(self) -> None:
+        """Re-read the logger's level and re-subscribe every active attachment to match.
+
+        Needed only with ``skip_disabled=True`` after the logger's level was
+        lowered (for example to DEBUG) at run time; subscriptions returned
+        by :meth:`attach` stay valid.
+        """
+        types = self.wanted_types()
+        with self._lock:
+            self._handles = [h for h in self._handles if h.active]
+            handles = list(self._handles)
+        for handle in handles:
+            bus = handle._bus
+            fresh = bus.subscribe(self, *types)
+            old = handle._sub
+            # Swap the registration inside the caller's handle, so the
+            # Subscription they hold still unsubscribes the live one.
+            handle._sub = fresh._sub
+            bus._remove(old)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NothingEnabled(Event):
+    """Never emitted: what a logger that logs no event kind subscribes to."""
+
+
+def _subtree(cls: type[Event]) -> list[type[Event]]:
+    out = [cls]
+    for child in cls.__subclasses__():
+        if child is not _NothingEnabled:
+            out.extend(_subtree(child))
+    return out
