@@ -49,7 +49,7 @@ class SlowHandler(BaseHTTPRequestHandler):
 def slow_server() -> Iterator[str]:
     """Serve SlowHandler on a free localhost port; yield its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

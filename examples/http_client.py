@@ -84,7 +84,7 @@ class FlakyHandler(BaseHTTPRequestHandler):
 def flaky_server() -> Iterator[str]:
     """Serve FlakyHandler on a free localhost port; yield its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -57,6 +57,11 @@ def status() -> str:  # a sync function: the same breaker guards it (thread-safe
     return service.request("status")
 
 
+def state() -> CircuitState:
+    """The breaker's state, read fresh (a property: it moves with the clock)."""
+    return payments.state
+
+
 def on_transition(event: Event) -> None:
     """Print every state change of the breaker."""
     assert isinstance(event, CircuitStateChanged)
@@ -73,7 +78,7 @@ async def main() -> None:
                 await charge(amount)
             except ConnectionError as exc:
                 print(f"  charge({amount}) failed: {exc}")
-        assert payments.state == CircuitState.OPEN
+        assert state() == CircuitState.OPEN
 
         print("refund and status are rejected too, without a request")
         before = service.requests
@@ -91,7 +96,7 @@ async def main() -> None:
         service.up = True
         clock.advance(30.0)
         print(f"  {status()}")
-        assert payments.state == CircuitState.CLOSED
+        assert state() == CircuitState.CLOSED
 
         print("the context-manager form shares the same state")
         async with payments:
