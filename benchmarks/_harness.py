@@ -3,16 +3,18 @@
 Method (the same for every script):
 
 - Every variant is a no-argument callable (a coroutine function for async
-  rows). One *batch* times ``number`` back-to-back calls with
-  ``time.perf_counter_ns`` and divides by ``number``.
+  rows). One *batch* times ``number`` back-to-back calls with the thread's
+  CPU clock (``time.thread_time_ns``; ``--wall`` for ``perf_counter_ns``) and divides by ``number`` (a slow variant's batch
+  is shortened to about 4 ms, never below 20 calls).
 - Async batches all run inside ONE running event loop (no ``asyncio.run``
   per call); the loop gets one ``await asyncio.sleep(0)`` between batches so
   cancelled timer handles are cleaned up as they would be in an application.
 - Variants are *interleaved*: each round times every variant once, in an
   order rotated every round, so machine drift (other processes, frequency
   changes) hits every variant alike.
-- The garbage collector is disabled during a batch and run between batches,
-  as ``timeit`` does.
+- The garbage collector is disabled during a batch (as ``timeit`` does) and
+  the batch's garbage collected after it; objects alive before the
+  measurement are frozen out of the collector so that stays cheap.
 - We report the median of the rounds (and the minimum). Overhead is the
   variant's per-call time minus the baseline's, both medians (or both minima).
 """
@@ -72,9 +74,31 @@ class Settings:
 FULL = Settings(number=2000, rounds=25)
 QUICK = Settings(number=300, rounds=5)
 
+# A batch of a slow variant is cut down to about this long, so one slow peer
+# does not stretch the rounds (and the drift between variants within one).
+_BATCH_NS = 4_000_000
+
+
+def _calibrate(per_call_ns: float, settings: Settings) -> int:
+    fit = int(_BATCH_NS / max(per_call_ns, 1.0))
+    return max(20, min(settings.number, fit))
+
+
+def _timer() -> Callable[[], int]:
+    # CPU time of this thread by default: on a shared machine, time spent
+    # descheduled while another process runs is not ours to count. Every
+    # batch here is CPU-bound (nothing waits on I/O or timers), so the two
+    # agree on an idle machine. --wall switches to wall-clock time.
+    return time.perf_counter_ns if "--wall" in sys.argv[1:] else time.thread_time_ns
+
+
+def clock_name() -> str:
+    """Which timer the measurements use, for the report."""
+    return "wall-clock time (perf_counter)" if "--wall" in sys.argv[1:] else "thread CPU time (thread_time)"
+
 
 async def _batch_async(fn: AsyncFn, number: int) -> float:
-    counter = time.perf_counter_ns
+    counter = _timer()
     t0 = counter()
     for _ in repeat(None, number):
         await fn()
@@ -82,7 +106,7 @@ async def _batch_async(fn: AsyncFn, number: int) -> float:
 
 
 def _batch_sync(fn: SyncFn, number: int) -> float:
-    counter = time.perf_counter_ns
+    counter = _timer()
     t0 = counter()
     for _ in repeat(None, number):
         fn()
@@ -101,15 +125,19 @@ async def measure_async(variants: dict[str, AsyncFn], settings: Settings) -> dic
     """
     labels = list(variants)
     out = {label: Stats() for label in labels}
-    for label in labels:  # warm-up: lazy caches, specialisation
-        await _batch_async(variants[label], max(50, settings.number // 10))
+    gc.collect()
+    gc.freeze()  # what exists now is never collected: keeps the between-batch collections short
+    number: dict[str, int] = {}
+    for label in labels:  # warm-up (lazy caches, specialisation) and batch size
+        number[label] = _calibrate(await _batch_async(variants[label], 50), settings)
+        await asyncio.sleep(0)
     for r in range(settings.rounds):
         k = r % len(labels)
         for label in labels[k:] + labels[:k]:
-            gc.collect()
+            gc.collect(0)  # the batch's garbage is all young: gc was off
             gc.disable()
             try:
-                t = await _batch_async(variants[label], settings.number)
+                t = await _batch_async(variants[label], number[label])
             finally:
                 gc.enable()
             out[label].samples.append(t)
@@ -129,15 +157,16 @@ def measure_sync(variants: dict[str, SyncFn], settings: Settings) -> dict[str, S
     """
     labels = list(variants)
     out = {label: Stats() for label in labels}
-    for label in labels:
-        _batch_sync(variants[label], max(50, settings.number // 10))
+    gc.collect()
+    gc.freeze()
+    number = {label: _calibrate(_batch_sync(variants[label], 50), settings) for label in labels}
     for r in range(settings.rounds):
         k = r % len(labels)
         for label in labels[k:] + labels[:k]:
-            gc.collect()
+            gc.collect(0)  # the batch's garbage is all young: gc was off
             gc.disable()
             try:
-                t = _batch_sync(variants[label], settings.number)
+                t = _batch_sync(variants[label], number[label])
             finally:
                 gc.enable()
             out[label].samples.append(t)

@@ -1,0 +1,447 @@
+"""resilient side by side with its peers and the hand-written stdlib version (issue 7).
+
+Measures, in one process and interleaved (see ``_harness.py``), the per-call
+overhead over a bare call of every library that has the policy, plus the
+throughput of 1,000 tasks x 100 calls through bulkhead(50) + breaker and the
+memory each decorated function costs, then prints Markdown tables with a
+PASS/FAIL budget column:
+
+- every resilient policy adds less overhead than the fastest peer with it;
+- the five-policy stack adds no more than the hand-written stdlib stack;
+- ``@timeout`` costs no more than ``asyncio.timeout``;
+- throughput at least that of ``asyncio.Semaphore`` + a hand-written breaker;
+- with no subscribers, events cost nothing measurable (a policy on a bus with
+  one subscriber to an unrelated event type costs within 5% of the same
+  policy on an empty bus);
+- plus the issue 2/3 budgets: ``@retry`` success path at most 2x the hand-
+  written loop's overhead; closed breaker at most half of ``circuitbreaker``'s.
+
+Usage::
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/compare.py            # under a minute
+    python benchmarks/compare.py --quick    # CI smoke, a few seconds
+    python benchmarks/compare.py --strict   # exit 1 if a budget fails
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import time
+import tracemalloc
+import types
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import peers as pr
+import resilient
+from _harness import (
+    FULL,
+    QUICK,
+    Settings,
+    Stats,
+    fmt_ns,
+    fmt_ratio,
+    is_quick,
+    machine,
+    measure_async,
+    measure_sync,
+    table,
+    versions,
+)
+from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
+from resilient.events import BulkheadRejected, EventBus
+
+AsyncFn = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Scenario:
+    """One row of the overhead table.
+
+    Attributes:
+        key: Short identifier.
+        title: Row title.
+        builders: Library -> builder, or the reason it has no such row.
+        flaky: Guard a function failing twice then succeeding (else one returning at once).
+        sync: Guard a sync function.
+    """
+
+    key: str
+    title: str
+    builders: dict[str, Any]
+    flaky: bool = False
+    sync: bool = False
+    variants: dict[str, str] = field(default_factory=dict)  # lib -> variant label, once built
+    missing: dict[str, str] = field(default_factory=dict)  # lib -> why there is no number
+
+
+def scenarios() -> list[Scenario]:
+    """Every row of the overhead table, async first."""
+    return [
+        Scenario("retry", "retry, success first time", pr.RETRY_ASYNC),
+        Scenario("retry2", "retry, 2 failures then success, zero wait", pr.RETRY_ASYNC, flaky=True),
+        Scenario("timeout", "timeout (not reached)", pr.TIMEOUT_ASYNC),
+        Scenario("breaker", "circuit breaker, closed", pr.BREAKER_ASYNC),
+        Scenario("bulkhead", "bulkhead, uncontended", pr.BULKHEAD_ASYNC),
+        Scenario("fallback", "fallback, no failure", pr.FALLBACK_ASYNC),
+        Scenario("stack", "five-policy stack", pr.STACK_ASYNC),
+        Scenario("sretry", "sync retry, success first time", pr.RETRY_SYNC, sync=True),
+        Scenario("sretry2", "sync retry, 2 failures then success", pr.RETRY_SYNC, flaky=True, sync=True),
+        Scenario("sbreaker", "sync circuit breaker, closed", pr.BREAKER_SYNC, sync=True),
+    ]
+
+
+def _build(rows: list[Scenario], sync: bool) -> dict[str, Any]:
+    """Build the variants of the async (or sync) rows, recording what could not be built."""
+    pre = "sync " if sync else ""
+    variants: dict[str, Any] = {f"{pre}bare": ok_sync if sync else ok}
+    variants[f"{pre}bare x3"] = _three_sync(flaky_sync()) if sync else _three_async(flaky_async())
+    for sc in rows:
+        if sc.sync != sync:
+            continue
+        for lib in pr.LIBS:
+            b = sc.builders.get(lib, pr._NO_POLICY)
+            if isinstance(b, str):
+                sc.missing[lib] = b
+                continue
+            # A fresh flaky function per variant: each keeps its own fail-fail-succeed phase.
+            target: Any = ok_sync if sync else ok
+            if sc.flaky:
+                target = flaky_sync() if sync else flaky_async()
+            try:
+                fn = b(target)
+            except LookupError as exc:
+                sc.missing[lib] = str(exc)
+                continue
+            label = f"{sc.key}:{lib}"
+            variants[label] = fn
+            sc.variants[lib] = label
+    return variants
+
+
+def _event_variants() -> dict[str, AsyncFn]:
+    # The same retry on an empty bus, and on a bus with one subscriber to an
+    # unrelated event type (so the bus is not empty but nothing is for retry).
+    quiet, busy = EventBus(), EventBus()
+    busy.subscribe(lambda ev: None, BulkheadRejected)
+    out: dict[str, AsyncFn] = {}
+    for name, bus in (("quiet", quiet), ("busy", busy)):
+        out[f"ev ok {name}"] = resilient.pipeline(resilient.retry(attempts=3, backoff=0, bus=bus), bus=bus)(
+            ok
+        )
+        out[f"ev flaky {name}"] = resilient.pipeline(
+            resilient.retry(attempts=3, backoff=0, bus=bus), bus=bus
+        )(flaky_async())
+    return out
+
+
+# --- throughput ----------------------------------------------------------------------------
+
+
+async def _load(fn: AsyncFn, tasks: int, calls: int) -> float:
+    async def worker() -> None:
+        for _ in range(calls):
+            await fn()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return tasks * calls / (time.perf_counter() - t0)
+
+
+async def throughput(rounds: int, tasks: int, calls: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Calls per second of each library's bulkhead(50) + breaker, interleaved rounds."""
+    builders = pr.throughput_builders()
+    out: dict[str, list[float]] = {}
+    missing: dict[str, str] = {}
+    fns: dict[str, AsyncFn] = {}
+    for lib, b in builders.items():
+        if isinstance(b, str):
+            missing[lib] = b
+            continue
+        try:
+            fns[lib] = b(pr.yield_once)
+        except LookupError as exc:
+            missing[lib] = str(exc)
+            continue
+        out[lib] = []
+        await _load(fns[lib], min(tasks, 100), 5)  # warm-up
+    labels = list(fns)
+    for r in range(rounds):
+        k = r % len(labels)
+        for lib in labels[k:] + labels[:k]:
+            gc.collect()
+            out[lib].append(await _load(fns[lib], tasks, calls))
+    return out, missing
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def _fresh(n: int, proto: Callable[..., Any]) -> list[Callable[..., Any]]:
+    # Distinct function objects sharing one code object, made before tracing starts.
+    return [types.FunctionType(proto.__code__, proto.__globals__, f"fn{i}") for i in range(n)]
+
+
+def memory(n: int) -> dict[str, dict[str, float | str]]:
+    """Bytes allocated per decorated function (a fresh policy per function), per library.
+
+    Must run inside the event loop: hyx's timeout binds the running loop when decorating.
+    """
+    kinds = {
+        "retry": pr.RETRY_ASYNC,
+        "timeout": pr.TIMEOUT_ASYNC,
+        "breaker": pr.BREAKER_ASYNC,
+        "stack": pr.STACK_ASYNC,
+    }
+    out: dict[str, dict[str, float | str]] = {}
+    for kind, builders in kinds.items():
+        row: dict[str, float | str] = {}
+        for lib in pr.LIBS:
+            b = builders.get(lib, pr._NO_POLICY)
+            if isinstance(b, str):
+                row[lib] = b
+                continue
+            fns = _fresh(n, ok)
+            try:
+                b(fns[0])  # imports and lazy module state happen outside the measurement
+            except LookupError as exc:
+                row[lib] = str(exc)
+                continue
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            kept = [b(f) for f in fns[1:]]
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            row[lib] = (after - before) / len(kept)
+            del kept
+        out[kind] = row
+    return out
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One budget and its verdict.
+
+    Attributes:
+        what: The budget.
+        measured: The numbers behind the verdict.
+        passed: The verdict (None when it cannot be judged).
+    """
+
+    what: str
+    measured: str
+    passed: bool | None
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def _overheads(sc: Scenario, stats: dict[str, Stats]) -> dict[str, float]:
+    pre = "sync " if sc.sync else ""
+    base = stats[f"{pre}bare x3" if sc.flaky else f"{pre}bare"].median
+    return {lib: stats[label].median - base for lib, label in sc.variants.items()}
+
+
+def _fastest_peer(over: dict[str, float]) -> tuple[str, float] | None:
+    peers = [(v, lib) for lib, v in over.items() if lib in pr.PEERS]
+    if not peers:
+        return None
+    v, lib = min(peers)
+    return lib, v
+
+
+def overhead_table(rows: list[Scenario], stats: dict[str, Stats], checks: list[Check]) -> str:
+    """The per-call overhead table; appends each row's budget to *checks*."""
+    out = []
+    for sc in rows:
+        over = _overheads(sc, stats)
+        res = over.get("resilient")
+        cells = [sc.title]
+        for lib in pr.LIBS:
+            if lib in over:
+                ratio = "" if lib == "resilient" or res is None else f" ({fmt_ratio(over[lib], res)})"
+                cells.append(fmt_ns(over[lib]) + ratio)
+            else:
+                cells.append("n/a")
+        budget = "-"
+        if sc.key == "stack":
+            passed = None if res is None else res <= over["stdlib"]
+            budget = f"<= stdlib: {_verdict(passed)}"
+            measured = "not measured" if res is None else f"{fmt_ns(res)} vs stdlib {fmt_ns(over['stdlib'])}"
+            checks.append(Check("five-policy stack adds no more than the stdlib stack", measured, passed))
+        else:
+            fastest = _fastest_peer(over)
+            if fastest is not None and res is not None:
+                passed = res < fastest[1]
+                budget = f"< {fastest[0]}: {_verdict(passed)}"
+                checks.append(
+                    Check(
+                        f"{sc.title}: below the fastest peer",
+                        f"{fmt_ns(res)} vs {fastest[0]} {fmt_ns(fastest[1])}",
+                        passed,
+                    )
+                )
+        cells.append(budget)
+        out.append(cells)
+    return table(["scenario (overhead per call; x = peer / resilient)", *pr.LIBS, "budget"], out)
+
+
+def extra_checks(rows: list[Scenario], stats: dict[str, Stats], checks: list[Check]) -> None:
+    """The issue 2/3 budgets and the timeout-vs-asyncio.timeout one."""
+    by_key = {sc.key: _overheads(sc, stats) for sc in rows}
+
+    def check(what: str, key: str, lib: str, factor: float, strict: bool = False) -> None:
+        over = by_key[key]
+        res, other = over.get("resilient"), over.get(lib)
+        if res is None or other is None:
+            checks.append(Check(what, "not measured", None))
+            return
+        limit = factor * other
+        passed = res < limit if strict else res <= limit
+        checks.append(
+            Check(what, f"{fmt_ns(res)} vs {lib} {fmt_ns(other)} ({fmt_ratio(res, other)})", passed)
+        )
+
+    check("`@timeout` costs no more than `asyncio.timeout`", "timeout", "stdlib", 1.0)
+    check("`@retry` success path adds at most 2x the hand-written loop", "retry", "stdlib", 2.0)
+    check("sync `@retry` success path adds at most 2x the hand-written loop", "sretry", "stdlib", 2.0)
+    check("closed breaker adds at most half of `circuitbreaker`'s", "breaker", "circuitbreaker", 0.5)
+
+
+def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
+    """Compare a policy on an empty bus with one on a bus with an unrelated subscriber."""
+    out = []
+    for kind, title in (("ok", "retry, success"), ("flaky", "retry, 2 failures then success")):
+        quiet, busy = stats[f"ev {kind} quiet"].median, stats[f"ev {kind} busy"].median
+        passed = busy - quiet <= 0.05 * quiet
+        out.append([title, fmt_ns(quiet), fmt_ns(busy), f"{(busy - quiet) / quiet:+.1%}", _verdict(passed)])
+        checks.append(
+            Check(
+                f"events cost nothing measurable ({title})",
+                f"{fmt_ns(quiet)} empty bus vs {fmt_ns(busy)} unrelated subscriber",
+                passed,
+            )
+        )
+    return table(["policy", "empty bus", "unrelated subscriber", "difference", "within 5%"], out)
+
+
+def throughput_table(res: dict[str, list[float]], missing: dict[str, str], checks: list[Check]) -> str:
+    """Median calls/second per library, with the budget against the stdlib version."""
+    import statistics
+
+    med = {lib: statistics.median(v) for lib, v in res.items()}
+    out = []
+    for lib in pr.LIBS:
+        if lib in med:
+            out.append(
+                [lib, f"{med[lib]:,.0f}", f"{max(res[lib]):,.0f}", fmt_ratio(med[lib], med.get("stdlib"))]
+            )
+        elif lib in missing:
+            out.append([lib, "n/a", missing[lib], "-"])
+    if "resilient" in med and "stdlib" in med:
+        passed: bool | None = med["resilient"] >= med["stdlib"]
+        measured = f"{med['resilient']:,.0f} vs {med['stdlib']:,.0f} calls/s"
+    else:
+        passed, measured = None, "not measured"
+    checks.append(Check("throughput at least asyncio.Semaphore + hand-written breaker", measured, passed))
+    return table(["library", "calls/s (median)", "calls/s (best)", "vs stdlib"], out)
+
+
+def memory_table(mem: dict[str, dict[str, float | str]]) -> str:
+    """Bytes per decorated function."""
+    out = []
+    for kind, row in mem.items():
+        cells = [kind]
+        for lib in pr.LIBS:
+            v = row.get(lib, "n/a")
+            cells.append(f"{v:,.0f} B" if isinstance(v, float) else "n/a")
+        out.append(cells)
+    return table(["policy", *pr.LIBS], out)
+
+
+def versions_table() -> str:
+    """Which version of each library ran (or why it did not)."""
+    found = versions(["resilient", *pr.PEERS, "wrapt"])
+    out = []
+    for lib, ver in found.items():
+        status = "ok" if ver else "not installed"
+        if lib in pr.import_errors:
+            status = pr.import_errors[lib]
+        out.append([lib, ver or "-", status])
+    return table(["library", "version", "status"], out)
+
+
+def run(settings: Settings, tasks: int, calls: int, trounds: int, mem_n: int) -> list[Check]:
+    """Measure everything, print the report, return the budget checks."""
+    rows = scenarios()
+    checks: list[Check] = []
+
+    async def main() -> tuple[dict[str, Stats], tuple[dict[str, list[float]], dict[str, str]], Any]:
+        av = _build(rows, sync=False)
+        av.update(_event_variants())
+        astats = await measure_async(av, settings)
+        tp = await throughput(trounds, tasks, calls)
+        mem = memory(mem_n)
+        return astats, tp, mem
+
+    astats, (tp, tp_missing), mem = asyncio.run(main())
+    sstats = measure_sync(_build(rows, sync=True), settings)
+    stats = {**astats, **sstats}
+
+    print("# resilient vs peers\n")
+    print(f"{machine()}\n")
+    print(versions_table())
+    print(
+        f"\n## Overhead per call over a bare call\n\n{settings.rounds} interleaved rounds; "
+        f"median per-call time minus the bare call's (bare async call {fmt_ns(stats['bare'].median)}, "
+        f"sync {fmt_ns(stats['sync bare'].median)}; for the 2-failure rows the bare cost is three "
+        f"direct calls, {fmt_ns(stats['bare x3'].median)} async, {fmt_ns(stats['sync bare x3'].median)} sync).\n"
+    )
+    print(overhead_table(rows, stats, checks))
+    extra_checks(rows, stats, checks)
+    print("\n## Events with no subscriber\n")
+    print(event_checks(stats, checks))
+    print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
+    print(throughput_table(tp, tp_missing, checks))
+    print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")
+    print(memory_table(mem))
+    print("\n## Budgets\n")
+    print(
+        table(["budget", "measured", "verdict"], [[c.what, c.measured, _verdict(c.passed)] for c in checks])
+    )
+    missing = sorted(
+        {
+            f"{lib}: {why}"
+            for sc in rows
+            for lib, why in sc.missing.items()
+            if lib in pr.PEERS and why != pr._NO_POLICY
+        }
+    )
+    if missing:
+        print("\nNot measured (n/a): " + "; ".join(missing))
+    return checks
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run in full or ``--quick`` mode; with ``--strict`` a failed budget exits 1."""
+    if is_quick(argv):
+        checks = run(QUICK, tasks=100, calls=20, trounds=1, mem_n=21)
+    else:
+        checks = run(FULL, tasks=1000, calls=100, trounds=3, mem_n=201)
+    if "--strict" in argv and any(c.passed is False for c in checks):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
