@@ -1,0 +1,198 @@
+"""The connection side of :class:`~resilient.backends.redis.RedisBackend`.
+
+A :class:`RedisLink` runs one breaker step as one ``EVALSHA`` of the Lua
+script, bounded by a time budget, and tracks whether Redis is reachable:
+after a failure it reports "down" once, then lets one caller per reconnect
+interval try again, and reports "up" when Redis answers. A failed step
+returns None; it never raises (cancellation excepted, which is the caller's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from resilient._clock import Clock
+from resilient.backends._redis_clients import async_twin, sync_twin
+
+__all__ = ["SCRIPT", "SCRIPT_SHA", "RedisLink"]
+
+SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").read_text("utf-8")
+"""The Lua source of every breaker step (loaded once per server, called by SHA)."""
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
+
+
+class RedisLink:
+    """Run script steps on one Redis server, degrading instead of raising.
+
+    Args:
+        client: The user's client (either flavour).
+        async_client: The asyncio client, or None to build one on first use.
+        sync_source: The client the blocking twin is built from (or used as is).
+        timeout: Seconds one step may take.
+        reconnect_interval: Seconds between attempts while Redis is down.
+        on_down: Called once (outside the lock) when Redis stops answering.
+        on_up: Called once when it answers again.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        async_client: Any,
+        sync_source: Any,
+        timeout: float,
+        reconnect_interval: float,
+        on_down: Callable[[BaseException], None],
+        on_up: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.reconnect_interval = reconnect_interval
+        self.clock: Clock | None = None
+        self._aclient = async_client
+        self._sync_source = sync_source
+        self._sync: Any = None
+        self._on_down = on_down
+        self._on_up = on_up
+        self._lock = threading.Lock()
+        self.down_until: float | None = None
+        self._probing = False
+
+    def _now(self) -> float:
+        clock = self.clock
+        if clock is None:
+            raise RuntimeError("RedisBackend used before bind()")
+        return clock.monotonic()
+
+    # --- reachability ------------------------------------------------------------
+
+    def _may_try(self) -> bool:
+        """While down: let one caller per reconnect interval try Redis."""
+        with self._lock:
+            until = self.down_until
+            if until is None:
+                return True
+            if self._probing or self._now() < until:
+                return False
+            self._probing = True
+            return True
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self.down_until is None
+            self.down_until = self._now() + self.reconnect_interval
+            self._probing = False
+        if first:
+            self._on_down(exc)
+
+    def _answered(self) -> None:
+        with self._lock:
+            if self.down_until is None:
+                return
+            self.down_until = None
+            self._probing = False
+        self._on_up()
+
+    def _interrupted(self) -> None:
+        with self._lock:
+            self._probing = False
+
+    # --- clients -------------------------------------------------------------------
+
+    def sync_client(self) -> Any:
+        """The blocking client (built on first use)."""
+        client = self._sync
+        if client is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = sync_twin(self._sync_source, self.timeout)
+                client = self._sync
+        return client
+
+    def async_client(self) -> Any:
+        """The asyncio client (built on first use when only a sync one was given)."""
+        client = self._aclient
+        if client is None:
+            with self._lock:
+                if self._aclient is None:
+                    self._aclient = async_twin(self._sync_source)
+                client = self._aclient
+        return client
+
+    # --- steps -----------------------------------------------------------------------
+
+    def run(self, args: tuple[Any, ...]) -> list[Any] | None:
+        """Run the script with the blocking client; None if Redis did not answer.
+
+        Args:
+            args: The four keys, then the script's arguments.
+
+        Returns:
+            The script's reply, or None (Redis down, slow, or erroring).
+        """
+        if self.down_until is not None and not self._may_try():
+            return None
+        client = self.sync_client()
+        try:
+            try:
+                reply: list[Any] = client.evalsha(SCRIPT_SHA, 4, *args)
+            except NoScriptError:
+                client.script_load(SCRIPT)  # a restarted or flushed server: load once more
+                reply = client.evalsha(SCRIPT_SHA, 4, *args)
+        except Exception as exc:  # a redis error, OSError, or the socket timeout
+            self._failed(exc)
+            return None
+        except BaseException:
+            self._interrupted()
+            raise
+        if self.down_until is not None:
+            self._answered()
+        return reply
+
+    async def run_async(self, args: tuple[Any, ...]) -> list[Any] | None:
+        """Run the script with the asyncio client within the budget; None if Redis did not answer.
+
+        Args:
+            args: The four keys, then the script's arguments.
+
+        Returns:
+            The script's reply, or None (Redis down, slow, or erroring).
+        """
+        if self.down_until is not None and not self._may_try():
+            return None
+        client = self.async_client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                try:
+                    reply: list[Any] = await client.evalsha(SCRIPT_SHA, 4, *args)
+                except NoScriptError:
+                    await client.script_load(SCRIPT)
+                    reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+        except Exception as exc:  # a redis error, OSError, or the budget (TimeoutError)
+            self._failed(exc)
+            return None
+        except BaseException:
+            self._interrupted()  # cancellation belongs to the caller: never swallowed
+            raise
+        if self.down_until is not None:
+            self._answered()
+        return reply
+
+    def close(self) -> None:
+        """Close the blocking client if this link built it."""
+        sync = self._sync
+        if sync is not None and sync is not self._sync_source:
+            sync.close()
+
+    async def aclose(self) -> None:
+        """Close the clients this link built."""
+        client = self._aclient
+        if client is not None and client is not self.client:
+            await client.aclose()
+        self.close()

@@ -1,0 +1,130 @@
+"""The wire format between :class:`RedisBackend` and its Lua script.
+
+The script takes the four keys, the step name, fifteen configuration
+arguments (:func:`script_config`) and the step's own; it replies with a flat
+list of integers that the functions here decode.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from typing import Any
+
+from resilient._breaker_stats import TIME_BUCKETS
+from resilient._state import CircuitState
+from resilient.backends._base import BreakerConfig, BreakerStats, Rejection, Transition
+
+__all__ = [
+    "STATES",
+    "breaker_in_caller",
+    "default_reporter",
+    "rejection_of",
+    "script_config",
+    "stats_of",
+    "transition_of",
+]
+
+STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.ISOLATED)
+"""State codes of the script, in order."""
+
+
+def default_reporter() -> str:
+    """Return this process's default reporter id, ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def breaker_in_caller() -> Any:
+    """Find the circuit breaker whose constructor is binding a backend.
+
+    ``BreakerBackend.bind`` receives neither the breaker's name nor its bus,
+    and the Redis keys need the name; until the interface passes them, look
+    for the breaker a few frames up (``bind`` is called from its ``__init__``).
+
+    Returns:
+        The breaker, or None.
+    """
+    frame: Any = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if getattr(type(candidate), "kind", None) == "circuit_breaker":
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def script_config(
+    config: BreakerConfig,
+    *,
+    probe_lease: float,
+    key_ttl: float,
+    min_reporters: int,
+    reporter_ttl: float | None,
+    reporter: str,
+) -> tuple[Any, ...]:
+    """Return ARGV[2..16] of the script (times in milliseconds, 0 for "off").
+
+    Args:
+        config: The breaker's thresholds and windows.
+        probe_lease: Seconds a probe permit lives.
+        key_ttl: Seconds unused keys live (raised to outlive the state they hold).
+        min_reporters: Distinct reporters needed to open.
+        reporter_ttl: Seconds a reporter counts (None: the time window, else 60).
+        reporter: This process's reporter id.
+
+    Returns:
+        The arguments, in the script's order.
+    """
+    if reporter_ttl is None:
+        reporter_ttl = config.window_seconds if config.window_seconds is not None else 60.0
+    # Keys must outlive an OPEN period plus a probe lease, and a time window.
+    ttl = max(key_ttl, 2 * config.recovery_timeout + probe_lease, 2 * (config.window_seconds or 0.0))
+    return (
+        config.failure_threshold,
+        config.recovery_timeout * 1000.0,
+        config.half_open_max_calls,
+        config.success_threshold,
+        config.failure_rate or 0,
+        config.window,
+        (config.window_seconds or 0.0) * 1000.0,
+        TIME_BUCKETS,
+        config.minimum_calls,
+        config.slow_call_rate if config.slow_call_duration is not None else 0,
+        probe_lease * 1000.0,
+        math.ceil(ttl * 1000.0),
+        min_reporters,
+        math.ceil(reporter_ttl * 1000.0),
+        reporter,
+    )
+
+
+def transition_of(reply: list[Any]) -> Transition | None:
+    """Decode the transition a step caused (reply items 2 and 3), if any."""
+    previous = reply[2]
+    return None if previous < 0 else Transition(STATES[previous], STATES[reply[3]])
+
+
+def rejection_of(reply: list[Any]) -> Rejection:
+    """Decode a refused ``acquire`` (retry_after in microseconds, -1 for unknown)."""
+    retry = reply[7]
+    return Rejection(STATES[reply[0]], None if retry < 0 else retry / 1e6)
+
+
+def stats_of(reply: list[Any]) -> BreakerStats:
+    """Decode the ``stats`` step's reply."""
+    retry = reply[10]
+    return BreakerStats(
+        state=STATES[reply[0]],
+        generation=reply[1],
+        calls=reply[4],
+        failures=reply[5],
+        slow_calls=reply[6],
+        consecutive_failures=reply[7],
+        probes_in_flight=reply[8],
+        probe_successes=reply[9],
+        retry_after=None if retry < 0 else retry / 1e6,
+    )

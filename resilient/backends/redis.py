@@ -1,0 +1,572 @@
+"""Circuit breaker state shared by a fleet, in Redis.
+
+::
+
+    import redis.asyncio
+    from resilient import circuit_breaker
+    from resilient.backends.redis import RedisBackend
+
+    payments = circuit_breaker(name="payments", backend=RedisBackend(redis.asyncio.Redis()))
+
+Breakers with the same ``name`` and ``prefix`` share one state, whatever
+process or host they run in. Each step (admit, record, release, isolate,
+reset) is one Lua script run atomically on the server, with the server's
+clock. A CLOSED call that succeeds costs one round trip: its success is sent
+with the process's next step. When Redis is down or slower than ``timeout``
+the breaker keeps serving on a local in-memory breaker and returns to the
+shared state when Redis answers again. See ``docs/fleet.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import weakref
+from datetime import timedelta
+from typing import Any, ClassVar
+
+try:
+    import redis  # noqa: F401  (fail here, with the fix, when the extra is missing)
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "resilient.backends.redis needs the redis package: pip install 'resilient[redis]'"
+    ) from exc
+
+from resilient._clock import Clock
+from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
+from resilient._state import CircuitState
+from resilient._validate import check_bus, check_duration, check_int, check_name
+from resilient.backends._base import (
+    BreakerBackend,
+    BreakerConfig,
+    BreakerStats,
+    Outcome,
+    Permit,
+    Rejection,
+    Transition,
+)
+from resilient.backends._redis_clients import is_async_client, is_sync_client
+from resilient.backends._redis_link import RedisLink
+from resilient.backends._redis_protocol import (
+    STATES,
+    breaker_in_caller,
+    default_reporter,
+    rejection_of,
+    script_config,
+    stats_of,
+    transition_of,
+)
+from resilient.backends.memory import MemoryBackend
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("resilient")
+
+_NO_ARGS: tuple[Any, ...] = ()
+_instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A forked child is another reporter and must not reuse its parent's probe ids.
+    for backend in list(_instances):
+        backend._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Local:
+    """Marks a permit issued by the local fallback breaker."""
+
+    __slots__ = ("permit",)
+
+    def __init__(self, permit: Permit) -> None:
+        self.permit = permit
+
+
+def _seconds(param: str, value: object) -> float:
+    seconds = check_duration(param, value)
+    assert seconds is not None
+    return seconds
+
+
+class RedisBackend(BreakerBackend):
+    """Circuit breaker state in Redis, shared by every breaker with the same name and prefix.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` (for async functions) or a
+            ``redis.Redis``; the other flavour is built from its connection
+            settings when needed.
+        sync_client: The blocking client for sync functions and for
+            ``state``/``isolate()``/``reset()`` (default: built from
+            *client* with socket timeouts of *timeout* seconds).
+        prefix: First part of every key: ``{prefix}:{{{name}}}:state`` etc.
+        name: Key name of the shared state (default: the breaker's name).
+        timeout: Seconds one Redis step may take before the breaker gives up
+            on Redis for this call and uses its local state.
+        reconnect_interval: While degraded, seconds between attempts to
+            reach Redis again (time of the breaker's clock).
+        probe_lease: Seconds a HALF_OPEN probe permit lives if the process
+            holding it dies before releasing it.
+        key_ttl: Seconds an unused breaker's keys live (extended to outlive
+            the recovery timeout, the probe lease and the windows).
+        min_reporters: Distinct reporters (processes) whose failures are
+            needed to open the CLOSED breaker (1: any process can open it).
+        reporter_ttl: Seconds a reporter's last failure counts toward
+            *min_reporters* (default: ``window_seconds``, else 60).
+        reporter: This process's reporter id (default: ``host:pid``).
+        bus: Bus for ``BackendDegraded``/``BackendRecovered`` (default: the
+            breaker's bus).
+
+    Raises:
+        TypeError: *client* or *sync_client* is not a redis client, or a
+            setting has the wrong type.
+        ValueError: A setting is out of range.
+    """
+
+    nonblocking: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        sync_client: Any = None,
+        prefix: str = "resilient",
+        name: str | None = None,
+        timeout: float | timedelta = 0.05,
+        reconnect_interval: float | timedelta = 1.0,
+        probe_lease: float | timedelta = 10.0,
+        key_ttl: float | timedelta = 86400.0,
+        min_reporters: int = 1,
+        reporter_ttl: float | timedelta | None = None,
+        reporter: str | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        if is_async_client(client):
+            async_client: Any = client
+        elif is_sync_client(client):
+            async_client = None  # built on first async step
+            sync_client = client if sync_client is None else sync_client
+        else:
+            raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
+        if sync_client is not None and not is_sync_client(sync_client):
+            raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+        self.prefix = check_name(prefix, "prefix")
+        self._explicit_name = check_name(name)
+        self._link = RedisLink(
+            client,
+            async_client,
+            client if sync_client is None else sync_client,
+            _seconds("timeout", timeout),
+            _seconds("reconnect_interval", reconnect_interval),
+            self._down,
+            self._up,
+        )
+        self.probe_lease = _seconds("probe_lease", probe_lease)
+        self.key_ttl = _seconds("key_ttl", key_ttl)
+        self.min_reporters = check_int("min_reporters", min_reporters, minimum=1)
+        self.reporter_ttl = check_duration("reporter_ttl", reporter_ttl, allow_none=True)
+        self._explicit_reporter = check_name(reporter, "reporter")
+        self.reporter = self._explicit_reporter or default_reporter()
+        self._explicit_bus = None if bus is None else check_bus(bus)
+        self.bus: EventBus = default_bus
+        self.name: str | None = None
+        self._lock = threading.Lock()
+        self._config: BreakerConfig | None = None
+        self._clock: Clock | None = None
+        self._local = MemoryBackend()
+        self._keys: tuple[str, ...] = ()
+        self._argv: tuple[Any, ...] = ()
+        self._closed = Permit(-1)
+        self._seq = itertools.count(1)
+        self._pending_gen = -1
+        self._pending = 0
+        self._shields: set[asyncio.Future[Any]] = set()
+        _instances.add(self)
+
+    def __repr__(self) -> str:
+        where = "degraded" if self.degraded else "shared"
+        return f"<RedisBackend {self.describe()} {where}>"
+
+    def describe(self) -> str:
+        """Return a short description: server and state key (used in events).
+
+        Returns:
+            E.g. ``"redis 127.0.0.1:6379/0 resilient:{payments}"``.
+        """
+        kwargs = getattr(getattr(self._link.client, "connection_pool", None), "connection_kwargs", {})
+        server = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        key = f"{self.prefix}:{{{self.name}}}" if self.name else self.prefix
+        return f"redis {server}/{kwargs.get('db', 0)} {key}"
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and the local breaker decides."""
+        return self._link.down_until is not None
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one Redis step may take before this call uses local state."""
+        return self._link.timeout
+
+    @property
+    def reconnect_interval(self) -> float:
+        """While degraded, seconds between attempts to reach Redis again."""
+        return self._link.reconnect_interval
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The state, window, probe-lease and reporter keys (after binding)."""
+        return self._keys
+
+    # --- binding ---------------------------------------------------------------
+
+    def bind(
+        self, config: BreakerConfig, clock: Clock, *, name: str | None = None, bus: EventBus | None = None
+    ) -> None:
+        """Take the breaker's configuration and clock; derive the keys from its name.
+
+        Args:
+            config: The thresholds and windows (sent with every step: every
+                process sharing the state must use the same configuration).
+            clock: The breaker's clock: times the local fallback and the
+                reconnect interval (shared state uses the server's clock).
+            name: The breaker's name (default: found on the breaker binding us).
+            bus: The breaker's bus (default: likewise).
+
+        Raises:
+            ValueError: No name is known, or the backend is already bound to
+                another configuration or name.
+        """
+        breaker = breaker_in_caller() if name is None or bus is None else None
+        key_name = self._explicit_name or name or getattr(breaker, "name", None)
+        if not isinstance(key_name, str) or not key_name:
+            raise ValueError(
+                "RedisBackend needs a name for the shared state: "
+                "circuit_breaker(name='payments', backend=RedisBackend(client))"
+            )
+        with self._lock:
+            if self._config is not None:
+                if self._config != config or self.name != key_name:
+                    raise ValueError(
+                        "RedisBackend is already bound to a breaker with another configuration or "
+                        "name; give each breaker its own RedisBackend"
+                    )
+                return
+            self._config = config
+            self._clock = clock
+            self._link.clock = clock
+            self.name = key_name
+            found_bus = getattr(breaker, "bus", None)
+            self.bus = (
+                self._explicit_bus or bus or (found_bus if isinstance(found_bus, EventBus) else default_bus)
+            )
+            self._local.bind(config, clock)
+            base = f"{self.prefix}:{{{key_name}}}"
+            self._keys = (f"{base}:state", f"{base}:window", f"{base}:probes", f"{base}:reporters")
+            self._argv = self._script_config()
+
+    def _script_config(self) -> tuple[Any, ...]:
+        assert self._config is not None
+        return script_config(
+            self._config,
+            probe_lease=self.probe_lease,
+            key_ttl=self.key_ttl,
+            min_reporters=self.min_reporters,
+            reporter_ttl=self.reporter_ttl,
+            reporter=self.reporter,
+        )
+
+    def _forked(self) -> None:
+        self._seq = itertools.count(1)
+        if self._explicit_reporter is None:
+            self.reporter = default_reporter()
+            if self._config is not None:
+                self._argv = self._script_config()
+
+    # --- deferred successes ------------------------------------------------------
+
+    def _defer(self, generation: int) -> None:
+        with self._lock:
+            if generation == self._pending_gen:
+                self._pending += 1
+            elif generation > self._pending_gen:
+                # Older deferred successes belong to a generation the server has left.
+                self._pending_gen = generation
+                self._pending = 1
+
+    def _take(self) -> tuple[int, int]:
+        if not self._pending:
+            return self._pending_gen, 0
+        with self._lock:
+            taken = self._pending_gen, self._pending
+            self._pending = 0
+            return taken
+
+    # --- reachability ------------------------------------------------------------
+
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:
+            raise RuntimeError("RedisBackend used before bind()")
+        return clock.monotonic()
+
+    def _down(self, exc: BaseException) -> None:
+        # A fresh local breaker: what it knew in an earlier outage is stale.
+        self._local.reset()
+        logger.warning("circuit breaker %r: Redis unavailable, using local state (%r)", self.name, exc)
+        bus = self.bus
+        if bus.wants(BackendDegraded):
+            bus.emit(
+                BackendDegraded(
+                    policy="circuit_breaker",
+                    name=self.name,
+                    operation=None,
+                    time=self._now(),
+                    backend=self.describe(),
+                    exception=exc,
+                )
+            )
+
+    def _up(self) -> None:
+        logger.info("circuit breaker %r: Redis answers again, using shared state", self.name)
+        bus = self.bus
+        if bus.wants(BackendRecovered):
+            bus.emit(
+                BackendRecovered(
+                    policy="circuit_breaker",
+                    name=self.name,
+                    operation=None,
+                    time=self._now(),
+                    backend=self.describe(),
+                )
+            )
+
+    def _step(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
+        return self._link.run((*self._keys, step, *self._argv, *extra))
+
+    async def _step_async(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
+        return await self._link.run_async((*self._keys, step, *self._argv, *extra))
+
+    # --- replies -------------------------------------------------------------------
+
+    def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection:
+        # reply: state, generation, previous, next, admitted, permit generation, probe, retry_after_us
+        if not reply[4]:
+            return rejection_of(reply)
+        generation = reply[5]
+        transition = transition_of(reply)
+        if reply[6]:
+            return Permit(generation, True, transition, f"{self.reporter}#{seq}")
+        if transition is not None:
+            return Permit(generation, False, transition)
+        permit = self._closed
+        if permit.generation != generation:
+            # One permit per generation, shared by every CLOSED call.
+            permit = self._closed = Permit(generation)
+        return permit
+
+    def _local_acquire(self) -> Permit | Rejection:
+        got = self._local.acquire()
+        if isinstance(got, Rejection):
+            return got
+        return Permit(got.generation, got.probe, got.transition, _Local(got))
+
+    def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]:
+        gen, count = self._take()
+        return (permit.generation, int(outcome), permit.token or "", gen, count)
+
+    # --- the steps (sync) ----------------------------------------------------------------
+
+    def acquire(self) -> Permit | Rejection:
+        """Admit a call in one round trip (carrying this process's deferred successes).
+
+        Returns:
+            A permit or a rejection; from the local breaker while degraded.
+        """
+        gen, count = self._take()
+        seq = next(self._seq)
+        reply = self._step("acquire", (gen, count, seq))
+        return self._local_acquire() if reply is None else self._admission(reply, seq)
+
+    def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        """Record an outcome; a CLOSED fast success is deferred to the next step.
+
+        Args:
+            permit: The call's permit.
+            outcome: How it ended.
+
+        Returns:
+            The transition caused, or None.
+        """
+        token = permit.token
+        if token.__class__ is _Local:
+            return self._local.record(token.permit, outcome)
+        if outcome is Outcome.SUCCESS and not permit.probe:
+            # Cannot open anything by itself: ride along with the next step.
+            self._defer(permit.generation)
+            return None
+        reply = self._step("record", self._record_args(permit, outcome))
+        return None if reply is None else transition_of(reply)
+
+    def release(self, permit: Permit) -> None:
+        """Free a neutral call's probe lease (CLOSED calls hold nothing).
+
+        Args:
+            permit: The call's permit.
+        """
+        token = permit.token
+        if token.__class__ is _Local:
+            self._local.release(token.permit)
+        elif permit.probe:
+            self._step("release", (token,))
+
+    def isolate(self) -> Transition | None:
+        """Hold the shared breaker open for every process until :meth:`reset`.
+
+        Returns:
+            The transition, or None if already ISOLATED (or the local one's while degraded).
+        """
+        reply = self._step("isolate", _NO_ARGS)
+        return self._local.isolate() if reply is None else transition_of(reply)
+
+    def reset(self) -> Transition | None:
+        """Close the shared breaker and clear its statistics.
+
+        Returns:
+            The transition, or None if already CLOSED (or the local one's while degraded).
+        """
+        reply = self._step("reset", _NO_ARGS)
+        return self._local.reset() if reply is None else transition_of(reply)
+
+    def state(self) -> tuple[CircuitState, Transition | None]:
+        """Read the shared state, applying a due OPEN -> HALF_OPEN move.
+
+        Returns:
+            The state and the transition reading it caused, or None.
+        """
+        reply = self._step("state", _NO_ARGS)
+        return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
+
+    def stats(self) -> BreakerStats:
+        """Return a snapshot of the shared state (the local one while degraded).
+
+        Returns:
+            The snapshot.
+        """
+        reply = self._step("stats", _NO_ARGS)
+        return self._local.stats() if reply is None else stats_of(reply)
+
+    def flush(self) -> None:
+        """Send this process's deferred successes now (e.g. before exiting)."""
+        gen, count = self._take()
+        if count:
+            self._step("flush", (gen, count))
+
+    # --- the steps (async) ---------------------------------------------------------------
+
+    async def acquire_async(self) -> Permit | Rejection:
+        """Async :meth:`acquire`.
+
+        Returns:
+            As :meth:`acquire`.
+        """
+        gen, count = self._take()
+        seq = next(self._seq)
+        reply = await self._step_async("acquire", (gen, count, seq))
+        return self._local_acquire() if reply is None else self._admission(reply, seq)
+
+    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        """Async :meth:`record`.
+
+        Args:
+            permit: As :meth:`record`.
+            outcome: As :meth:`record`.
+
+        Returns:
+            As :meth:`record`.
+        """
+        token = permit.token
+        if token.__class__ is _Local:
+            return self._local.record(token.permit, outcome)
+        if outcome is Outcome.SUCCESS and not permit.probe:
+            self._defer(permit.generation)
+            return None
+        reply = await self._step_async("record", self._record_args(permit, outcome))
+        return None if reply is None else transition_of(reply)
+
+    async def release_async(self, permit: Permit) -> None:
+        """Async :meth:`release`; the lease is freed even if the caller is cancelled again.
+
+        Args:
+            permit: As :meth:`release`.
+        """
+        token = permit.token
+        if token.__class__ is _Local:
+            self._local.release(token.permit)
+            return
+        if not permit.probe:
+            return
+        # Usually called while a cancellation unwinds: shield the round trip so
+        # a second cancellation cannot leave the probe slot taken until its lease ends.
+        task = asyncio.ensure_future(self._step_async("release", (token,)))
+        self._shields.add(task)
+        task.add_done_callback(self._shields.discard)
+        await asyncio.shield(task)
+
+    async def isolate_async(self) -> Transition | None:
+        """Async :meth:`isolate`.
+
+        Returns:
+            As :meth:`isolate`.
+        """
+        reply = await self._step_async("isolate", _NO_ARGS)
+        return self._local.isolate() if reply is None else transition_of(reply)
+
+    async def reset_async(self) -> Transition | None:
+        """Async :meth:`reset`.
+
+        Returns:
+            As :meth:`reset`.
+        """
+        reply = await self._step_async("reset", _NO_ARGS)
+        return self._local.reset() if reply is None else transition_of(reply)
+
+    async def state_async(self) -> tuple[CircuitState, Transition | None]:
+        """Async :meth:`state`.
+
+        Returns:
+            As :meth:`state`.
+        """
+        reply = await self._step_async("state", _NO_ARGS)
+        return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
+
+    async def stats_async(self) -> BreakerStats:
+        """Async :meth:`stats`.
+
+        Returns:
+            As :meth:`stats`.
+        """
+        reply = await self._step_async("stats", _NO_ARGS)
+        return self._local.stats() if reply is None else stats_of(reply)
+
+    async def flush_async(self) -> None:
+        """Async :meth:`flush`."""
+        gen, count = self._take()
+        if count:
+            await self._step_async("flush", (gen, count))
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush deferred successes and close the blocking client this backend built."""
+        self.flush()
+        self._link.close()
+
+    async def aclose(self) -> None:
+        """Flush deferred successes and close the clients this backend built."""
+        await self.flush_async()
+        await self._link.aclose()
