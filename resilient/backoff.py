@@ -114,20 +114,31 @@ class Backoff(abc.ABC):
 
 
 class Constant(Backoff):
-    """The same delay every time. ``max_delay`` equals the delay."""
+    """The same delay every time.
 
-    def __init__(self, delay: Seconds, *, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
+    ``max_delay`` is unbounded unless given: it caps the delay and is the
+    longest ``retry_after`` that ``retry`` will wait before giving up.
+    """
+
+    def __init__(
+        self,
+        delay: Seconds,
+        *,
+        jitter: Jitter = "none",
+        rng: random.Random | None = None,
+        max_delay: Seconds = math.inf,
+    ) -> None:
         super().__init__(jitter, rng)
-        self.delay_seconds = check_duration("delay", delay, allow_zero=True)
-        assert self.delay_seconds is not None
-        self.max_delay = self.delay_seconds
+        self.delay_seconds: float = check_duration("delay", delay, allow_zero=True) or 0.0
+        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return the constant delay."""
-        return self.delay_seconds  # type: ignore[return-value]
+        return self.delay_seconds
 
     def __repr__(self) -> str:
-        return f"constant({self.delay_seconds!r}, jitter={self.jitter!r})"
+        cap = "" if self.max_delay == math.inf else f", max_delay={self.max_delay!r}"
+        return f"constant({self.delay_seconds!r}, jitter={self.jitter!r}{cap})"
 
 
 class Linear(Backoff):
@@ -272,13 +283,23 @@ class FromCallable(Backoff):
         return f"FromCallable({self.fn!r})"
 
 
-def constant(delay: Seconds, *, jitter: Jitter = "none", rng: random.Random | None = None) -> Constant:
+def constant(
+    delay: Seconds,
+    *,
+    jitter: Jitter = "none",
+    rng: random.Random | None = None,
+    max_delay: Seconds = math.inf,
+) -> Constant:
     """Wait *delay* seconds before every retry.
 
+    ``retry(backoff=0.5)`` is ``retry(backoff=constant(0.5))``.
+
     Args:
-        delay: Seconds (>= 0); also the strategy's ``max_delay``.
+        delay: Seconds (>= 0).
         jitter: ``"none"``, ``"full"`` or ``"equal"``.
         rng: A ``random.Random`` for reproducible jitter.
+        max_delay: Cap applied before jitter, and the longest ``retry_after``
+            that ``retry`` waits before giving up (default: unbounded).
 
     Returns:
         The strategy.
@@ -287,7 +308,7 @@ def constant(delay: Seconds, *, jitter: Jitter = "none", rng: random.Random | No
         TypeError: A parameter has the wrong type.
         ValueError: A parameter is negative, NaN or infinite (or out of range).
     """
-    return Constant(delay, jitter=jitter, rng=rng)
+    return Constant(delay, jitter=jitter, rng=rng, max_delay=max_delay)
 
 
 def linear(

@@ -51,9 +51,10 @@ def test_constant_returns_the_same_delay_every_time() -> None:
     assert [strategy.delay(k) for k in range(1, 6)] == [0.5] * 5
 
 
-def test_constant_max_delay_is_the_delay() -> None:
-    """A constant strategy's max_delay is its delay, so retry_after above it gives up."""
-    assert backoff.constant(0.5).max_delay == 0.5
+def test_constant_has_no_max_delay_unless_given() -> None:
+    """A constant strategy is unbounded by default; max_delay= caps it."""
+    assert backoff.constant(0.5).max_delay == math.inf
+    assert backoff.constant(5, max_delay=2).delay(1) == 2.0
 
 
 def test_linear_grows_by_the_increment_and_clamps() -> None:
@@ -323,6 +324,13 @@ def test_wrong_type_duration_raises_type_error_naming_the_parameter(
     """A duration that is not a number or timedelta raises TypeError naming the parameter."""
     with pytest.raises(TypeError, match=param):
         factory(bad)
+
+
+@pytest.mark.parametrize("bad", [-1, math.nan])
+def test_constant_bad_max_delay_is_rejected(bad: float) -> None:
+    """constant(max_delay=...) must be >= 0 (infinite is the default)."""
+    with pytest.raises(ValueError, match="max_delay"):
+        backoff.constant(1, max_delay=bad)
 
 
 def test_decorrelated_zero_initial_is_rejected() -> None:
