@@ -84,7 +84,7 @@ def _calibrate(per_call_ns: float, settings: Settings) -> int:
     return max(20, min(settings.number, fit))
 
 
-def _timer() -> Callable[[], int]:
+def timer() -> Callable[[], int]:
     # CPU time of this thread by default: on a shared machine, time spent
     # descheduled while another process runs is not ours to count. Every
     # batch here is CPU-bound (nothing waits on I/O or timers), so the two
@@ -98,7 +98,7 @@ def clock_name() -> str:
 
 
 async def _batch_async(fn: AsyncFn, number: int) -> float:
-    counter = _timer()
+    counter = timer()
     t0 = counter()
     for _ in repeat(None, number):
         await fn()
@@ -106,7 +106,7 @@ async def _batch_async(fn: AsyncFn, number: int) -> float:
 
 
 def _batch_sync(fn: SyncFn, number: int) -> float:
-    counter = _timer()
+    counter = timer()
     t0 = counter()
     for _ in repeat(None, number):
         fn()
@@ -171,6 +171,26 @@ def measure_sync(variants: dict[str, SyncFn], settings: Settings) -> dict[str, S
                 gc.enable()
             out[label].samples.append(t)
     return out
+
+
+@dataclass
+class Check:
+    """One budget and its verdict.
+
+    Attributes:
+        what: The budget.
+        measured: The numbers behind the verdict.
+        passed: The verdict (None when it cannot be judged).
+    """
+
+    what: str
+    measured: str
+    passed: bool | None
+
+
+def verdict(passed: bool | None) -> str:
+    """``PASS``, ``FAIL`` or ``n/a``."""
+    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
 
 
 def fmt_ns(ns: float | None) -> str:

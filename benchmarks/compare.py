@@ -27,11 +27,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
-import time
-import tracemalloc
-import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +37,7 @@ import resilient
 from _harness import (
     FULL,
     QUICK,
+    Check,
     Settings,
     Stats,
     fmt_ns,
@@ -50,10 +47,12 @@ from _harness import (
     measure_async,
     measure_sync,
     table,
+    verdict,
     versions,
 )
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
 from resilient.events import BulkheadRejected, EventBus
+from workloads import memory, memory_table, throughput, throughput_table
 
 AsyncFn = Callable[[], Awaitable[Any]]
 
@@ -139,111 +138,7 @@ def _event_variants() -> dict[str, AsyncFn]:
     return out
 
 
-# --- throughput ----------------------------------------------------------------------------
-
-
-async def _load(fn: AsyncFn, tasks: int, calls: int) -> float:
-    async def worker() -> None:
-        for _ in range(calls):
-            await fn()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(tasks)))
-    return tasks * calls / (time.perf_counter() - t0)
-
-
-async def throughput(rounds: int, tasks: int, calls: int) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """Calls per second of each library's bulkhead(50) + breaker, interleaved rounds."""
-    builders = pr.throughput_builders()
-    out: dict[str, list[float]] = {}
-    missing: dict[str, str] = {}
-    fns: dict[str, AsyncFn] = {}
-    for lib, b in builders.items():
-        if isinstance(b, str):
-            missing[lib] = b
-            continue
-        try:
-            fns[lib] = b(pr.yield_once)
-        except LookupError as exc:
-            missing[lib] = str(exc)
-            continue
-        out[lib] = []
-        await _load(fns[lib], min(tasks, 100), 5)  # warm-up
-    labels = list(fns)
-    for r in range(rounds):
-        k = r % len(labels)
-        for lib in labels[k:] + labels[:k]:
-            gc.collect()
-            out[lib].append(await _load(fns[lib], tasks, calls))
-    return out, missing
-
-
-# --- memory --------------------------------------------------------------------------------
-
-
-def _fresh(n: int, proto: Callable[..., Any]) -> list[Callable[..., Any]]:
-    # Distinct function objects sharing one code object, made before tracing starts.
-    return [types.FunctionType(proto.__code__, proto.__globals__, f"fn{i}") for i in range(n)]
-
-
-def memory(n: int) -> dict[str, dict[str, float | str]]:
-    """Bytes allocated per decorated function (a fresh policy per function), per library.
-
-    Must run inside the event loop: hyx's timeout binds the running loop when decorating.
-    """
-    kinds = {
-        "retry": pr.RETRY_ASYNC,
-        "timeout": pr.TIMEOUT_ASYNC,
-        "breaker": pr.BREAKER_ASYNC,
-        "stack": pr.STACK_ASYNC,
-    }
-    out: dict[str, dict[str, float | str]] = {}
-    for kind, builders in kinds.items():
-        row: dict[str, float | str] = {}
-        for lib in pr.LIBS:
-            b = builders.get(lib, pr._NO_POLICY)
-            if isinstance(b, str):
-                row[lib] = b
-                continue
-            fns = _fresh(n, ok)
-            try:
-                b(fns[0])  # imports and lazy module state happen outside the measurement
-            except LookupError as exc:
-                row[lib] = str(exc)
-                continue
-            gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            kept = [b(f) for f in fns[1:]]
-            gc.collect()
-            after = tracemalloc.get_traced_memory()[0]
-            tracemalloc.stop()
-            row[lib] = (after - before) / len(kept)
-            del kept
-        out[kind] = row
-    return out
-
-
 # --- report --------------------------------------------------------------------------------
-
-
-@dataclass
-class Check:
-    """One budget and its verdict.
-
-    Attributes:
-        what: The budget.
-        measured: The numbers behind the verdict.
-        passed: The verdict (None when it cannot be judged).
-    """
-
-    what: str
-    measured: str
-    passed: bool | None
-
-
-def _verdict(passed: bool | None) -> str:
-    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
 
 
 def _overheads(sc: Scenario, stats: dict[str, Stats]) -> dict[str, float]:
@@ -276,14 +171,14 @@ def overhead_table(rows: list[Scenario], stats: dict[str, Stats], checks: list[C
         budget = "-"
         if sc.key == "stack":
             passed = None if res is None else res <= over["stdlib"]
-            budget = f"<= stdlib: {_verdict(passed)}"
+            budget = f"<= stdlib: {verdict(passed)}"
             measured = "not measured" if res is None else f"{fmt_ns(res)} vs stdlib {fmt_ns(over['stdlib'])}"
             checks.append(Check("five-policy stack adds no more than the stdlib stack", measured, passed))
         else:
             fastest = _fastest_peer(over)
             if fastest is not None and res is not None:
                 passed = res < fastest[1]
-                budget = f"< {fastest[0]}: {_verdict(passed)}"
+                budget = f"< {fastest[0]}: {verdict(passed)}"
                 checks.append(
                     Check(
                         f"{sc.title}: below the fastest peer",
@@ -324,7 +219,7 @@ def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
     for kind, title in (("ok", "retry, success"), ("flaky", "retry, 2 failures then success")):
         quiet, busy = stats[f"ev {kind} quiet"].median, stats[f"ev {kind} busy"].median
         passed = busy - quiet <= 0.05 * quiet
-        out.append([title, fmt_ns(quiet), fmt_ns(busy), f"{(busy - quiet) / quiet:+.1%}", _verdict(passed)])
+        out.append([title, fmt_ns(quiet), fmt_ns(busy), f"{(busy - quiet) / quiet:+.1%}", verdict(passed)])
         checks.append(
             Check(
                 f"events cost nothing measurable ({title})",
@@ -333,40 +228,6 @@ def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
             )
         )
     return table(["policy", "empty bus", "unrelated subscriber", "difference", "within 5%"], out)
-
-
-def throughput_table(res: dict[str, list[float]], missing: dict[str, str], checks: list[Check]) -> str:
-    """Median calls/second per library, with the budget against the stdlib version."""
-    import statistics
-
-    med = {lib: statistics.median(v) for lib, v in res.items()}
-    out = []
-    for lib in pr.LIBS:
-        if lib in med:
-            out.append(
-                [lib, f"{med[lib]:,.0f}", f"{max(res[lib]):,.0f}", fmt_ratio(med[lib], med.get("stdlib"))]
-            )
-        elif lib in missing:
-            out.append([lib, "n/a", missing[lib], "-"])
-    if "resilient" in med and "stdlib" in med:
-        passed: bool | None = med["resilient"] >= med["stdlib"]
-        measured = f"{med['resilient']:,.0f} vs {med['stdlib']:,.0f} calls/s"
-    else:
-        passed, measured = None, "not measured"
-    checks.append(Check("throughput at least asyncio.Semaphore + hand-written breaker", measured, passed))
-    return table(["library", "calls/s (median)", "calls/s (best)", "vs stdlib"], out)
-
-
-def memory_table(mem: dict[str, dict[str, float | str]]) -> str:
-    """Bytes per decorated function."""
-    out = []
-    for kind, row in mem.items():
-        cells = [kind]
-        for lib in pr.LIBS:
-            v = row.get(lib, "n/a")
-            cells.append(f"{v:,.0f} B" if isinstance(v, float) else "n/a")
-        out.append(cells)
-    return table(["policy", *pr.LIBS], out)
 
 
 def versions_table() -> str:
@@ -416,9 +277,7 @@ def run(settings: Settings, tasks: int, calls: int, trounds: int, mem_n: int) ->
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")
     print(memory_table(mem))
     print("\n## Budgets\n")
-    print(
-        table(["budget", "measured", "verdict"], [[c.what, c.measured, _verdict(c.passed)] for c in checks])
-    )
+    print(table(["budget", "measured", "verdict"], [[c.what, c.measured, verdict(c.passed)] for c in checks]))
     missing = sorted(
         {
             f"{lib}: {why}"

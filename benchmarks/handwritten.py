@@ -12,12 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-AsyncDeco = Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]
+from typing import Any
 
 
 def retry(attempts: int = 3) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:

@@ -111,8 +111,8 @@ def _three_sync(fn: Callable[[], int]) -> Callable[[], int]:
     return bare
 
 
-# scenario -> (bare, hand-written, resilient, budget, budget text)
-Row = tuple[str, str, str, Budget, str]
+# (title, bare, hand-written, resilient, budget, budget text)
+Row = tuple[str, str, str, str, Budget, str]
 
 
 def async_variants() -> tuple[dict[str, Callable[[], Awaitable[Any]]], list[Row]]:

@@ -60,7 +60,7 @@ def has_breaker() -> bool:
 
 def res_breaker() -> Any:
     """A closed ``resilient`` breaker with the comparison's settings."""
-    return resilient.circuit_breaker(failure_threshold=5, recovery_timeout=30.0)  # type: ignore[attr-defined]
+    return resilient.circuit_breaker(failure_threshold=5, recovery_timeout=30.0)
 
 
 # --- async builders: scenario -> library -> builder, or a reason string ------------------
@@ -165,9 +165,9 @@ STACK_ASYNC: dict[str, AsyncBuilder | str] = {
 RETRY_SYNC: dict[str, SyncBuilder | str] = {
     "resilient": lambda fn: resilient.retry(attempts=3, backoff=0)(fn),
     "stdlib": lambda fn: hw.retry_sync(3)(fn),
-    "tenacity": RETRY_ASYNC["tenacity"],  # type: ignore[dict-item]
-    "stamina": RETRY_ASYNC["stamina"],  # type: ignore[dict-item]
-    "backoff": RETRY_ASYNC["backoff"],  # type: ignore[dict-item]
+    "tenacity": RETRY_ASYNC["tenacity"],
+    "stamina": RETRY_ASYNC["stamina"],
+    "backoff": RETRY_ASYNC["backoff"],
     "hyx": "async only",
 }
 
@@ -182,8 +182,8 @@ BREAKER_SYNC: dict[str, SyncBuilder | str] = {
     "resilient": (lambda fn: res_breaker()(fn)) if has_breaker() else "not built yet",
     "stdlib": lambda fn: hw.Breaker().sync(fn),
     "hyx": "async only",
-    "circuitbreaker": BREAKER_ASYNC["circuitbreaker"],  # type: ignore[dict-item]
-    "aiobreaker": BREAKER_ASYNC["aiobreaker"],  # type: ignore[dict-item]
+    "circuitbreaker": BREAKER_ASYNC["circuitbreaker"],
+    "aiobreaker": BREAKER_ASYNC["aiobreaker"],
     "purgatory": _purgatory_sync,
     "pybreaker": lambda fn: peer("pybreaker").CircuitBreaker(fail_max=5, reset_timeout=30)(fn),
 }
