@@ -20,7 +20,7 @@ import wrapt
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
-from ._events import CallFailed, CallSucceeded, EventBus
+from ._events import CallFailed, CallSucceeded, EventBus, default_bus
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = ["AsyncLayer", "Pipeline", "Policy", "SyncLayer", "pipeline", "pipeline_of"]
@@ -185,6 +185,13 @@ class Pipeline(Policy):
                     break
         self.bus = check_bus(bus)
         self._explicit_bus = bus is not None
+        if bus is None:
+            # CallSucceeded/CallFailed go where the policies' own events go:
+            # `retry(bus=b)(fn)` must not leak call events to the default bus.
+            for p in self._policies:
+                if p.bus is not default_bus:
+                    self.bus = p.bus
+                    break
         self._async_chain: AsyncLayer | None = None
         self._sync_chain: SyncLayer | None = None
         self._runners: dict[tuple[bool, str], Callable[[Callable[..., Any], Args, Kwargs], Any]] = {}
@@ -369,8 +376,10 @@ def pipeline(
     Args:
         *policies: Policies or pipelines (nested pipelines are flattened).
         name: Reported as ``name`` on ``CallSucceeded``/``CallFailed``.
-        clock: Clock for call durations (default: the system clock).
-        bus: Bus for ``CallSucceeded``/``CallFailed`` (default: ``default_bus``).
+        clock: Clock for call durations (default: the first policy's
+            injected clock, else the system clock).
+        bus: Bus for ``CallSucceeded``/``CallFailed`` (default: the first
+            policy's non-default bus, else ``default_bus``).
 
     Returns:
         The pipeline.
