@@ -39,7 +39,11 @@ def _retry_after(exc: BaseException | None) -> float | None:
 
 
 class Retry(Policy):
-    """The policy returned by :func:`retry`. Stateless: calls share nothing."""
+    """The policy returned by :func:`retry` (see it for the arguments).
+
+    Stateless apart from an optional shared budget: each call keeps its own
+    attempt count and backoff sequence, so concurrent calls share nothing.
+    """
 
     kind: ClassVar[str] = "retry"
 
@@ -278,10 +282,15 @@ def retry(
             ``exponential(initial=0.1, multiplier=2, max_delay=10, jitter="full")``.
             An exception's numeric ``retry_after`` raises the wait to at
             least that; beyond the strategy's ``max_delay``, retry gives up.
-        deadline: Seconds for all attempts and waits together; retry never
-            starts a wait that would end past it (nor past the ambient
-            deadline of an enclosing ``timeout``). It does not interrupt a
-            running attempt: put a ``timeout`` outside for that.
+            A number or a callable has no ``max_delay`` (any finite
+            ``retry_after`` is waited); ``backoff.constant(d, max_delay=m)``
+            sets one.
+        deadline: Seconds (or a ``timedelta``) for all attempts and waits
+            together; retry never starts a wait that would end at or past it
+            (nor past the ambient deadline of an enclosing ``timeout``). It
+            does not interrupt a running attempt: put a ``timeout`` outside
+            for that. In test mode (``set_testing``) skipped waits still
+            count, so retry gives up where it would for real.
         budget: A :class:`RetryBudget` shared across calls, or None.
         name: Name reported in events.
         clock: Time source; ``FakeClock`` in tests.
