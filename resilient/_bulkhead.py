@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
@@ -29,7 +29,6 @@ from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
-from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
 
 __all__ = ["Bulkhead", "bulkhead"]
@@ -37,7 +36,7 @@ __all__ = ["Bulkhead", "bulkhead"]
 # Waiter states; changed only under the bulkhead's lock.
 _QUEUED = 0
 _GRANTED = 1  # handed a slot: it now owns one and must release it
-_EXPIRED = 2  # removed from the queue by its timer, or abandoned by its owner
+_GONE = 2  # timed out, interrupted, or done with the slot it was handed
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -51,12 +50,13 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class _AsyncWaiter:
     """A coroutine waiting for a slot on the loop it runs on."""
 
-    __slots__ = ("fut", "handle", "loop", "state")
+    __slots__ = ("bound", "fut", "handle", "loop", "state")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.fut: asyncio.Future[None] = loop.create_future()
+    def __init__(self, bound: float | None) -> None:
+        self.loop = asyncio.get_running_loop()  # lazily: no loop is bound at construction
+        self.fut: asyncio.Future[None] = self.loop.create_future()
         self.state = _QUEUED
+        self.bound = bound
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
@@ -74,12 +74,13 @@ class _AsyncWaiter:
 class _SyncWaiter:
     """A thread blocked on its own pre-acquired lock until woken."""
 
-    __slots__ = ("gate", "handle", "state")
+    __slots__ = ("bound", "gate", "handle", "state")
 
-    def __init__(self) -> None:
+    def __init__(self, bound: float | None) -> None:
         self.gate = threading.Lock()
         self.gate.acquire()
         self.state = _QUEUED
+        self.bound = bound
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
@@ -89,6 +90,7 @@ class _SyncWaiter:
 
 
 _Waiter: TypeAlias = "_AsyncWaiter | _SyncWaiter"
+_FULL: Any = object()  # "rejected at once", returned by _join_locked
 
 
 class Bulkhead(Policy):
@@ -118,9 +120,11 @@ class Bulkhead(Policy):
         self.bus = check_bus(bus)
         self._lock = threading.Lock()
         self._in_use = 0
-        # An ordered dict: FIFO pop from the front and O(1) removal of a
-        # waiter that gives up from the middle.
-        self._waiters: OrderedDict[_Waiter, None] = OrderedDict()
+        # FIFO of waiters. One that leaves early is only marked _GONE and
+        # skipped when it reaches the front (O(1) instead of a deque scan);
+        # _queued counts the live ones and _compact bounds the dead weight.
+        self._queue: deque[_Waiter] = deque()
+        self._queued = 0
         # A thread has no event loop, so the system clock cannot time it out;
         # an injected clock (FakeClock) can, and wakes it in virtual time.
         self._sync_timers = not isinstance(self.clock, SystemClock) and hasattr(self.clock, "call_later")
@@ -143,7 +147,7 @@ class Bulkhead(Policy):
     @property
     def queued(self) -> int:
         """Calls waiting for a slot right now."""
-        return len(self._waiters)
+        return self._queued
 
     def __repr__(self) -> str:
         extra = "" if self.name is None else f", name={self.name!r}"
@@ -151,57 +155,104 @@ class Bulkhead(Policy):
             f"bulkhead({self._max}, max_queue={self._max_queue}, queue_timeout={self.queue_timeout!r}{extra})"
         )
 
-    # --- slot bookkeeping (all under self._lock) ------------------------------
+    # --- slot bookkeeping (the *_locked methods run under self._lock) ----------
+
+    def _join_locked(self, factory: type[_AsyncWaiter] | type[_SyncWaiter]) -> Any:
+        """Take a free slot (None), queue a new waiter (it), or say _FULL."""
+        if self._in_use < self._max:
+            self._in_use += 1
+            return None
+        if self._queued >= self._max_queue:
+            return _FULL
+        bound = self.queue_timeout
+        ambient = _deadline.get()
+        if ambient is not None:
+            left = ambient.remaining()
+            if left <= 0:
+                return _FULL
+            if bound is None or left < bound:
+                bound = left
+        w = factory(bound)
+        self._queue.append(w)
+        self._queued += 1
+        return w
 
     def _release_locked(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            w, _ = waiters.popitem(last=False)
+        queue = self._queue
+        while queue:
+            w = queue.popleft()
+            if w.state != _QUEUED:
+                continue
+            self._queued -= 1
             w.state = _GRANTED
             if w.wake():
                 return  # the slot changed hands; in_use is unchanged
-            w.state = _EXPIRED
+            w.state = _GONE
         self._in_use -= 1
 
-    def _release(self) -> None:
-        with self._lock:
-            self._release_locked()
+    def _take(self, factory: type[_AsyncWaiter] | type[_SyncWaiter]) -> Any:
+        """Take a free slot (None), queue a new waiter (it), or say _FULL."""
+        lock = self._lock
+        # acquire/release rather than `with`: measurably cheaper on this path.
+        lock.acquire()
+        try:
+            return self._join_locked(factory)
+        finally:
+            lock.release()
+
+    def _give_back(self) -> None:
+        """Release a slot: hand it to the first waiter, or free it."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._queued:
+                self._release_locked()
+            elif self._in_use > 0:
+                self._in_use -= 1
+            else:
+                raise RuntimeError(f"{self!r} released more often than it was entered")
+        finally:
+            lock.release()
+
+    def _leave_locked(self, w: _Waiter) -> None:
+        w.state = _GONE
+        self._queued -= 1
+        if len(self._queue) > 2 * self._queued + 32:
+            self._queue = deque(x for x in self._queue if x.state == _QUEUED)
 
     def _expire(self, w: _Waiter) -> None:
         """Timer callback: the waiter's time in the queue ran out."""
         with self._lock:
-            if w.state != _QUEUED:
-                return
-            del self._waiters[w]
-            w.state = _EXPIRED
-            w.wake()
+            if w.state == _QUEUED:
+                self._leave_locked(w)
+                w.wake()
 
     def _abandon(self, w: _Waiter) -> None:
         """The waiter was interrupted (cancelled, KeyboardInterrupt): give up its place or slot."""
         with self._lock:
             if w.state == _GRANTED:
+                w.state = _GONE
                 self._release_locked()  # pass the turn on: no lost wake-up
             elif w.state == _QUEUED:
-                del self._waiters[w]
-            w.state = _EXPIRED
+                self._leave_locked(w)
+        if w.handle is not None:
+            w.handle.cancel()
 
-    def _settle(self, w: _Waiter) -> bool:
-        """The waiter stopped waiting normally: True if it holds a slot, else leave the queue."""
+    def _settle(self, w: _Waiter, operation: str | None) -> None:
+        """The wait ended normally: keep the slot handed over, or leave the queue and reject."""
+        if w.handle is not None:
+            w.handle.cancel()
         with self._lock:
-            if w.state == _QUEUED:
-                del self._waiters[w]
-                w.state = _EXPIRED
-            return w.state == _GRANTED
+            if w.state == _QUEUED:  # a thread whose clock ran out before any timer fired
+                self._leave_locked(w)
+            granted = w.state == _GRANTED
+        if not granted:
+            raise self._reject(operation, w.bound)
 
-    def _wait_bound(self) -> float | None:
-        """Seconds a new waiter may wait: min(queue_timeout, ambient deadline), or None."""
-        bound = self.queue_timeout
-        ambient = _deadline.get()
-        if ambient is not None:
-            left = ambient.remaining()
-            if bound is None or left < bound:
-                bound = left
-        return bound
+    def _arm(self, w: _Waiter) -> None:
+        # Outside the lock: a clock may run a due callback synchronously.
+        assert w.bound is not None
+        w.handle = call_later(self.clock, w.bound, functools.partial(self._expire, w))
 
     def _reject(self, operation: str | None, waited: float | None) -> BulkheadFullError:
         """Emit ``BulkheadRejected`` and return a fresh error to raise."""
@@ -222,70 +273,41 @@ class Bulkhead(Policy):
 
     # --- acquiring -------------------------------------------------------------
 
-    async def _acquire_async(self, operation: str | None) -> None:
-        """Take a slot, waiting in the queue if allowed; raise BulkheadFullError otherwise."""
-        bound: float | None = None
-        w: _AsyncWaiter | None = None
-        with self._lock:
-            if self._in_use < self._max:
-                self._in_use += 1
-                return
-            if len(self._waiters) < self._max_queue:
-                bound = self._wait_bound()
-                if bound is None or bound > 0:
-                    w = _AsyncWaiter(asyncio.get_running_loop())
-                    self._waiters[w] = None
-        if w is None:
+    async def _wait_async(self, w: Any, operation: str | None) -> None:
+        """Wait for the slot *w* (from :meth:`_take`) is handed, or raise BulkheadFullError."""
+        # The same steps are inlined in wrap_async's layer, the hot path.
+        if w is _FULL:
             raise self._reject(operation, None)
-        if bound is not None:
-            # Outside the lock: a clock may run a due callback synchronously.
-            w.handle = call_later(self.clock, bound, functools.partial(self._expire, w))
         try:
+            if w.bound is not None:
+                self._arm(w)
             await w.fut
         except BaseException:
             self._abandon(w)
             raise
-        finally:
-            if w.handle is not None:
-                w.handle.cancel()
-        if w.state != _GRANTED:
-            raise self._reject(operation, bound)
+        self._settle(w, operation)
 
-    def _acquire_sync(self, operation: str | None) -> None:
-        """Blocking version of :meth:`_acquire_async` for threads."""
-        bound: float | None = None
-        w: _SyncWaiter | None = None
-        with self._lock:
-            if self._in_use < self._max:
-                self._in_use += 1
-                return
-            if len(self._waiters) < self._max_queue:
-                bound = self._wait_bound()
-                if bound is None or bound > 0:
-                    w = _SyncWaiter()
-                    self._waiters[w] = None
-        if w is None:
+    def _wait_sync(self, w: Any, operation: str | None) -> None:
+        """Blocking version of :meth:`_wait_async` for threads."""
+        if w is _FULL:
             raise self._reject(operation, None)
         try:
-            if bound is None:
+            if w.bound is None:
                 w.gate.acquire()
             else:
-                self._block(w, bound)
+                self._block(w)
         except BaseException:  # KeyboardInterrupt while blocked, for instance
             self._abandon(w)
             raise
-        finally:
-            if w.handle is not None:
-                w.handle.cancel()
-        # Still queued if the clock ran out before any timer fired.
-        if not self._settle(w):
-            raise self._reject(operation, bound)
+        self._settle(w, operation)
 
-    def _block(self, w: _SyncWaiter, bound: float) -> None:
+    def _block(self, w: _SyncWaiter) -> None:
         clock = self.clock
+        bound = w.bound
+        assert bound is not None
         if self._sync_timers:
             try:
-                w.handle = call_later(clock, bound, functools.partial(self._expire, w))
+                self._arm(w)
             except RuntimeError:  # a clock whose timers need a running loop
                 w.handle = None
         end = clock.monotonic() + bound
@@ -302,51 +324,84 @@ class Bulkhead(Policy):
         """Return the async layer that runs *inner* holding a slot."""
         lock = self._lock
         limit = self._max
-        acquire = self._acquire_async
-        release = self._release
+        join = self._join_locked
+        hand_over = self._release_locked
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            with lock:
-                free = me._in_use < limit
-                if free:
-                    me._in_use += 1
-            if not free:
-                await acquire(ctx.operation)
+            # _take, _wait_async and _give_back inlined: this is the hot path,
+            # and a free slot must cost no more than a counter check.
+            lock.acquire()
+            if me._in_use < limit:
+                me._in_use += 1
+                lock.release()
+            else:
+                try:
+                    w = join(_AsyncWaiter)
+                finally:
+                    lock.release()
+                if w is _FULL:
+                    raise me._reject(ctx.operation, None)
+                try:
+                    if w.bound is not None:
+                        me._arm(w)
+                    await w.fut
+                except BaseException:
+                    me._abandon(w)
+                    raise
+                # Woken, so the state is final (set under the lock before the
+                # wake-up): no lock needed to read it.
+                if w.handle is not None or w.state != _GRANTED:
+                    me._settle(w, ctx.operation)
             try:
                 return await inner(ctx, fn, args, kwargs)
             finally:
-                release()
+                lock.acquire()
+                if me._queued:
+                    try:
+                        hand_over()
+                    finally:
+                        lock.release()
+                else:
+                    me._in_use -= 1
+                    lock.release()
 
         return run
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
         """Return the sync layer that runs *inner* holding a slot (thread-safe)."""
-        lock = self._lock
-        limit = self._max
-        acquire = self._acquire_sync
-        release = self._release
-        me = self
+        take = self._take
+        wait = self._wait_sync
+        give_back = self._give_back
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            with lock:
-                free = me._in_use < limit
-                if free:
-                    me._in_use += 1
-            if not free:
-                acquire(ctx.operation)
+            w = take(_SyncWaiter)
+            if w is not None:
+                wait(w, ctx.operation)
             try:
                 return inner(ctx, fn, args, kwargs)
             finally:
-                release()
+                give_back()
 
         return run
 
     # --- context managers ------------------------------------------------------
+    # A bulkhead entry carries no state of its own (slots are anonymous), so
+    # unlike timeout these forms need no per-entry scope: skipping it saves
+    # a context-variable frame per entry.
 
     async def __aenter__(self) -> Bulkhead:
-        await self._acquire_async(None)
-        push_scope(self, True)
+        """Take a slot for the block, waiting in the queue if allowed.
+
+        Returns:
+            This bulkhead.
+
+        Raises:
+            BulkheadFullError: No slot, and no room or time left to wait.
+        """
+        w = self._take(_AsyncWaiter)
+        if w is not None:
+            await self._wait_async(w, None)
         return self
 
     async def __aexit__(
@@ -355,12 +410,21 @@ class Bulkhead(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        pop_scope(self)
-        self._release()
+        """Give the slot back (to the first waiter, if any)."""
+        self._give_back()
 
     def __enter__(self) -> Bulkhead:
-        self._acquire_sync(None)
-        push_scope(self, True)
+        """Take a slot for the block, blocking the thread in the queue if allowed.
+
+        Returns:
+            This bulkhead.
+
+        Raises:
+            BulkheadFullError: No slot, and no room or time left to wait.
+        """
+        w = self._take(_SyncWaiter)
+        if w is not None:
+            self._wait_sync(w, None)
         return self
 
     def __exit__(
@@ -369,8 +433,8 @@ class Bulkhead(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        pop_scope(self)
-        self._release()
+        """Give the slot back (to the first waiter, if any)."""
+        self._give_back()
 
 
 def bulkhead(
