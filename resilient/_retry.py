@@ -30,7 +30,14 @@ _GIVE_UP = -1.0
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    value = getattr(exc, "retry_after", None) if exc is not None else None
+    if exc is None:
+        return None
+    try:
+        value = getattr(exc, "retry_after", None)
+    except Exception:
+        # A broken property on the user's exception is not a reason to lose
+        # the exception itself: treat it as "no hint".
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not math.isfinite(value):
@@ -99,6 +106,10 @@ class Retry(Policy):
         else:
             try:
                 delay = self.backoff.delay(attempt, previous, exc)
+                if not 0.0 <= delay < math.inf:  # NaN fails too
+                    # A custom strategy's bug; sleeping a negative or NaN
+                    # delay would silently retry at once (or raise deep in a clock).
+                    raise ValueError(f"backoff {self.backoff!r} returned {delay!r}; need finite seconds >= 0")
             except Exception as bad:
                 if exc is not None:
                     raise bad from exc

@@ -329,6 +329,52 @@ async def test_callable_backoff_bad_value_chains_the_retried_exception(kind: str
     assert info.value.__cause__ is error
 
 
+class BrokenStrategy(backoff.Backoff):
+    """A custom strategy whose delay() returns whatever it was given."""
+
+    max_delay = 10.0
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def base(self, attempt: int, previous: float | None) -> float:
+        """Unused."""
+        return 0.0
+
+    def delay(
+        self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+    ) -> float:
+        """Return the configured value unchecked."""
+        return self.value
+
+
+@pytest.mark.parametrize("value", [-1.0, math.nan, math.inf])
+async def test_custom_strategy_bad_delay_raises_instead_of_retrying(
+    kind: str, clock: FakeClock, value: float
+) -> None:
+    """A custom strategy returning a negative, NaN or infinite delay raises ValueError caused by the error."""
+    error = Boom()
+    with pytest.raises(ValueError, match="backoff") as info:
+        await run(retry(backoff=BrokenStrategy(value), clock=clock), kind, Script(error))
+    assert info.value.__cause__ is error
+
+
+class BrokenHint(Exception):
+    """An exception whose retry_after property raises."""
+
+    @property
+    def retry_after(self) -> float:
+        """Fail like a buggy property would."""
+        raise RuntimeError("broken")
+
+
+async def test_broken_retry_after_property_is_ignored(kind: str, clock: FakeClock) -> None:
+    """A retry_after property that raises is treated as no hint, and the backoff delay is used."""
+    assert await run(retry(backoff=0.2, clock=clock), kind, Script(BrokenHint(), "ok")) == "ok"
+    assert clock.sleeps == [0.2]
+
+
 async def test_default_backoff_is_full_jitter_exponential(kind: str, clock: FakeClock) -> None:
     """The default backoff is exponential(0.1, x2, max 10) with full jitter: wait k in [0, 0.1 * 2**(k-1)]."""
     policy = retry(attempts=6, clock=clock)
