@@ -30,6 +30,7 @@ __all__ = [
     "exception_type",
     "import_optional",
     "level_for",
+    "short_repr",
     "subject",
 ]
 
@@ -97,7 +98,8 @@ def exception_type(exc: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-def _short_repr(value: object) -> str:
+def short_repr(value: object) -> str:
+    """Return ``repr(value)`` cut to 200 characters (for user data in logs)."""
     text = repr(value)
     if len(text) > _REPR_LIMIT:
         return text[: _REPR_LIMIT - 3] + "..."
@@ -109,9 +111,9 @@ def event_fields(event: Event) -> dict[str, Any]:
 
     The base fields (``policy``, ``name``, ``operation``, ``time``) are left
     out. An exception becomes ``exception`` (its repr) plus
-    ``exception_type``; an enum becomes its value; any other non-scalar (an
-    ``on_result`` result) becomes a repr cut to 200 characters. ``None``
-    values are kept.
+    ``exception_type``; an enum becomes its value; a string longer than 200
+    characters is cut, and any other non-scalar (an ``on_result`` result)
+    becomes its repr, cut the same way. ``None`` values are kept.
 
     Args:
         event: Any event.
@@ -128,14 +130,16 @@ def event_fields(event: Event) -> dict[str, Any]:
     for key in names:
         value = getattr(event, key)
         if isinstance(value, BaseException):
-            out[key] = _short_repr(value)
+            out[key] = short_repr(value)
             out[f"{key}_type"] = exception_type(value)
         elif isinstance(value, enum.Enum):
             out[key] = value.value
-        elif value is None or isinstance(value, (bool, int, float, str)):
+        elif isinstance(value, str):
+            out[key] = value if len(value) <= _REPR_LIMIT else value[: _REPR_LIMIT - 3] + "..."
+        elif value is None or isinstance(value, (bool, int, float)):
             out[key] = value
         else:
-            out[key] = _short_repr(value)
+            out[key] = short_repr(value)
     return out
 
 

@@ -40,7 +40,7 @@ from resilient._events import (
 )
 from resilient._state import CircuitState
 
-from ._common import attach, check_levels, event_fields, event_kind, level_for, subject
+from ._common import attach, check_levels, event_fields, event_kind, level_for, short_repr, subject
 
 __all__ = ["DEFAULT_LEVELS", "LoggingAdapter"]
 
@@ -88,7 +88,7 @@ def _cause(exc: BaseException | None, result: Any = None, retried_result: bool =
     if exc is not None:
         return repr(exc)
     if retried_result:
-        return f"result {result!r}"
+        return f"result {short_repr(result)}"
     return "a retried result"
 
 

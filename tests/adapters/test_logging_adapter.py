@@ -1,0 +1,358 @@
+"""LoggingAdapter: messages, levels, structured fields, and the cheap path when a level is off."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import resilient
+from resilient import CircuitState
+from resilient.adapters import logging as logging_adapter
+from resilient.adapters.logging import DEFAULT_LEVELS, LoggingAdapter, render
+from resilient.events import (
+    BackendDegraded,
+    BackendRecovered,
+    BulkheadRejected,
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    CircuitClosed,
+    CircuitOpened,
+    CircuitRejected,
+    Event,
+    EventBus,
+    FallbackUsed,
+    RetriesExhausted,
+    RetryScheduled,
+    TimeoutElapsed,
+)
+from resilient.testing import FakeClock
+
+Runner = Callable[..., Any]
+
+BASE: dict[str, Any] = {"name": None, "operation": "fetch_user", "time": 1.0}
+REFUSED = ConnectionError("refused")
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    """A private logger at DEBUG that propagates to caplog."""
+    log = logging.getLogger("tests.adapters.logging")
+    log.setLevel(logging.DEBUG)
+    yield log
+    log.setLevel(logging.NOTSET)
+
+
+MESSAGES = [
+    (
+        RetryScheduled(policy="retry", **BASE, attempt=1, delay=0.21, exception=REFUSED),
+        "retrying fetch_user in 0.21s (attempt 2) after ConnectionError('refused')",
+    ),
+    (
+        RetryScheduled(policy="retry", **BASE, attempt=2, delay=1.0, result=None),
+        "retrying fetch_user in 1.00s (attempt 3) after result None",
+    ),
+    (
+        RetriesExhausted(policy="retry", **BASE, attempts=3, exception=REFUSED, reason="attempts"),
+        "giving up on fetch_user after 3 attempts (no attempts left): ConnectionError('refused')",
+    ),
+    (
+        RetriesExhausted(policy="retry", **BASE, attempts=1, exception=None, reason="deadline"),
+        "giving up on fetch_user after 1 attempt (the next wait would pass the deadline): a retried result",
+    ),
+    (TimeoutElapsed(policy="timeout", **BASE, seconds=2.5), "fetch_user timed out after 2.5s"),
+    (
+        CircuitOpened(
+            policy="circuit_breaker",
+            name="payments",
+            operation="charge",
+            time=1.0,
+            previous=CircuitState.CLOSED,
+            state=CircuitState.OPEN,
+        ),
+        "circuit breaker 'payments' opened (was closed) during charge",
+    ),
+    (
+        CircuitClosed(
+            policy="circuit_breaker",
+            name=None,
+            operation=None,
+            time=1.0,
+            previous=CircuitState.HALF_OPEN,
+            state=CircuitState.CLOSED,
+        ),
+        "circuit breaker (unnamed) closed (was half_open)",
+    ),
+    (
+        CircuitRejected(
+            policy="circuit_breaker", name="payments", operation="charge", time=1.0, retry_after=12.3
+        ),
+        "circuit breaker 'payments' rejected charge, retry after 12.30s",
+    ),
+    (
+        BulkheadRejected(policy="bulkhead", name="db", operation="query", time=1.0, retry_after=None),
+        "bulkhead 'db' rejected query: no free slot",
+    ),
+    (
+        CallRejected(policy="ratelimit", name=None, operation="query", time=1.0, retry_after=None),
+        "ratelimit (unnamed) rejected query",
+    ),
+    (
+        FallbackUsed(policy="fallback", **BASE, exception=REFUSED),
+        "fallback used for fetch_user after ConnectionError('refused')",
+    ),
+    (CallSucceeded(policy="pipeline", **BASE, duration=0.25), "fetch_user succeeded in 0.250s"),
+    (
+        CallFailed(policy="pipeline", **BASE, duration=1.5, exception=REFUSED),
+        "fetch_user failed after 1.500s: ConnectionError('refused')",
+    ),
+    (
+        BackendDegraded(
+            policy="circuit_breaker",
+            name="payments",
+            operation=None,
+            time=1.0,
+            backend="redis",
+            exception=None,
+        ),
+        "circuit_breaker 'payments': backend redis is not answering, using local state",
+    ),
+    (
+        BackendRecovered(
+            policy="circuit_breaker", name="payments", operation=None, time=1.0, backend="redis"
+        ),
+        "circuit_breaker 'payments': backend redis answers again, using shared state",
+    ),
+    (Event(policy="custom", name=None, operation=None, time=1.0), "event <custom>"),
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"), MESSAGES, ids=lambda v: type(v).__name__ if isinstance(v, Event) else ""
+)
+def test_message_per_event_kind(event: Event, expected: str) -> None:
+    """Each event kind renders as its documented readable message."""
+    assert render(event) == expected
+
+
+LEVELS = [
+    (RetryScheduled, logging.WARNING),
+    (RetriesExhausted, logging.WARNING),
+    (TimeoutElapsed, logging.WARNING),
+    (CircuitOpened, logging.WARNING),
+    (CircuitClosed, logging.WARNING),
+    (CircuitRejected, logging.WARNING),
+    (BulkheadRejected, logging.WARNING),
+    (FallbackUsed, logging.WARNING),
+    (BackendDegraded, logging.WARNING),
+    (BackendRecovered, logging.INFO),
+    (CallFailed, logging.INFO),
+    (CallSucceeded, logging.DEBUG),
+]
+
+
+@pytest.mark.parametrize(("cls", "level"), LEVELS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_default_levels(cls: type[Event], level: int) -> None:
+    """Retries, timeouts, state changes, rejections and fallbacks are WARNING; successes are DEBUG."""
+    assert LoggingAdapter().level_of(cls) == level
+
+
+def test_retry_message_shows_the_configured_total(
+    clock: FakeClock, bus: EventBus, caplog: pytest.LogCaptureFixture, logger: logging.Logger
+) -> None:
+    """A retry logged inside a running pipeline renders "(attempt 2/3)" from the retry's setting."""
+    LoggingAdapter(logger).attach(bus)
+    flaky = iter([ConnectionError("refused")])
+
+    @resilient.retry(attempts=3, backoff=0.21, clock=clock, bus=bus)
+    def fetch_user() -> str:
+        exc = next(flaky, None)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        assert fetch_user() == "ok"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "retrying test_retry_message_shows_the_configured_total.<locals>.fetch_user in 0.21s "
+        "(attempt 2/3) after ConnectionError('refused')"
+    ]
+
+
+def test_records_for_a_retried_call(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    caplog: pytest.LogCaptureFixture,
+    logger: logging.Logger,
+) -> None:
+    """A call that fails once then succeeds logs one retry (WARNING) and one success (DEBUG)."""
+    LoggingAdapter(logger).attach(bus)
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        assert run_guarded(1, resilient.retry(attempts=3, backoff=0.5, clock=clock, bus=bus)) == "ok"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "retrying fetch_user in 0.50s (attempt 2/3) after ConnectionError('refused')"),
+        (logging.DEBUG, "fetch_user succeeded in 0.500s"),
+    ]
+
+
+def test_structured_fields_in_extra(logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+    """A record carries the event's fields as flat resilient_* attributes."""
+    adapter = LoggingAdapter(logger)
+    event = RetryScheduled(
+        policy="retry", name="r", operation="fetch_user", time=3.0, attempt=1, delay=0.2, exception=REFUSED
+    )
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        adapter(event)
+    (record,) = caplog.records
+    fields = {k: v for k, v in vars(record).items() if k.startswith("resilient_")}
+    assert fields == {
+        "resilient_event": "retry_scheduled",
+        "resilient_policy": "retry",
+        "resilient_name": "r",
+        "resilient_operation": "fetch_user",
+        "resilient_attempt": 1,
+        "resilient_delay": 0.2,
+        "resilient_exception": "ConnectionError('refused')",
+        "resilient_exception_type": "ConnectionError",
+        "resilient_result": None,
+    }
+
+
+def test_circuit_state_field_is_its_value(logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+    """Circuit states appear in the record as their string values."""
+    event = CircuitOpened(
+        policy="circuit_breaker",
+        name="p",
+        operation=None,
+        time=0.0,
+        previous=CircuitState.CLOSED,
+        state=CircuitState.OPEN,
+    )
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        LoggingAdapter(logger)(event)
+    (record,) = caplog.records
+    assert (record.resilient_previous, record.resilient_state) == ("closed", "open")  # type: ignore[attr-defined]
+
+
+def test_default_logger_is_resilient() -> None:
+    """Without a logger the adapter logs on the "resilient" logger."""
+    assert LoggingAdapter().logger is logging.getLogger("resilient")
+
+
+def test_logger_by_name() -> None:
+    """A string names the logger to use."""
+    assert LoggingAdapter("my.app").logger is logging.getLogger("my.app")
+
+
+def test_logger_of_the_wrong_type() -> None:
+    """A logger that is neither a Logger nor a name is refused, naming the parameter."""
+    with pytest.raises(TypeError, match="logger"):
+        LoggingAdapter(logger=42)  # type: ignore[arg-type]
+
+
+def test_level_override_for_a_base_class_covers_subclasses() -> None:
+    """A level set on CallRejected applies to circuit and bulkhead rejections."""
+    adapter = LoggingAdapter(levels={CallRejected: logging.ERROR})
+    assert (adapter.level_of(CircuitRejected), adapter.level_of(BulkheadRejected)) == (
+        logging.ERROR,
+        logging.ERROR,
+    )
+
+
+def test_level_override_by_name() -> None:
+    """Levels may be given by name, case-insensitively."""
+    assert LoggingAdapter(levels={CallSucceeded: "info"}).level_of(CallSucceeded) == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("levels", "error"),
+    [
+        ({CallSucceeded: "LOUD"}, ValueError),
+        ({CallSucceeded: -1}, ValueError),
+        ({CallSucceeded: 1.5}, TypeError),
+        ({int: logging.INFO}, TypeError),
+        ([(CallSucceeded, 10)], TypeError),
+    ],
+)
+def test_bad_levels_name_the_parameter(levels: object, error: type[Exception]) -> None:
+    """Bad level configuration fails at construction with an error naming ``levels``."""
+    with pytest.raises(error, match="levels"):
+        LoggingAdapter(levels=levels)  # type: ignore[arg-type]
+
+
+def test_message_not_built_when_level_disabled(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the logger above an event's level, the adapter never renders the message."""
+    rendered: list[Event] = []
+
+    def spy(event: Event) -> str:
+        rendered.append(event)
+        return ""
+
+    monkeypatch.setattr(logging_adapter, "render", spy)
+    logger.setLevel(logging.WARNING)
+    LoggingAdapter(logger)(CallSucceeded(policy="pipeline", **BASE, duration=0.1))
+    assert rendered == []
+
+
+def test_quiet_kinds_are_not_subscribed(logger: logging.Logger, bus: EventBus) -> None:
+    """At WARNING, attach() leaves CallSucceeded unsubscribed, so policies never build it."""
+    logger.setLevel(logging.WARNING)
+    LoggingAdapter(logger).attach(bus)
+    assert (bus.wants(CallSucceeded), bus.wants(RetryScheduled)) == (False, True)
+
+
+def test_every_kind_subscribed_when_all_enabled(logger: logging.Logger) -> None:
+    """At DEBUG every event class is covered by one subscription to Event."""
+    assert LoggingAdapter(logger).wanted_types() == (Event,)
+
+
+def test_skip_disabled_off_subscribes_everything(logger: logging.Logger, bus: EventBus) -> None:
+    """With skip_disabled=False every kind is delivered whatever the level."""
+    logger.setLevel(logging.CRITICAL)
+    LoggingAdapter(logger, skip_disabled=False).attach(bus)
+    assert bus.wants(CallSucceeded)
+
+
+def test_nothing_enabled_subscribes_to_nothing(logger: logging.Logger, bus: EventBus) -> None:
+    """A logger that would log no kind keeps a live subscription that receives nothing."""
+    logger.setLevel(logging.CRITICAL)
+    sub = LoggingAdapter(logger).attach(bus)
+    assert (sub.active, bus.wants(RetryScheduled), bus.wants(CallSucceeded)) == (True, False, False)
+
+
+def test_refresh_picks_up_a_lower_level(logger: logging.Logger, bus: EventBus) -> None:
+    """After the logger is lowered to DEBUG, refresh() subscribes CallSucceeded too."""
+    logger.setLevel(logging.WARNING)
+    adapter = LoggingAdapter(logger)
+    adapter.attach(bus)
+    logger.setLevel(logging.DEBUG)
+    adapter.refresh()
+    assert bus.wants(CallSucceeded)
+
+
+def test_handle_unsubscribes_after_refresh(logger: logging.Logger, bus: EventBus) -> None:
+    """The subscription returned by attach() still stops logging after a refresh."""
+    logger.setLevel(logging.WARNING)
+    adapter = LoggingAdapter(logger)
+    sub = adapter.attach(bus)
+    logger.setLevel(logging.DEBUG)
+    adapter.refresh()
+    sub.unsubscribe()
+    assert (bus.wants(CallSucceeded), bus.wants(RetryScheduled), sub.active) == (False, False, False)
+
+
+def test_skip_disabled_must_be_bool() -> None:
+    """skip_disabled is checked at construction."""
+    with pytest.raises(TypeError, match="skip_disabled"):
+        LoggingAdapter(skip_disabled="yes")  # type: ignore[arg-type]
+
+
+def test_default_levels_cover_every_event() -> None:
+    """DEFAULT_LEVELS has a fallback for any event class."""
+    assert Event in DEFAULT_LEVELS

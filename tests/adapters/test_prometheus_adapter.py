@@ -1,0 +1,386 @@
+"""PrometheusAdapter, checked through the exposition text of a real CollectorRegistry."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import resilient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from resilient import CircuitOpenError, CircuitState
+from resilient.adapters.prometheus import PrometheusAdapter
+from resilient.events import BackendDegraded, BackendRecovered, EventBus
+from resilient.testing import FakeClock
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A private registry."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def adapter(registry: CollectorRegistry, bus: EventBus) -> PrometheusAdapter:
+    """An adapter on the private registry, attached to the test's bus."""
+    a = PrometheusAdapter(registry)
+    a.attach(bus)
+    return a
+
+
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse ``generate_latest(registry)`` into {(sample name, labels): value}."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(registry: CollectorRegistry, metric: str, /, **labels: str) -> float | None:
+    """One sample's value from the exposition text, or None if absent."""
+    return scrape(registry).get((metric, frozenset(labels.items())))
+
+
+def test_success_counted(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """A successful call increments calls_total with outcome="success"."""
+    run_guarded(0, resilient.retry(clock=clock, bus=bus))
+    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success") == 1.0
+
+
+def test_failure_counted(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """A call that raises increments calls_total with outcome="failure"."""
+    assert isinstance(
+        run_guarded(5, resilient.retry(attempts=2, backoff=0.1, clock=clock, bus=bus)), ConnectionError
+    )
+    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="failure") == 1.0
+
+
+def test_duration_histogram(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """The call duration (virtual time spent in backoff) lands in the histogram."""
+    run_guarded(2, resilient.retry(attempts=3, backoff=0.2, clock=clock, bus=bus))
+    labels = {"operation": "fetch_user", "name": "", "outcome": "success"}
+    found: tuple[Any, ...] = (
+        value(registry, "resilient_call_duration_seconds_count", **labels),
+        value(registry, "resilient_call_duration_seconds_sum", **labels),
+        value(registry, "resilient_call_duration_seconds_bucket", le="0.5", **labels),
+        value(registry, "resilient_call_duration_seconds_bucket", le="0.25", **labels),
+    )
+    assert found == (1.0, pytest.approx(0.4), 1.0, 0.0)
+
+
+def test_retries_and_exhaustion(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """Each scheduled retry counts once; giving up counts with its reason."""
+    run_guarded(5, resilient.retry(attempts=3, backoff=0.1, name="db", clock=clock, bus=bus))
+    assert (
+        value(registry, "resilient_retries_total", operation="fetch_user", name="db"),
+        value(
+            registry,
+            "resilient_retries_exhausted_total",
+            operation="fetch_user",
+            name="db",
+            reason="attempts",
+        ),
+    ) == (2.0, 1.0)
+
+
+def test_fallback_counted(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """A failure replaced by a fallback counts in fallbacks_total, and the call as a success."""
+    assert run_guarded(1, resilient.fallback("cached", bus=bus)) == "cached"
+    assert (
+        value(registry, "resilient_fallbacks_total", operation="fetch_user", name=""),
+        value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success"),
+    ) == (1.0, 1.0)
+
+
+async def test_timeout_counted(
+    clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
+) -> None:
+    """An expired timeout increments timeouts_total."""
+
+    @resilient.timeout(1.0, name="t", clock=clock, bus=bus)
+    async def slow() -> None:
+        await clock.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await slow()
+    assert value(registry, "resilient_timeouts_total", operation=slow.__qualname__, name="t") == 1.0
+
+
+def test_circuit_breaker_rejection_and_state(
+    clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
+) -> None:
+    """An opened breaker shows state open=1 and counts its rejection by policy."""
+    breaker = resilient.circuit_breaker(failure_threshold=1, name="payments", clock=clock, bus=bus)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        charge()
+    with pytest.raises(CircuitOpenError):
+        charge()
+    op = charge.__qualname__
+    assert (
+        value(
+            registry, "resilient_rejections_total", operation=op, name="payments", policy="circuit_breaker"
+        ),
+        value(registry, "resilient_circuit_state", name="payments", state="open"),
+        value(registry, "resilient_circuit_state", name="payments", state="closed"),
+        value(registry, "resilient_circuit_transitions_total", name="payments", state="open"),
+    ) == (1.0, 1.0, 0.0, 1.0)
+
+
+def test_bulkhead_rejection_counted(
+    clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
+) -> None:
+    """A full bulkhead's rejection counts with policy="bulkhead"."""
+    pool = resilient.bulkhead(1, name="db", clock=clock, bus=bus)
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        @pool
+        async def query() -> None:
+            await gate.wait()
+
+        first = asyncio.create_task(query())
+        await asyncio.sleep(0)
+        with pytest.raises(resilient.BulkheadFullError):
+            await query()
+        gate.set()
+        await first
+
+    asyncio.run(scenario())
+    found = [v for (n, labels), v in scrape(registry).items() if n == "resilient_rejections_total"]
+    assert found == [1.0]
+
+
+def test_tracked_bulkhead_in_use(registry: CollectorRegistry, bus: EventBus) -> None:
+    """A tracked bulkhead's in_use, queued and capacity are read at scrape time."""
+    adapter = PrometheusAdapter(registry)
+    pool = resilient.bulkhead(3, max_queue=5, name="db", bus=bus)
+    adapter.track_bulkhead(pool)
+    seen: list[tuple[float | None, ...]] = []
+
+    async def scenario() -> None:
+        @pool
+        async def query() -> None:
+            seen.append(
+                (
+                    value(registry, "resilient_bulkhead_in_use", name="db"),
+                    value(registry, "resilient_bulkhead_queued", name="db"),
+                    value(registry, "resilient_bulkhead_max_concurrent", name="db"),
+                )
+            )
+
+        await query()
+
+    asyncio.run(scenario())
+    assert seen == [(1.0, 0.0, 3.0)]
+
+
+def test_tracked_bulkhead_needs_a_name(registry: CollectorRegistry) -> None:
+    """An unnamed bulkhead cannot be tracked: its name is the label."""
+    with pytest.raises(ValueError, match="name"):
+        PrometheusAdapter(registry).track_bulkhead(resilient.bulkhead(1))
+
+
+def test_tracked_object_without_in_use(registry: CollectorRegistry) -> None:
+    """Tracking something that is not a bulkhead fails with TypeError."""
+    with pytest.raises(TypeError, match="in_use"):
+        PrometheusAdapter(registry).track_bulkhead(object())
+
+
+def test_two_tracked_bulkheads_with_one_name(registry: CollectorRegistry) -> None:
+    """Two live bulkheads cannot report under the same name."""
+    adapter = PrometheusAdapter(registry)
+    first = resilient.bulkhead(1, name="db")
+    adapter.track_bulkhead(first)
+    with pytest.raises(ValueError, match="already tracked"):
+        adapter.track_bulkhead(resilient.bulkhead(1, name="db"))
+
+
+def test_tracked_bulkhead_is_held_weakly(registry: CollectorRegistry) -> None:
+    """A tracked bulkhead that is garbage-collected disappears from the metrics."""
+    adapter = PrometheusAdapter(registry)
+    pool = resilient.bulkhead(2, name="tmp")
+    adapter.track_bulkhead(pool)
+    del pool
+    gc.collect()
+    assert value(registry, "resilient_bulkhead_in_use", name="tmp") is None
+
+
+def test_tracked_breaker_reports_before_any_transition(registry: CollectorRegistry) -> None:
+    """A tracked breaker shows closed=1 before it ever changes state."""
+    adapter = PrometheusAdapter(registry)
+    breaker = resilient.circuit_breaker(name="payments")
+    adapter.track_circuit_breaker(breaker)
+    assert value(registry, "resilient_circuit_state", name="payments", state="closed") == 1.0
+
+
+def test_backend_degraded_gauge(registry: CollectorRegistry, bus: EventBus) -> None:
+    """BackendDegraded sets the gauge to 1 and BackendRecovered back to 0."""
+    PrometheusAdapter(registry).attach(bus)
+    common: dict[str, Any] = {"policy": "circuit_breaker", "name": "p", "operation": None, "time": 0.0}
+    common["backend"] = "redis"
+    bus.emit(BackendDegraded(**common, exception=None))
+    degraded = value(registry, "resilient_backend_degraded", policy="circuit_breaker", name="p")
+    bus.emit(BackendRecovered(**common))
+    assert (degraded, value(registry, "resilient_backend_degraded", policy="circuit_breaker", name="p")) == (
+        1.0,
+        0.0,
+    )
+
+
+def test_exception_messages_never_become_labels(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    adapter: PrometheusAdapter,
+    registry: CollectorRegistry,
+) -> None:
+    """No label value carries an exception's message or type."""
+    run_guarded(
+        5, resilient.fallback(None, bus=bus), resilient.retry(attempts=2, backoff=0.1, clock=clock, bus=bus)
+    )
+    text = generate_latest(registry).decode()
+    assert ("refused" in text, "ConnectionError" in text) == (False, False)
+
+
+def test_adapters_share_metrics_on_one_registry(registry: CollectorRegistry, bus: EventBus) -> None:
+    """A second adapter on the same registry reuses the metrics instead of raising."""
+    PrometheusAdapter(registry).attach(bus)
+    PrometheusAdapter(registry)
+    bus.emit(
+        resilient.events.TimeoutElapsed(policy="timeout", name=None, operation="f", time=0.0, seconds=1.0)
+    )
+    assert value(registry, "resilient_timeouts_total", operation="f", name="") == 1.0
+
+
+def test_custom_namespace(registry: CollectorRegistry, bus: EventBus) -> None:
+    """The namespace prefixes every metric name."""
+    PrometheusAdapter(registry, namespace="myapp").attach(bus)
+    bus.emit(
+        resilient.events.TimeoutElapsed(policy="timeout", name=None, operation="f", time=0.0, seconds=1.0)
+    )
+    assert value(registry, "myapp_timeouts_total", operation="f", name="") == 1.0
+
+
+def test_custom_buckets(registry: CollectorRegistry, bus: EventBus) -> None:
+    """Custom buckets shape the duration histogram."""
+    PrometheusAdapter(registry, buckets=[1.0, 60.0]).attach(bus)
+    bus.emit(
+        resilient.events.CallSucceeded(policy="pipeline", name=None, operation="f", time=0.0, duration=30.0)
+    )
+    assert (
+        value(
+            registry,
+            "resilient_call_duration_seconds_bucket",
+            operation="f",
+            name="",
+            outcome="success",
+            le="60.0",
+        )
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "param"),
+    [
+        ({"namespace": "my-app"}, ValueError, "namespace"),
+        ({"namespace": 3}, TypeError, "namespace"),
+        ({"registry": object()}, TypeError, "registry"),
+        ({"buckets": [2.0, 1.0]}, ValueError, "buckets"),
+        ({"buckets": []}, ValueError, "buckets"),
+        ({"buckets": ["1"]}, TypeError, "buckets"),
+        ({"buckets": [-1.0]}, ValueError, "buckets"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception], param: str) -> None:
+    """Bad configuration fails at construction, naming the parameter."""
+    kwargs.setdefault("registry", CollectorRegistry())
+    with pytest.raises(error, match=param):
+        PrometheusAdapter(**kwargs)
+
+
+def test_other_buckets_for_an_existing_namespace(registry: CollectorRegistry) -> None:
+    """Asking the same registry and namespace for other buckets is refused."""
+    PrometheusAdapter(registry)
+    with pytest.raises(ValueError, match="buckets"):
+        PrometheusAdapter(registry, buckets=[1.0])
+
+
+def test_cancelled_call_not_counted(
+    clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
+) -> None:
+    """A cancelled call propagates CancelledError and counts as no call, failure or retry."""
+
+    @resilient.retry(attempts=3, clock=clock, bus=bus)
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(hang())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    counted = [
+        n for (n, _), _v in scrape(registry).items() if n.startswith(("resilient_calls", "resilient_retries"))
+    ]
+    assert counted == []
+
+
+def test_circuit_state_from_events_tracks_latest(registry: CollectorRegistry, bus: EventBus) -> None:
+    """The state gauge follows the latest CircuitStateChanged for each breaker name."""
+    PrometheusAdapter(registry).attach(bus)
+    base: dict[str, Any] = {"policy": "circuit_breaker", "name": "p", "operation": None, "time": 0.0}
+    bus.emit(resilient.events.CircuitOpened(**base, previous=CircuitState.CLOSED, state=CircuitState.OPEN))
+    bus.emit(
+        resilient.events.CircuitHalfOpened(**base, previous=CircuitState.OPEN, state=CircuitState.HALF_OPEN)
+    )
+    states = {
+        s.value: value(registry, "resilient_circuit_state", name="p", state=s.value) for s in CircuitState
+    }
+    assert states == {"closed": 0.0, "open": 0.0, "half_open": 1.0, "isolated": 0.0}
