@@ -18,6 +18,8 @@ from collections import Counter, defaultdict
 import resilient
 from resilient import EventBus, backoff, fallback, retry, timeout
 from resilient.events import (
+    CallFailed,
+    CallSucceeded,
     Event,
     FallbackUsed,
     RetriesExhausted,
@@ -35,16 +37,19 @@ class HealthReport:
 
     def __init__(self) -> None:
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.slowest: dict[str, float] = {}
 
     def __call__(self, event: Event) -> None:
         op = event.operation or "<block>"
         self.counts[op][type(event).__name__] += 1
+        if isinstance(event, (CallSucceeded, CallFailed)):  # once per call, not per attempt
+            self.slowest[op] = max(self.slowest.get(op, 0.0), event.duration)
 
     def render(self) -> str:
         lines = []
         for op, counts in sorted(self.counts.items()):
             summary = ", ".join(f"{name}={n}" for name, n in sorted(counts.items()))
-            lines.append(f"  {op}: {summary}")
+            lines.append(f"  {op}: {summary}; slowest call {self.slowest.get(op, 0.0):g}s")
         return "\n".join(lines)
 
 
@@ -94,6 +99,8 @@ async def main() -> None:
     print("shipped:", ", ".join(shipped))
 
     assert report.counts["flaky"][RetryScheduled.__name__] == 2
+    assert report.counts["flaky"][CallSucceeded.__name__] == 2
+    assert report.slowest["flaky"] == 0.5  # one backoff wait, in virtual time
     assert report.counts["hangs"]["TimeoutElapsed"] == 2
     assert shipped.count("TimeoutElapsed(hangs)") == 2
     assert "FallbackUsed(hangs)" in shipped
@@ -103,6 +110,8 @@ async def main() -> None:
     attempts.clear()
     await flaky("c")
     assert report.counts["flaky"][RetryScheduled.__name__] == 2
+    assert report.counts["flaky"][CallSucceeded.__name__] == 2
+    assert report.slowest["flaky"] == 0.5  # one backoff wait, in virtual time
 
 
 if __name__ == "__main__":
