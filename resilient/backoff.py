@@ -280,7 +280,7 @@ class FromCallable(Backoff):
         return min(float(value), self.max_delay)
 
     def __repr__(self) -> str:
-        return f"FromCallable({self.fn!r})"
+        return f"FromCallable({getattr(self.fn, '__qualname__', None) or repr(self.fn)})"
 
 
 def constant(

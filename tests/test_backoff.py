@@ -380,10 +380,30 @@ def test_zero_delays_are_allowed() -> None:
     assert backoff.exponential(initial=0, max_delay=0).delay(3) == 0.0
 
 
-def test_repr_shows_the_configuration() -> None:
+def _zero(attempt: int, exc: BaseException | None) -> float:
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (
+            backoff.exponential(initial=0.5, multiplier=3, max_delay=4, jitter="equal"),
+            "exponential(initial=0.5, multiplier=3.0, max_delay=4.0, jitter='equal')",
+        ),
+        (
+            backoff.linear(initial=1, increment=2),
+            "linear(initial=1.0, increment=2.0, max_delay=10.0, jitter='none')",
+        ),
+        (backoff.decorrelated(initial=1), "decorrelated(initial=1.0, max_delay=10.0)"),
+        (backoff.constant(2), "constant(2.0, jitter='none')"),
+        (backoff.constant(2, max_delay=3), "constant(2.0, jitter='none', max_delay=3.0)"),
+        (backoff.FromCallable(_zero), "FromCallable(_zero)"),
+    ],
+)
+def test_repr_shows_the_configuration(strategy: Backoff, expected: str) -> None:
     """A strategy's repr shows its parameters."""
-    text = repr(backoff.exponential(initial=0.5, multiplier=3, max_delay=4, jitter="equal"))
-    assert text == "exponential(initial=0.5, multiplier=3.0, max_delay=4.0, jitter='equal')"
+    assert repr(strategy) == expected
 
 
 # --- callables -------------------------------------------------------------------

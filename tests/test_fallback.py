@@ -150,6 +150,18 @@ def test_sync_handler_returning_a_coroutine_for_a_sync_function_raises() -> None
     assert info.value.__context__ is error
 
 
+async def test_sync_handler_returning_a_future_for_a_sync_function_raises() -> None:
+    """Any awaitable returned for a sync function (not only a coroutine) raises TypeError."""
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    with pytest.raises(TypeError, match="awaitable"):
+        fallback(lambda exc: future)(make_fn("sync", Boom()))()
+
+
+def test_repr_shows_the_default() -> None:
+    """fallback's repr shows its default."""
+    assert repr(fallback("cached")) == "fallback('cached')"
+
+
 async def test_handler_error_propagates_with_the_original_as_context(kind: str) -> None:
     """If the handler raises, its exception propagates with __context__ set to the original."""
     original, replacement = Boom(), Other()

@@ -375,6 +375,24 @@ async def test_broken_retry_after_property_is_ignored(kind: str, clock: FakeCloc
     assert clock.sleeps == [0.2]
 
 
+async def test_callable_backoff_error_on_a_result_retry_propagates(kind: str, clock: FakeClock) -> None:
+    """A callable backoff that raises during an on_result retry propagates its own error."""
+    failure = RuntimeError("backoff bug")
+
+    def delays(attempt: int, exc: BaseException | None) -> float:
+        raise failure
+
+    with pytest.raises(RuntimeError) as info:
+        await run(retry(on_result=lambda r: True, backoff=delays, clock=clock), kind, Script(1))
+    assert info.value is failure
+
+
+def test_repr_shows_the_configuration() -> None:
+    """retry's repr shows attempts, backoff and deadline."""
+    text = repr(retry(attempts=4, backoff=1, deadline=5))
+    assert text == "retry(attempts=4, backoff=constant(1.0, jitter='none'), deadline=5.0)"
+
+
 async def test_default_backoff_is_full_jitter_exponential(kind: str, clock: FakeClock) -> None:
     """The default backoff is exponential(0.1, x2, max 10) with full jitter: wait k in [0, 0.1 * 2**(k-1)]."""
     policy = retry(attempts=6, clock=clock)
