@@ -62,6 +62,10 @@ def variants() -> dict[str, AsyncFn]:
     LoggingAdapter().attach(log_bus)
     out["pipeline + LoggingAdapter (default levels)"] = guarded(log_bus)
 
+    eager_bus = EventBus()
+    LoggingAdapter(skip_disabled=False).attach(eager_bus)
+    out["pipeline + LoggingAdapter (skip_disabled=False)"] = guarded(eager_bus)
+
     try:
         import prometheus_client
         from resilient.adapters.prometheus import PrometheusAdapter
