@@ -16,9 +16,8 @@ import random
 import time
 import urllib.request
 
-from prometheus_client import CollectorRegistry, start_http_server
-
 import resilient
+from prometheus_client import CollectorRegistry, start_http_server
 from resilient import backoff
 from resilient.adapters.prometheus import PrometheusAdapter
 
