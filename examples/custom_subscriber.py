@@ -16,7 +16,7 @@ import asyncio
 from collections import Counter, defaultdict
 
 import resilient
-from resilient import EventBus, backoff, fallback, retry, timeout
+from resilient import EventBus, backoff, fallback, pipeline, retry, timeout
 from resilient.events import (
     CallFailed,
     CallSucceeded,
@@ -65,7 +65,9 @@ async def ship(event: Event) -> None:
 attempts: Counter[str] = Counter()
 
 
-@retry(attempts=3, on=ConnectionError, backoff=backoff.constant(0.5), clock=clock, bus=bus)
+# CallSucceeded/CallFailed come from the pipeline (once per call), so the
+# pipeline gets the bus as well as the policies inside it.
+@pipeline(retry(attempts=3, on=ConnectionError, backoff=backoff.constant(0.5), clock=clock, bus=bus), bus=bus)
 async def flaky(key: str) -> str:
     """Fails on its first attempt for every key."""
     attempts[key] += 1
@@ -74,9 +76,12 @@ async def flaky(key: str) -> str:
     return key.upper()
 
 
-@fallback("default", bus=bus)
-@retry(attempts=2, on=TimeoutError, backoff=0.1, clock=clock, bus=bus)
-@timeout(1.0, clock=clock, bus=bus)
+@pipeline(
+    fallback("default", bus=bus),
+    retry(attempts=2, on=TimeoutError, backoff=0.1, clock=clock, bus=bus),
+    timeout(1.0, clock=clock, bus=bus),
+    bus=bus,
+)
 async def hangs() -> str:
     """Never answers in time; the fallback answers instead."""
     await clock.sleep(60)
@@ -102,6 +107,7 @@ async def main() -> None:
     assert report.counts["flaky"][CallSucceeded.__name__] == 2
     assert report.slowest["flaky"] == 0.5  # one backoff wait, in virtual time
     assert report.counts["hangs"]["TimeoutElapsed"] == 2
+    assert report.counts["hangs"][CallSucceeded.__name__] == 1  # the fallback answered
     assert shipped.count("TimeoutElapsed(hangs)") == 2
     assert "FallbackUsed(hangs)" in shipped
     assert "RetriesExhausted(hangs)" in shipped
