@@ -48,6 +48,9 @@ local WSIG = (SPAN > 0) and ('t' .. SPAN .. '/' .. BUCKETS) or ('c' .. SIZE)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 
+local dirty = false
+local prev, nxt = -1, -1
+
 local h = redis.call('HMGET', S, 'st', 'gen', 'until', 'cf', 'hs', 'n', 'nf', 'ns', 'pos', 'wsig')
 local st = tonumber(h[1])
 local gen, open_until, cf, hs, n, nf, ns, pos, wsig
@@ -55,6 +58,8 @@ if st == nil then
   -- New or expired: seed the generation from the clock so that permits
   -- issued before an expiry can never match a new generation.
   st, gen, open_until, cf, hs, n, nf, ns, pos, wsig = CLOSED, math.floor(now), 0, 0, 0, 0, 0, 0, 0, WSIG
+  -- Written by the first step, so that later steps agree on the generation.
+  dirty = step ~= 'stats'
 else
   gen = tonumber(h[2])
   open_until = tonumber(h[3]) or 0
@@ -67,8 +72,6 @@ else
   wsig = h[10] or ''
 end
 
-local dirty = false
-local prev, nxt = -1, -1
 
 local function save()
   redis.call('HSET', S, 'st', st, 'gen', gen, 'until', open_until, 'cf', cf, 'hs', hs,

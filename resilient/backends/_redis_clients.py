@@ -15,9 +15,8 @@ from typing import Any
 import redis.asyncio
 import redis.asyncio.connection
 import redis.connection
+import redis.retry
 from redis.backoff import NoBackoff
-
-import redis
 
 __all__ = ["async_twin", "is_async_client", "is_sync_client", "sync_twin"]
 

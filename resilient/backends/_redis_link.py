@@ -189,10 +189,11 @@ class RedisLink:
         sync = self._sync
         if sync is not None and sync is not self._sync_source:
             sync.close()
+            sync.connection_pool.disconnect()  # a client given a pool leaves it open
 
     async def aclose(self) -> None:
         """Close the clients this link built."""
         client = self._aclient
         if client is not None and client is not self.client:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
         self.close()
