@@ -173,6 +173,17 @@ class _Metrics:
         )
         self.collector = _Collector(prom, f"{namespace}_" if namespace else "")
         registry.register(self.collector)
+        # labels() costs a lock and a dict build per call (~3x an inc()); the
+        # children are cached here, bounded by the label sets, as in the metric.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """Return ``metric.labels(*labels)``, cached."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 _lock = threading.Lock()
@@ -314,33 +325,40 @@ class PrometheusAdapter:
         handler(event)
 
     def _succeeded(self, ev: CallSucceeded) -> None:
-        labels = (ev.operation or "", ev.name or "", "success")
-        self._m.calls.labels(*labels).inc()
-        self._m.duration.labels(*labels).observe(ev.duration)
+        m = self._m
+        op, name = ev.operation or "", ev.name or ""
+        m.child(m.calls, op, name, "success").inc()
+        m.child(m.duration, op, name, "success").observe(ev.duration)
 
     def _failed(self, ev: CallFailed) -> None:
-        labels = (ev.operation or "", ev.name or "", "failure")
-        self._m.calls.labels(*labels).inc()
-        self._m.duration.labels(*labels).observe(ev.duration)
+        m = self._m
+        op, name = ev.operation or "", ev.name or ""
+        m.child(m.calls, op, name, "failure").inc()
+        m.child(m.duration, op, name, "failure").observe(ev.duration)
 
     def _retry(self, ev: RetryScheduled) -> None:
-        self._m.retries.labels(ev.operation or "", ev.name or "").inc()
+        m = self._m
+        m.child(m.retries, ev.operation or "", ev.name or "").inc()
 
     def _exhausted(self, ev: RetriesExhausted) -> None:
-        self._m.exhausted.labels(ev.operation or "", ev.name or "", ev.reason).inc()
+        m = self._m
+        m.child(m.exhausted, ev.operation or "", ev.name or "", ev.reason).inc()
 
     def _timeout(self, ev: TimeoutElapsed) -> None:
-        self._m.timeouts.labels(ev.operation or "", ev.name or "").inc()
+        m = self._m
+        m.child(m.timeouts, ev.operation or "", ev.name or "").inc()
 
     def _rejected(self, ev: CallRejected) -> None:
-        self._m.rejections.labels(ev.operation or "", ev.name or "", ev.policy).inc()
+        m = self._m
+        m.child(m.rejections, ev.operation or "", ev.name or "", ev.policy).inc()
 
     def _fallback(self, ev: FallbackUsed) -> None:
-        self._m.fallbacks.labels(ev.operation or "", ev.name or "").inc()
+        m = self._m
+        m.child(m.fallbacks, ev.operation or "", ev.name or "").inc()
 
     def _circuit(self, ev: CircuitStateChanged) -> None:
         name = ev.name or ""
-        self._m.transitions.labels(name, ev.state.value).inc()
+        self._m.child(self._m.transitions, name, ev.state.value).inc()
         collector = self._m.collector
         with collector._lock:
             collector.circuits[name] = ev.state
