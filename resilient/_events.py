@@ -11,7 +11,8 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -40,6 +41,7 @@ __all__ = [
     "RetryScheduled",
     "Subscription",
     "TimeoutElapsed",
+    "capture_events",
     "default_bus",
     "subscribe",
 ]
@@ -445,3 +447,19 @@ def subscribe(handler: Handler, *event_types: type[Event], bus: EventBus | None 
         A :class:`Subscription`; ``unsubscribe()`` it or use it in ``with``.
     """
     return (default_bus if bus is None else bus).subscribe(handler, *event_types)
+
+
+@contextmanager
+def capture_events(*event_types: type[Event], bus: EventBus | None = None) -> Iterator[list[Event]]:
+    """Record the events emitted while the block runs.
+
+    Args:
+        *event_types: Only these classes (and subclasses); none means all.
+        bus: The bus to listen on (default: ``default_bus``).
+
+    Yields:
+        The list the events are appended to, in emission order.
+    """
+    events: list[Event] = []
+    with (default_bus if bus is None else bus).subscribe(events.append, *event_types):
+        yield events

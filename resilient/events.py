@@ -5,8 +5,6 @@ matches its subclasses, so ``subscribe(h, CircuitStateChanged)`` sees every
 transition. With no subscriber for a type, emitting it allocates nothing.
 """
 
-from __future__ import annotations
-
 from ._events import (
     BackendDegraded,
     BackendRecovered,

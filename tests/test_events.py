@@ -453,11 +453,28 @@ def test_default_bus_when_none(clock: FakeClock) -> None:
 
 
 async def test_events_go_to_the_given_bus_only(clock: FakeClock) -> None:
-    """A policy with bus= emits there and not on the default bus."""
+    """Policies with bus= emit there, call events included, and nothing on the default bus."""
     bus = EventBus()
     with capture_events() as on_default, capture_events(bus=bus) as on_private:
         await exercise(clock, bus)
     assert (on_default, {type(e) for e in on_private}) == ([], set(EMITTED))
+
+
+async def test_implicit_pipeline_uses_policy_bus(clock: FakeClock) -> None:
+    """A decorated function's call events go to its first policy's bus when none was given to a pipeline."""
+    bus = EventBus()
+    with capture_events() as on_default, capture_events(bus=bus) as on_private:
+        await retry(clock=clock, bus=bus).call(clock.sleep, 0)
+    assert (on_default, [type(e) for e in on_private]) == ([], [CallSucceeded])
+
+
+async def test_explicit_pipeline_bus_wins(clock: FakeClock) -> None:
+    """pipeline(bus=...) receives the call events even when its policies use another bus."""
+    policy_bus, pipeline_bus = EventBus(), EventBus()
+    p = pipeline(retry(clock=clock, bus=policy_bus), bus=pipeline_bus)
+    with capture_events(bus=policy_bus) as on_policy, capture_events(bus=pipeline_bus) as on_pipeline:
+        await p.call(clock.sleep, 0)
+    assert (on_policy, [type(e) for e in on_pipeline]) == ([], [CallSucceeded])
 
 
 def test_bad_bus_rejected() -> None:
