@@ -1,0 +1,160 @@
+"""Redis down, slow or interrupted: the breaker keeps serving on local state and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio
+from _helpers import invoke
+from _redis_fixture import RedisServer
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from resilient import CircuitBreaker, CircuitOpenError, circuit_breaker
+from resilient.backends.redis import RedisBackend
+from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened
+from resilient.testing import FakeClock, capture_events
+
+pytestmark = pytest.mark.redis
+
+Build = Callable[..., tuple[CircuitBreaker, RedisBackend]]
+
+
+@pytest.fixture(params=["async", "sync"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Whether the guarded function is a coroutine function or a plain one."""
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Build]:
+    """Build a breaker on this test's own server; its reconnect interval runs on ``clock``."""
+    made: list[tuple[RedisBackend, redis.asyncio.Redis]] = []
+
+    def make(
+        client: redis.asyncio.Redis | None = None, **options: Any
+    ) -> tuple[CircuitBreaker, RedisBackend]:
+        # No client-side retries: a refused connection fails at once instead of backing off.
+        client = client or own_server.async_client(retry=Retry(NoBackoff(), 0))
+        options.setdefault("timeout", 0.5)
+        backend = RedisBackend(client, reconnect_interval=1.0, **options)
+        made.append((backend, client))
+        breaker = circuit_breaker(name="outage", failure_threshold=3, backend=backend, clock=clock)
+        return breaker, backend
+
+    yield make
+    for backend, client in made:
+        await backend.aclose()
+        await client.aclose()
+
+
+def degraded(backend: RedisBackend) -> bool:
+    """Whether *backend* runs on local state now (a call, so mypy does not narrow it)."""
+    return backend.degraded
+
+
+def backend_events(events: list[Any]) -> list[type]:
+    """The BackendDegraded/BackendRecovered events, in order."""
+    return [type(e) for e in events if isinstance(e, (BackendDegraded, BackendRecovered))]
+
+
+async def test_redis_killed_and_restarted(
+    build: Build, own_server: RedisServer, clock: FakeClock, flavour: str
+) -> None:
+    """Killed: calls keep succeeding on local state; restarted: shared state is used again."""
+    breaker, backend = build()
+    with capture_events() as events:
+        assert await invoke(breaker, flavour) == "ok"
+        own_server.kill()
+        for _ in range(5):
+            assert await invoke(breaker, flavour) == "ok"
+        assert degraded(backend)
+        own_server.start()
+        assert await invoke(breaker, flavour) == "ok"
+        assert degraded(backend)  # Redis is not tried again before the reconnect interval
+        clock.advance(1.0)
+        with pytest.raises(ConnectionError):
+            await invoke(breaker, flavour, ConnectionError("down"))
+        assert not degraded(backend)
+    assert backend_events(events) == [BackendDegraded, BackendRecovered]
+    event = next(e for e in events if isinstance(e, BackendDegraded))
+    assert (event.name, event.policy) == ("outage", "circuit_breaker")
+    assert isinstance(event.exception, Exception)
+    server = own_server.sync_client()
+    assert server.hget(backend.keys[0], "cf") == b"1"
+    server.close()
+
+
+async def test_local_breaker_protects_while_redis_is_down(
+    build: Build, own_server: RedisServer, flavour: str
+) -> None:
+    """While degraded, the local breaker opens on failures and rejects like the shared one."""
+    breaker, _ = build()
+    own_server.kill()
+    with capture_events() as events:
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                await invoke(breaker, flavour, ConnectionError("down"))
+        with pytest.raises(CircuitOpenError):
+            await invoke(breaker, flavour)
+    assert [type(e) for e in events if isinstance(e, CircuitOpened)] == [CircuitOpened]
+    assert backend_events(events) == [BackendDegraded]
+
+
+async def test_slow_redis_degrades_within_the_budget(
+    build: Build, own_server: RedisServer, clock: FakeClock, flavour: str
+) -> None:
+    """A paused (slow) Redis costs a call at most the budget, then the call runs on local state."""
+    breaker, backend = build(timeout=0.05)
+    assert await invoke(breaker, flavour) == "ok"
+    admin = own_server.sync_client()
+    admin.client_pause(300)  # every command waits 0.3 s: far beyond the 0.05 s budget
+    try:
+        with capture_events() as events:
+            assert await invoke(breaker, flavour) == "ok"
+        assert degraded(backend)
+        admin.ping()  # answered once the pause is over
+    finally:
+        admin.close()
+    assert backend_events(events) == [BackendDegraded]
+    clock.advance(1.0)
+    assert await invoke(breaker, flavour) == "ok"
+    assert not degraded(backend)
+
+
+class GatedClient(redis.asyncio.Redis):
+    """An asyncio client whose EVALSHA waits until the test opens a gate."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def evalsha(self, *args: Any) -> Any:
+        """Wait for the gate, then run the real EVALSHA."""
+        self.entered.set()
+        await self.gate.wait()
+        return await super().evalsha(*args)
+
+
+async def test_cancellation_during_a_redis_step_propagates(build: Build, own_server: RedisServer) -> None:
+    """A caller cancelled while waiting on Redis gets CancelledError; it is no outage."""
+    client = GatedClient(host="127.0.0.1", port=own_server.port)
+    breaker, backend = build(client=client, timeout=5.0)
+
+    @breaker
+    async def work() -> str:
+        return "ok"
+
+    task = asyncio.create_task(work())
+    await client.entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not degraded(backend)
+    client.gate.set()
+    assert await work() == "ok"
+    assert not degraded(backend)
