@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from resilient._context import current_call
@@ -42,7 +41,7 @@ from resilient._state import CircuitState
 
 from ._common import attach, check_levels, event_fields, event_kind, level_for, short_repr, subject
 
-__all__ = ["DEFAULT_LEVELS", "LoggingAdapter"]
+__all__ = ["DEFAULT_LEVELS", "LoggingAdapter", "record_extra", "render"]
 
 DEFAULT_LEVELS: Mapping[type[Event], int] = {
     Event: logging.INFO,
@@ -236,13 +235,15 @@ class LoggingAdapter:
             of its subclasses unless they have their own entry, so
             ``{CallRejected: "ERROR"}`` covers circuit and bulkhead
             rejections.
-        skip_disabled: If True (the default), :meth:`attach` subscribes only
-            to the event kinds whose level the logger is enabled for at that
-            moment, so a kind it would drop (``CallSucceeded`` at DEBUG on a
-            production logger) is never even built by the policies. Call
-            :meth:`refresh` after lowering the logger's level at run time.
-            If False, every event is delivered and checked against the
-            logger's level when it arrives.
+        skip_disabled: If True (the default) and the logger is not enabled
+            for ``CallSucceeded``'s level when :meth:`attach` runs (DEBUG on
+            a production logger), the adapter does not subscribe to
+            ``CallSucceeded`` at all, so the success path never builds the
+            event. Call :meth:`refresh` after lowering the logger's level at
+            run time to start logging successes. Every other kind (they
+            happen off the success path) is always subscribed and checked
+            against the logger's level when it arrives. If False,
+            ``CallSucceeded`` is treated like the others.
 
     Raises:
         TypeError: *logger* or a *levels* entry has the wrong type.
@@ -309,31 +310,20 @@ class LoggingAdapter:
         """Return the event classes :meth:`attach` subscribes to right now.
 
         Returns:
-            ``(Event,)`` when every kind is logged (or ``skip_disabled`` is
-            False); otherwise the smallest set of classes covering the kinds
-            whose level the logger is enabled for.
+            ``(Event,)``, or, when ``skip_disabled`` is True and the logger
+            would drop ``CallSucceeded``, the event classes covering every
+            other kind.
         """
-        if not self.skip_disabled:
+        if not self.skip_disabled or self.logger.isEnabledFor(self.level_of(CallSucceeded)):
             return (Event,)
-        logger = self.logger
 
-        def enabled(cls: type[Event]) -> bool:
-            return logger.isEnabledFor(self.level_of(cls))
-
+        # Every class whose subtree avoids CallSucceeded, as few as cover it.
         def cover(cls: type[Event]) -> list[type[Event]]:
-            if all(enabled(c) for c in _subtree(cls)):
+            if not any(issubclass(c, CallSucceeded) for c in _subtree(cls)):
                 return [cls]
-            return [
-                found
-                for child in cls.__subclasses__()
-                if child is not _NothingEnabled
-                for found in cover(child)
-            ]
+            return [found for child in cls.__subclasses__() for found in cover(child)]
 
-        found = tuple(dict.fromkeys(cover(Event)))
-        # No types would mean "every event" to the bus; the sentinel keeps
-        # the subscription (for refresh) while nothing is delivered.
-        return found or (_NothingEnabled,)
+        return tuple(dict.fromkeys(cover(Event)))
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
         """Start logging the events emitted on *bus*.
@@ -355,9 +345,9 @@ class LoggingAdapter:
     def refresh(self) -> None:
         """Re-read the logger's level and re-subscribe every active attachment to match.
 
-        Needed only with ``skip_disabled=True`` after the logger's level was
-        lowered (for example to DEBUG) at run time; subscriptions returned
-        by :meth:`attach` stay valid.
+        Needed only with ``skip_disabled=True``, after the logger's level was
+        lowered at run time so that it now logs ``CallSucceeded`` (DEBUG by
+        default); subscriptions returned by :meth:`attach` stay valid.
         """
         types = self.wanted_types()
         with self._lock:
@@ -373,14 +363,8 @@ class LoggingAdapter:
             bus._remove(old)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _NothingEnabled(Event):
-    """Never emitted: what a logger that logs no event kind subscribes to."""
-
-
 def _subtree(cls: type[Event]) -> list[type[Event]]:
     out = [cls]
     for child in cls.__subclasses__():
-        if child is not _NothingEnabled:
-            out.extend(_subtree(child))
+        out.extend(_subtree(child))
     return out

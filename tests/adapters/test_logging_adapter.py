@@ -319,11 +319,18 @@ def test_skip_disabled_off_subscribes_everything(logger: logging.Logger, bus: Ev
     assert bus.wants(CallSucceeded)
 
 
-def test_nothing_enabled_subscribes_to_nothing(logger: logging.Logger, bus: EventBus) -> None:
-    """A logger that would log no kind keeps a live subscription that receives nothing."""
+def test_other_kinds_follow_a_later_level_change(
+    logger: logging.Logger, bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kinds off the success path stay subscribed, so a level lowered after attach() applies at once."""
     logger.setLevel(logging.CRITICAL)
-    sub = LoggingAdapter(logger).attach(bus)
-    assert (sub.active, bus.wants(RetryScheduled), bus.wants(CallSucceeded)) == (True, False, False)
+    LoggingAdapter(logger).attach(bus)
+    logger.setLevel(logging.INFO)
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        bus.emit(CallFailed(policy="pipeline", **BASE, duration=0.5, exception=REFUSED))
+    assert [r.getMessage() for r in caplog.records] == [
+        "fetch_user failed after 0.500s: ConnectionError('refused')"
+    ]
 
 
 def test_refresh_picks_up_a_lower_level(logger: logging.Logger, bus: EventBus) -> None:
