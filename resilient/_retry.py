@@ -293,9 +293,9 @@ def retry(
             ``exponential(initial=0.1, multiplier=2, max_delay=10, jitter="full")``.
             An exception's numeric ``retry_after`` raises the wait to at
             least that; beyond the strategy's ``max_delay``, retry gives up.
-            A number or a callable has no ``max_delay`` (any finite
-            ``retry_after`` is waited); ``backoff.constant(d, max_delay=m)``
-            sets one.
+            A number's ``max_delay`` is the number itself (use
+            ``backoff.constant(d, max_delay=m)`` to wait longer hints); a
+            callable has none (any finite ``retry_after`` is waited).
         deadline: Seconds (or a ``timedelta``) for all attempts and waits
             together; retry never starts a wait that would end at or past it
             (nor past the ambient deadline of an enclosing ``timeout``). It

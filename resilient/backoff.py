@@ -116,8 +116,9 @@ class Backoff(abc.ABC):
 class Constant(Backoff):
     """The same delay every time.
 
-    ``max_delay`` is unbounded unless given: it caps the delay and is the
-    longest ``retry_after`` that ``retry`` will wait before giving up.
+    ``max_delay`` defaults to the delay itself, so ``retry`` gives up on a
+    ``retry_after`` longer than the delay; pass a larger ``max_delay`` (or
+    ``math.inf``) to wait such hints out instead.
     """
 
     def __init__(
@@ -126,18 +127,21 @@ class Constant(Backoff):
         *,
         jitter: Jitter = "none",
         rng: random.Random | None = None,
-        max_delay: Seconds = math.inf,
+        max_delay: Seconds | None = None,
     ) -> None:
         super().__init__(jitter, rng)
         self.delay_seconds: float = check_duration("delay", delay, allow_zero=True) or 0.0
-        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+        if max_delay is None:
+            self.max_delay = self.delay_seconds
+        else:
+            self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return the constant delay."""
         return self.delay_seconds
 
     def __repr__(self) -> str:
-        cap = "" if self.max_delay == math.inf else f", max_delay={self.max_delay!r}"
+        cap = "" if self.max_delay == self.delay_seconds else f", max_delay={self.max_delay!r}"
         return f"constant({self.delay_seconds!r}, jitter={self.jitter!r}{cap})"
 
 
@@ -288,7 +292,7 @@ def constant(
     *,
     jitter: Jitter = "none",
     rng: random.Random | None = None,
-    max_delay: Seconds = math.inf,
+    max_delay: Seconds | None = None,
 ) -> Constant:
     """Wait *delay* seconds before every retry.
 
@@ -299,7 +303,8 @@ def constant(
         jitter: ``"none"``, ``"full"`` or ``"equal"``.
         rng: A ``random.Random`` for reproducible jitter.
         max_delay: Cap applied before jitter, and the longest ``retry_after``
-            that ``retry`` waits before giving up (default: unbounded).
+            that ``retry`` waits before giving up (default: *delay*, so a
+            longer hint makes retry give up; ``math.inf`` waits any hint).
 
     Returns:
         The strategy.

@@ -51,9 +51,10 @@ def test_constant_returns_the_same_delay_every_time() -> None:
     assert [strategy.delay(k) for k in range(1, 6)] == [0.5] * 5
 
 
-def test_constant_has_no_max_delay_unless_given() -> None:
-    """A constant strategy is unbounded by default; max_delay= caps it."""
-    assert backoff.constant(0.5).max_delay == math.inf
+def test_constant_max_delay_defaults_to_the_delay() -> None:
+    """A constant strategy's max_delay is its delay unless max_delay= is given (which also caps it)."""
+    assert backoff.constant(0.5).max_delay == 0.5
+    assert backoff.constant(0.5, max_delay=math.inf).max_delay == math.inf
     assert backoff.constant(5, max_delay=2).delay(1) == 2.0
 
 

@@ -419,18 +419,20 @@ async def test_backoff_longer_than_retry_after_is_waited(kind: str, clock: FakeC
     assert clock.sleeps == [3.0]
 
 
-async def test_number_backoff_waits_a_longer_retry_after(kind: str, clock: FakeClock) -> None:
-    """A plain-number backoff has no max_delay, so any finite retry_after is waited."""
-    await run(retry(backoff=0.1, clock=clock), kind, Script(Throttled(30), "ok"))
-    assert clock.sleeps == [30]
-
-
-async def test_retry_after_beyond_constant_max_delay_gives_up(kind: str, clock: FakeClock) -> None:
-    """constant(..., max_delay=m) gives up at once on a retry_after above m."""
-    script = Script(Throttled(5), "ok")
+async def test_number_backoff_gives_up_on_a_longer_retry_after(kind: str, clock: FakeClock) -> None:
+    """A plain-number backoff's max_delay is that number: a longer retry_after gives up at once."""
+    script = Script(Throttled(0.5), "ok")
     with capture_events(RetriesExhausted) as events, pytest.raises(Throttled):
-        await run(retry(backoff=backoff.constant(0.1, max_delay=2), clock=clock), kind, script)
-    assert (script.calls, [e.reason for e in events]) == (1, ["retry_after"])  # type: ignore[attr-defined]
+        await run(retry(backoff=0.1, clock=clock), kind, script)
+    assert (script.calls, clock.sleeps, [e.reason for e in events]) == (1, [], ["retry_after"])  # type: ignore[attr-defined]
+
+
+async def test_constant_with_a_larger_max_delay_waits_the_retry_after(kind: str, clock: FakeClock) -> None:
+    """constant(d, max_delay=m) waits a retry_after up to m."""
+    await run(
+        retry(backoff=backoff.constant(0.1, max_delay=30), clock=clock), kind, Script(Throttled(20), "ok")
+    )
+    assert clock.sleeps == [20]
 
 
 async def test_retry_after_beyond_max_delay_gives_up_at_once(kind: str, clock: FakeClock) -> None:
