@@ -193,9 +193,14 @@ class FakeClock:
         Raises:
             ValueError: *seconds* is negative or NaN.
         """
-        target = self._now + self._seconds(seconds)
-        while self._step(target):
-            pass
+        s = self._seconds(seconds)
+        # Held across the whole advance (re-entrant, so callbacks may use the
+        # clock): advances from several threads add up instead of racing on
+        # the starting time.
+        with self._lock:
+            target = self._now + s
+            while self._step(target):
+                pass
 
     async def sleep(self, seconds: float) -> None:
         """Advance virtual time by *seconds* and yield to the loop.
