@@ -92,7 +92,7 @@ class CircuitBreaker(BreakerCore, Policy):
             backend = MemoryBackend()
         elif not isinstance(backend, BreakerBackend):
             raise TypeError(f"backend must be a resilient.backends.BreakerBackend, got {backend!r}")
-        backend.bind(self.config, self.clock)
+        backend.bind(self.config, self.clock, name=self.name, bus=self.bus)
         self.backend: BreakerBackend = backend
         self._slow = self.config.slow_call_duration
         # Async code may call a non-blocking backend's sync steps directly.

@@ -103,6 +103,8 @@ class BreakerCore:
 
     def _admit(self, got: Permit | Rejection, operation: str | None) -> Permit:
         if isinstance(got, Rejection):
+            if got.transition is not None:
+                self._emit(got.transition, operation)
             raise self._reject(got, operation)
         if got.transition is not None:
             self._emit(got.transition, operation)

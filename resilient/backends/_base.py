@@ -9,15 +9,16 @@ can make every transition atomic across processes.
 
 The contract, step by step:
 
-1. ``bind(config, clock)`` once, when the breaker is built.
+1. ``bind(config, clock, name=..., bus=...)`` once, when the breaker is built.
 2. Per call, ``acquire()`` returns a :class:`Permit` (admitted; carries the
    generation it was admitted in) or a :class:`Rejection` (not admitted).
 3. When the call ends, exactly one of ``record(permit, outcome)`` (the
    dependency answered: success or failure, maybe slow) or
    ``release(permit)`` (neutral: cancelled, ignored, a rejection from an
    inner policy) is called with that permit.
-4. ``record``, ``isolate`` and ``reset`` return the :class:`Transition` they
-   caused, if any; ``acquire`` attaches it to the permit. The breaker emits
+4. ``record``, ``isolate``, ``reset`` and ``state`` return the
+   :class:`Transition` they caused, if any; ``acquire`` attaches it to the
+   permit or rejection it returns. The breaker emits
    one event per transition returned, so a transition must be returned to
    exactly one caller.
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from resilient._clock import Clock
+from resilient._events import EventBus
 from resilient._state import CircuitState
 
 __all__ = [
@@ -163,13 +165,18 @@ class Rejection:
         retry_after: Seconds until a probe may be admitted; 0.0 when HALF_OPEN
             is saturated (a probe slot may free at any moment); None when
             ISOLATED (unknown: until ``reset()``).
+        transition: A transition the admission step caused anyway (a shared
+            backend may apply other processes' news in the same step), or None.
     """
 
-    __slots__ = ("retry_after", "state")
+    __slots__ = ("retry_after", "state", "transition")
 
-    def __init__(self, state: CircuitState, retry_after: float | None) -> None:
+    def __init__(
+        self, state: CircuitState, retry_after: float | None, transition: Transition | None = None
+    ) -> None:
         self.state = state
         self.retry_after = retry_after
+        self.transition = transition
 
     def __repr__(self) -> str:
         return f"Rejection(state={self.state.name}, retry_after={self.retry_after})"
@@ -232,12 +239,22 @@ class BreakerBackend(abc.ABC):
     """True if the sync methods never wait for I/O, so async code may call them."""
 
     @abc.abstractmethod
-    def bind(self, config: BreakerConfig, clock: Clock) -> None:
+    def bind(
+        self,
+        config: BreakerConfig,
+        clock: Clock,
+        *,
+        name: str | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
         """Receive the breaker's configuration and clock, once, before any other call.
 
         Args:
             config: The thresholds and windows.
             clock: The breaker's clock.
+            name: The breaker's name (a shared backend may key its state by it).
+            bus: The breaker's event bus (for a backend's own events, such as
+                ``BackendDegraded``).
 
         Raises:
             ValueError: The backend is already bound to a different configuration.

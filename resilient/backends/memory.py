@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from resilient._breaker_stats import CountWindow, TimeWindow
 from resilient._clock import Clock
+from resilient._events import EventBus
 from resilient._state import CircuitState
 
 from ._base import BreakerBackend, BreakerConfig, BreakerStats, Outcome, Permit, Rejection, Transition
@@ -62,12 +63,21 @@ class MemoryBackend(BreakerBackend):
     def __repr__(self) -> str:
         return f"<MemoryBackend state={self._state.name} generation={self._gen}>"
 
-    def bind(self, config: BreakerConfig, clock: Clock) -> None:
+    def bind(
+        self,
+        config: BreakerConfig,
+        clock: Clock,
+        *,
+        name: str | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
         """Take the configuration and clock; binding again needs the same ones.
 
         Args:
             config: The thresholds and windows.
             clock: The breaker's clock.
+            name: Unused: in-process state needs no key.
+            bus: Unused: this backend emits no events of its own.
 
         Raises:
             ValueError: Already bound to a different configuration or clock.
