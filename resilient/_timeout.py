@@ -11,10 +11,10 @@ expiry, and the task's ``cancelling()`` count is restored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
 from ._clock import Clock, TimerHandle, call_later
 from ._context import CallContext, Deadline, _deadline
@@ -28,6 +28,7 @@ __all__ = ["Timeout", "timeout"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class _Scope:
@@ -93,6 +94,28 @@ class Timeout(Policy):
 
     def __repr__(self) -> str:
         return f"timeout({self.seconds!r})"
+
+    if TYPE_CHECKING:
+        # Narrower static signatures than Policy's: only coroutine functions,
+        # so `@timeout(1)` on a sync function is a type error as well as a
+        # TypeError at decoration time. The runtime methods are Policy's.
+        @overload  # type: ignore[override]
+        def __call__(
+            self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
+        ) -> classmethod[C, P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: staticmethod[P, Coroutine[Any, Any, T]]
+        ) -> staticmethod[P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: Callable[P, Coroutine[Any, Any, T]]
+        ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+        def __call__(self, fn: Any) -> Any: ...
+
+        def call(  # type: ignore[override]
+            self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, T]: ...
 
     def _enter(self) -> _Scope:
         task = asyncio.current_task()
