@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -19,9 +20,12 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from resilient._clock import Clock
+from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
 from resilient.backends._redis_clients import async_twin, sync_twin
 
 __all__ = ["SCRIPT", "SCRIPT_SHA", "RedisLink"]
+
+logger = logging.getLogger("resilient")
 
 SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").read_text("utf-8")
 """The Lua source of every breaker step (loaded once per server, called by SHA)."""
@@ -37,8 +41,8 @@ class RedisLink:
         sync_source: The client the blocking twin is built from (or used as is).
         timeout: Seconds one step may take.
         reconnect_interval: Seconds between attempts while Redis is down.
-        on_down: Called once (outside the lock) when Redis stops answering.
-        on_up: Called once when it answers again.
+        on_down: Called once (outside the lock) when Redis stops answering,
+            before ``BackendDegraded`` is emitted.
     """
 
     def __init__(
@@ -48,8 +52,7 @@ class RedisLink:
         sync_source: Any,
         timeout: float,
         reconnect_interval: float,
-        on_down: Callable[[BaseException], None],
-        on_up: Callable[[], None],
+        on_down: Callable[[], object],
     ) -> None:
         self.client = client
         self.timeout = timeout
@@ -59,7 +62,9 @@ class RedisLink:
         self._sync_source = sync_source
         self._sync: Any = None
         self._on_down = on_down
-        self._on_up = on_up
+        self.name: str | None = None
+        self.label = "resilient"
+        self.bus: EventBus = default_bus
         self._lock = threading.Lock()
         self.down_until: float | None = None
         self._probing = False
@@ -69,6 +74,12 @@ class RedisLink:
         if clock is None:
             raise RuntimeError("RedisBackend used before bind()")
         return clock.monotonic()
+
+    def describe(self) -> str:
+        """Return ``"redis host:port/db key-prefix"`` for events and logs."""
+        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        server = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        return f"redis {server}/{kwargs.get('db', 0)} {self.label}"
 
     # --- reachability ------------------------------------------------------------
 
@@ -88,8 +99,22 @@ class RedisLink:
             first = self.down_until is None
             self.down_until = self._now() + self.reconnect_interval
             self._probing = False
-        if first:
-            self._on_down(exc)
+        if not first:
+            return
+        self._on_down()
+        logger.warning("circuit breaker %r: Redis unavailable, using local state (%r)", self.name, exc)
+        bus = self.bus
+        if bus.wants(BackendDegraded):
+            bus.emit(
+                BackendDegraded(
+                    policy="circuit_breaker",
+                    name=self.name,
+                    operation=None,
+                    time=self._now(),
+                    backend=self.describe(),
+                    exception=exc,
+                )
+            )
 
     def _answered(self) -> None:
         with self._lock:
@@ -97,7 +122,18 @@ class RedisLink:
                 return
             self.down_until = None
             self._probing = False
-        self._on_up()
+        logger.info("circuit breaker %r: Redis answers again, using shared state", self.name)
+        bus = self.bus
+        if bus.wants(BackendRecovered):
+            bus.emit(
+                BackendRecovered(
+                    policy="circuit_breaker",
+                    name=self.name,
+                    operation=None,
+                    time=self._now(),
+                    backend=self.describe(),
+                )
+            )
 
     def _interrupted(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 from resilient._breaker_stats import TIME_BUCKETS
@@ -19,6 +20,7 @@ from resilient.backends._base import BreakerConfig, BreakerStats, Rejection, Tra
 
 __all__ = [
     "STATES",
+    "SuccessTally",
     "breaker_in_caller",
     "default_reporter",
     "rejection_of",
@@ -128,3 +130,36 @@ def stats_of(reply: list[Any]) -> BreakerStats:
         probe_successes=reply[9],
         retry_after=None if retry < 0 else retry / 1e6,
     )
+
+
+class SuccessTally:
+    """CLOSED successes not sent yet: they ride along with the next step.
+
+    Only the newest generation is kept: successes of an older one would be
+    ignored by the server anyway (it has left that generation).
+    """
+
+    __slots__ = ("_count", "_generation", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._count = 0
+
+    def add(self, generation: int) -> None:
+        """Count one success of a call admitted in *generation*."""
+        with self._lock:
+            if generation == self._generation:
+                self._count += 1
+            elif generation > self._generation:
+                self._generation = generation
+                self._count = 1
+
+    def take(self) -> tuple[int, int]:
+        """Return ``(generation, count)`` and start counting from zero."""
+        if not self._count:
+            return self._generation, 0
+        with self._lock:
+            taken = self._generation, self._count
+            self._count = 0
+            return taken

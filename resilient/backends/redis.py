@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import os
 import threading
 import weakref
@@ -36,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from resilient._clock import Clock
-from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
+from resilient._events import EventBus, default_bus
 from resilient._state import CircuitState
 from resilient._validate import check_bus, check_duration, check_int, check_name
 from resilient.backends._base import (
@@ -48,10 +47,12 @@ from resilient.backends._base import (
     Rejection,
     Transition,
 )
+from resilient.backends._redis_async import NO_ARGS, AsyncSteps, Local
 from resilient.backends._redis_clients import is_async_client, is_sync_client
 from resilient.backends._redis_link import RedisLink
 from resilient.backends._redis_protocol import (
     STATES,
+    SuccessTally,
     breaker_in_caller,
     default_reporter,
     rejection_of,
@@ -63,9 +64,7 @@ from resilient.backends.memory import MemoryBackend
 
 __all__ = ["RedisBackend"]
 
-logger = logging.getLogger("resilient")
 
-_NO_ARGS: tuple[Any, ...] = ()
 _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
 
 
@@ -78,22 +77,13 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-class _Local:
-    """Marks a permit issued by the local fallback breaker."""
-
-    __slots__ = ("permit",)
-
-    def __init__(self, permit: Permit) -> None:
-        self.permit = permit
-
-
 def _seconds(param: str, value: object) -> float:
     seconds = check_duration(param, value)
     assert seconds is not None
     return seconds
 
 
-class RedisBackend(BreakerBackend):
+class RedisBackend(AsyncSteps, BreakerBackend):
     """Circuit breaker state in Redis, shared by every breaker with the same name and prefix.
 
     Args:
@@ -154,6 +144,7 @@ class RedisBackend(BreakerBackend):
             raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
         if sync_client is not None and not is_sync_client(sync_client):
             raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+        self._local = MemoryBackend()
         self.prefix = check_name(prefix, "prefix")
         self._explicit_name = check_name(name)
         self._link = RedisLink(
@@ -162,8 +153,7 @@ class RedisBackend(BreakerBackend):
             client if sync_client is None else sync_client,
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
-            self._down,
-            self._up,
+            self._local.reset,  # a fresh local breaker per outage: what it knew before is stale
         )
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
@@ -172,18 +162,15 @@ class RedisBackend(BreakerBackend):
         self._explicit_reporter = check_name(reporter, "reporter")
         self.reporter = self._explicit_reporter or default_reporter()
         self._explicit_bus = None if bus is None else check_bus(bus)
-        self.bus: EventBus = default_bus
         self.name: str | None = None
         self._lock = threading.Lock()
         self._config: BreakerConfig | None = None
         self._clock: Clock | None = None
-        self._local = MemoryBackend()
         self._keys: tuple[str, ...] = ()
         self._argv: tuple[Any, ...] = ()
         self._closed = Permit(-1)
         self._seq = itertools.count(1)
-        self._pending_gen = -1
-        self._pending = 0
+        self._successes = SuccessTally()
         self._shields: set[asyncio.Future[Any]] = set()
         _instances.add(self)
 
@@ -192,15 +179,12 @@ class RedisBackend(BreakerBackend):
         return f"<RedisBackend {self.describe()} {where}>"
 
     def describe(self) -> str:
-        """Return a short description: server and state key (used in events).
+        """Return a short description: server and key prefix (used in events).
 
         Returns:
             E.g. ``"redis 127.0.0.1:6379/0 resilient:{payments}"``.
         """
-        kwargs = getattr(getattr(self._link.client, "connection_pool", None), "connection_kwargs", {})
-        server = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-        key = f"{self.prefix}:{{{self.name}}}" if self.name else self.prefix
-        return f"redis {server}/{kwargs.get('db', 0)} {key}"
+        return self._link.describe()
 
     @property
     def degraded(self) -> bool:
@@ -216,6 +200,11 @@ class RedisBackend(BreakerBackend):
     def reconnect_interval(self) -> float:
         """While degraded, seconds between attempts to reach Redis again."""
         return self._link.reconnect_interval
+
+    @property
+    def bus(self) -> EventBus:
+        """Where ``BackendDegraded``/``BackendRecovered`` go (the breaker's bus once bound)."""
+        return self._link.bus
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -261,11 +250,12 @@ class RedisBackend(BreakerBackend):
             self._link.clock = clock
             self.name = key_name
             found_bus = getattr(breaker, "bus", None)
-            self.bus = (
+            self._link.bus = (
                 self._explicit_bus or bus or (found_bus if isinstance(found_bus, EventBus) else default_bus)
             )
             self._local.bind(config, clock)
             base = f"{self.prefix}:{{{key_name}}}"
+            self._link.name, self._link.label = key_name, base
             self._keys = (f"{base}:state", f"{base}:window", f"{base}:probes", f"{base}:reporters")
             self._argv = self._script_config()
 
@@ -287,69 +277,8 @@ class RedisBackend(BreakerBackend):
             if self._config is not None:
                 self._argv = self._script_config()
 
-    # --- deferred successes ------------------------------------------------------
-
-    def _defer(self, generation: int) -> None:
-        with self._lock:
-            if generation == self._pending_gen:
-                self._pending += 1
-            elif generation > self._pending_gen:
-                # Older deferred successes belong to a generation the server has left.
-                self._pending_gen = generation
-                self._pending = 1
-
-    def _take(self) -> tuple[int, int]:
-        if not self._pending:
-            return self._pending_gen, 0
-        with self._lock:
-            taken = self._pending_gen, self._pending
-            self._pending = 0
-            return taken
-
-    # --- reachability ------------------------------------------------------------
-
-    def _now(self) -> float:
-        clock = self._clock
-        if clock is None:
-            raise RuntimeError("RedisBackend used before bind()")
-        return clock.monotonic()
-
-    def _down(self, exc: BaseException) -> None:
-        # A fresh local breaker: what it knew in an earlier outage is stale.
-        self._local.reset()
-        logger.warning("circuit breaker %r: Redis unavailable, using local state (%r)", self.name, exc)
-        bus = self.bus
-        if bus.wants(BackendDegraded):
-            bus.emit(
-                BackendDegraded(
-                    policy="circuit_breaker",
-                    name=self.name,
-                    operation=None,
-                    time=self._now(),
-                    backend=self.describe(),
-                    exception=exc,
-                )
-            )
-
-    def _up(self) -> None:
-        logger.info("circuit breaker %r: Redis answers again, using shared state", self.name)
-        bus = self.bus
-        if bus.wants(BackendRecovered):
-            bus.emit(
-                BackendRecovered(
-                    policy="circuit_breaker",
-                    name=self.name,
-                    operation=None,
-                    time=self._now(),
-                    backend=self.describe(),
-                )
-            )
-
     def _step(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
         return self._link.run((*self._keys, step, *self._argv, *extra))
-
-    async def _step_async(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
-        return await self._link.run_async((*self._keys, step, *self._argv, *extra))
 
     # --- replies -------------------------------------------------------------------
 
@@ -373,10 +302,10 @@ class RedisBackend(BreakerBackend):
         got = self._local.acquire()
         if isinstance(got, Rejection):
             return got
-        return Permit(got.generation, got.probe, got.transition, _Local(got))
+        return Permit(got.generation, got.probe, got.transition, Local(got))
 
     def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]:
-        gen, count = self._take()
+        gen, count = self._successes.take()
         return (permit.generation, int(outcome), permit.token or "", gen, count)
 
     # --- the steps (sync) ----------------------------------------------------------------
@@ -387,7 +316,7 @@ class RedisBackend(BreakerBackend):
         Returns:
             A permit or a rejection; from the local breaker while degraded.
         """
-        gen, count = self._take()
+        gen, count = self._successes.take()
         seq = next(self._seq)
         reply = self._step("acquire", (gen, count, seq))
         return self._local_acquire() if reply is None else self._admission(reply, seq)
@@ -403,11 +332,11 @@ class RedisBackend(BreakerBackend):
             The transition caused, or None.
         """
         token = permit.token
-        if token.__class__ is _Local:
+        if token.__class__ is Local:
             return self._local.record(token.permit, outcome)
         if outcome is Outcome.SUCCESS and not permit.probe:
             # Cannot open anything by itself: ride along with the next step.
-            self._defer(permit.generation)
+            self._successes.add(permit.generation)
             return None
         reply = self._step("record", self._record_args(permit, outcome))
         return None if reply is None else transition_of(reply)
@@ -419,7 +348,7 @@ class RedisBackend(BreakerBackend):
             permit: The call's permit.
         """
         token = permit.token
-        if token.__class__ is _Local:
+        if token.__class__ is Local:
             self._local.release(token.permit)
         elif permit.probe:
             self._step("release", (token,))
@@ -430,7 +359,7 @@ class RedisBackend(BreakerBackend):
         Returns:
             The transition, or None if already ISOLATED (or the local one's while degraded).
         """
-        reply = self._step("isolate", _NO_ARGS)
+        reply = self._step("isolate", NO_ARGS)
         return self._local.isolate() if reply is None else transition_of(reply)
 
     def reset(self) -> Transition | None:
@@ -439,7 +368,7 @@ class RedisBackend(BreakerBackend):
         Returns:
             The transition, or None if already CLOSED (or the local one's while degraded).
         """
-        reply = self._step("reset", _NO_ARGS)
+        reply = self._step("reset", NO_ARGS)
         return self._local.reset() if reply is None else transition_of(reply)
 
     def state(self) -> tuple[CircuitState, Transition | None]:
@@ -448,7 +377,7 @@ class RedisBackend(BreakerBackend):
         Returns:
             The state and the transition reading it caused, or None.
         """
-        reply = self._step("state", _NO_ARGS)
+        reply = self._step("state", NO_ARGS)
         return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
 
     def stats(self) -> BreakerStats:
@@ -457,107 +386,14 @@ class RedisBackend(BreakerBackend):
         Returns:
             The snapshot.
         """
-        reply = self._step("stats", _NO_ARGS)
+        reply = self._step("stats", NO_ARGS)
         return self._local.stats() if reply is None else stats_of(reply)
 
     def flush(self) -> None:
         """Send this process's deferred successes now (e.g. before exiting)."""
-        gen, count = self._take()
+        gen, count = self._successes.take()
         if count:
             self._step("flush", (gen, count))
-
-    # --- the steps (async) ---------------------------------------------------------------
-
-    async def acquire_async(self) -> Permit | Rejection:
-        """Async :meth:`acquire`.
-
-        Returns:
-            As :meth:`acquire`.
-        """
-        gen, count = self._take()
-        seq = next(self._seq)
-        reply = await self._step_async("acquire", (gen, count, seq))
-        return self._local_acquire() if reply is None else self._admission(reply, seq)
-
-    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
-        """Async :meth:`record`.
-
-        Args:
-            permit: As :meth:`record`.
-            outcome: As :meth:`record`.
-
-        Returns:
-            As :meth:`record`.
-        """
-        token = permit.token
-        if token.__class__ is _Local:
-            return self._local.record(token.permit, outcome)
-        if outcome is Outcome.SUCCESS and not permit.probe:
-            self._defer(permit.generation)
-            return None
-        reply = await self._step_async("record", self._record_args(permit, outcome))
-        return None if reply is None else transition_of(reply)
-
-    async def release_async(self, permit: Permit) -> None:
-        """Async :meth:`release`; the lease is freed even if the caller is cancelled again.
-
-        Args:
-            permit: As :meth:`release`.
-        """
-        token = permit.token
-        if token.__class__ is _Local:
-            self._local.release(token.permit)
-            return
-        if not permit.probe:
-            return
-        # Usually called while a cancellation unwinds: shield the round trip so
-        # a second cancellation cannot leave the probe slot taken until its lease ends.
-        task = asyncio.ensure_future(self._step_async("release", (token,)))
-        self._shields.add(task)
-        task.add_done_callback(self._shields.discard)
-        await asyncio.shield(task)
-
-    async def isolate_async(self) -> Transition | None:
-        """Async :meth:`isolate`.
-
-        Returns:
-            As :meth:`isolate`.
-        """
-        reply = await self._step_async("isolate", _NO_ARGS)
-        return self._local.isolate() if reply is None else transition_of(reply)
-
-    async def reset_async(self) -> Transition | None:
-        """Async :meth:`reset`.
-
-        Returns:
-            As :meth:`reset`.
-        """
-        reply = await self._step_async("reset", _NO_ARGS)
-        return self._local.reset() if reply is None else transition_of(reply)
-
-    async def state_async(self) -> tuple[CircuitState, Transition | None]:
-        """Async :meth:`state`.
-
-        Returns:
-            As :meth:`state`.
-        """
-        reply = await self._step_async("state", _NO_ARGS)
-        return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
-
-    async def stats_async(self) -> BreakerStats:
-        """Async :meth:`stats`.
-
-        Returns:
-            As :meth:`stats`.
-        """
-        reply = await self._step_async("stats", _NO_ARGS)
-        return self._local.stats() if reply is None else stats_of(reply)
-
-    async def flush_async(self) -> None:
-        """Async :meth:`flush`."""
-        gen, count = self._take()
-        if count:
-            await self._step_async("flush", (gen, count))
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from _helpers import invoke
+from _helpers import invoke, wait_until_probe_allowed
 from _redis_fixture import RedisServer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -40,9 +40,12 @@ async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Buil
         # No client-side retries: a refused connection fails at once instead of backing off.
         client = client or own_server.async_client(retry=Retry(NoBackoff(), 0))
         options.setdefault("timeout", 0.5)
+        recovery = options.pop("recovery_timeout", 30.0)
         backend = RedisBackend(client, reconnect_interval=1.0, **options)
         made.append((backend, client))
-        breaker = circuit_breaker(name="outage", failure_threshold=3, backend=backend, clock=clock)
+        breaker = circuit_breaker(
+            name="outage", failure_threshold=3, recovery_timeout=recovery, backend=backend, clock=clock
+        )
         return breaker, backend
 
     yield make
@@ -158,3 +161,54 @@ async def test_cancellation_during_a_redis_step_propagates(build: Build, own_ser
     client.gate.set()
     assert await work() == "ok"
     assert not degraded(backend)
+
+
+class LateReplyClient(redis.asyncio.Redis):
+    """An asyncio client whose EVALSHA runs on the server, then holds its reply until a gate opens."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hold = False
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def evalsha(self, *args: Any) -> Any:
+        """Run the real EVALSHA; while holding, wait for the gate before returning its reply."""
+        reply = await super().evalsha(*args)
+        if self.hold:
+            self.entered.set()
+            await self.gate.wait()
+        return reply
+
+
+async def test_probe_lease_granted_to_a_cancelled_admission_is_released(
+    build: Build, own_server: RedisServer
+) -> None:
+    """A caller cancelled after the server granted its probe lease (reply in transit) leaks no lease."""
+    client = LateReplyClient(host="127.0.0.1", port=own_server.port)
+    breaker, backend = build(client=client, timeout=5.0, recovery_timeout=0.05)
+
+    @breaker
+    async def work(fail: bool) -> str:
+        if fail:
+            raise ConnectionError("down")
+        return "ok"
+
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await work(True)
+    wait_until_probe_allowed(backend)
+    client.hold = True
+    task = asyncio.create_task(work(False))
+    await client.entered.wait()
+    assert backend.stats().probes_in_flight == 1
+    client.hold = False
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the release runs in the background: bounded wait for it
+        if backend.stats().probes_in_flight == 0:
+            break
+        await asyncio.sleep(0)
+    assert backend.stats().probes_in_flight == 0
+    assert await work(False) == "ok"

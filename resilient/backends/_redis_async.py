@@ -1,0 +1,155 @@
+"""The asyncio half of :class:`~resilient.backends.redis.RedisBackend`.
+
+The same steps as the blocking half, through ``redis.asyncio`` and bounded
+with ``asyncio.timeout``. A cancellation is the caller's: it propagates, and
+a probe lease the cancelled step may hold is released in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from resilient._state import CircuitState
+from resilient.backends._base import BreakerStats, Outcome, Permit, Rejection, Transition
+from resilient.backends._redis_link import RedisLink
+from resilient.backends._redis_protocol import STATES, SuccessTally, stats_of, transition_of
+from resilient.backends.memory import MemoryBackend
+
+__all__ = ["NO_ARGS", "AsyncSteps", "Local"]
+
+NO_ARGS: tuple[Any, ...] = ()
+
+
+class Local:
+    """Marks a permit issued by the local fallback breaker."""
+
+    __slots__ = ("permit",)
+
+    def __init__(self, permit: Permit) -> None:
+        self.permit = permit
+
+
+class AsyncSteps:
+    """The ``*_async`` steps of RedisBackend (a mixin; the state lives there)."""
+
+    reporter: str
+    _link: RedisLink
+    _keys: tuple[str, ...]
+    _argv: tuple[Any, ...]
+    _local: MemoryBackend
+    _successes: SuccessTally
+    _seq: Iterator[int]
+    _shields: set[asyncio.Future[Any]]
+
+    if TYPE_CHECKING:
+
+        def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection: ...
+        def _local_acquire(self) -> Permit | Rejection: ...
+        def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]: ...
+
+    async def _step_async(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
+        return await self._link.run_async((*self._keys, step, *self._argv, *extra))
+
+    def _release_soon(self, probe_id: str) -> asyncio.Future[Any]:
+        # Shielded and held here: a second cancellation of the caller cannot
+        # stop it, and the loop does not drop it before it finishes.
+        task = asyncio.ensure_future(self._step_async("release", (probe_id,)))
+        self._shields.add(task)
+        task.add_done_callback(self._shields.discard)
+        return task
+
+    async def acquire_async(self) -> Permit | Rejection:
+        """Async ``acquire``: one round trip carrying the deferred successes.
+
+        Returns:
+            As ``acquire``.
+        """
+        gen, count = self._successes.take()
+        seq = next(self._seq)
+        try:
+            reply = await self._step_async("acquire", (gen, count, seq))
+        except BaseException:
+            # Cancelled mid-step: the server may have granted a probe lease
+            # whose reply is lost. Releasing an id never granted is a no-op.
+            self._release_soon(f"{self.reporter}#{seq}")
+            raise
+        return self._local_acquire() if reply is None else self._admission(reply, seq)
+
+    async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
+        """Async ``record``.
+
+        Args:
+            permit: As ``record``.
+            outcome: As ``record``.
+
+        Returns:
+            As ``record``.
+        """
+        token = permit.token
+        if token.__class__ is Local:
+            return self._local.record(token.permit, outcome)
+        if outcome is Outcome.SUCCESS and not permit.probe:
+            self._successes.add(permit.generation)
+            return None
+        reply = await self._step_async("record", self._record_args(permit, outcome))
+        return None if reply is None else transition_of(reply)
+
+    async def release_async(self, permit: Permit) -> None:
+        """Async ``release``; the lease is freed even if the caller is cancelled again.
+
+        Args:
+            permit: As ``release``.
+        """
+        token = permit.token
+        if token.__class__ is Local:
+            self._local.release(token.permit)
+            return
+        if not permit.probe:
+            return
+        # Usually called while a cancellation unwinds: a second one must not
+        # leave the probe slot taken until its lease ends.
+        await asyncio.shield(self._release_soon(str(token)))
+
+    async def isolate_async(self) -> Transition | None:
+        """Async ``isolate``.
+
+        Returns:
+            As ``isolate``.
+        """
+        reply = await self._step_async("isolate", NO_ARGS)
+        return self._local.isolate() if reply is None else transition_of(reply)
+
+    async def reset_async(self) -> Transition | None:
+        """Async ``reset``.
+
+        Returns:
+            As ``reset``.
+        """
+        reply = await self._step_async("reset", NO_ARGS)
+        return self._local.reset() if reply is None else transition_of(reply)
+
+    async def state_async(self) -> tuple[CircuitState, Transition | None]:
+        """Async ``state``.
+
+        Returns:
+            As ``state``.
+        """
+        reply = await self._step_async("state", NO_ARGS)
+        return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
+
+    async def stats_async(self) -> BreakerStats:
+        """Async ``stats``.
+
+        Returns:
+            As ``stats``.
+        """
+        reply = await self._step_async("stats", NO_ARGS)
+        return self._local.stats() if reply is None else stats_of(reply)
+
+    async def flush_async(self) -> None:
+        """Async ``flush``."""
+        gen, count = self._successes.take()
+        if count:
+            await self._step_async("flush", (gen, count))
