@@ -34,10 +34,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "resilient.backends.redis needs the redis package: pip install 'resilient[redis]'"
     ) from exc
 
+from resilient import _validate as _check
 from resilient._clock import Clock
-from resilient._events import EventBus, default_bus
+from resilient._events import EventBus
+from resilient._events import default_bus as _default_bus
 from resilient._state import CircuitState
-from resilient._validate import check_bus, check_duration, check_int, check_name
+from resilient.backends import _redis_async as _steps
+from resilient.backends import _redis_clients as _clients
+from resilient.backends import _redis_protocol as _proto
 from resilient.backends._base import (
     BreakerBackend,
     BreakerConfig,
@@ -47,20 +51,8 @@ from resilient.backends._base import (
     Rejection,
     Transition,
 )
-from resilient.backends._redis_async import NO_ARGS, AsyncSteps, Local
-from resilient.backends._redis_clients import is_async_client, is_sync_client
-from resilient.backends._redis_link import RedisLink
-from resilient.backends._redis_protocol import (
-    STATES,
-    SuccessTally,
-    breaker_in_caller,
-    default_reporter,
-    rejection_of,
-    script_config,
-    stats_of,
-    transition_of,
-)
-from resilient.backends.memory import MemoryBackend
+from resilient.backends._redis_link import RedisLink as _RedisLink
+from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
 __all__ = ["RedisBackend"]
 
@@ -78,12 +70,12 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def _seconds(param: str, value: object) -> float:
-    seconds = check_duration(param, value)
+    seconds = _check.check_duration(param, value)
     assert seconds is not None
     return seconds
 
 
-class RedisBackend(AsyncSteps, BreakerBackend):
+class RedisBackend(_steps.AsyncSteps, BreakerBackend):
     """Circuit breaker state in Redis, shared by every breaker with the same name and prefix.
 
     Args:
@@ -135,19 +127,19 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         reporter: str | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        if is_async_client(client):
+        if _clients.is_async_client(client):
             async_client: Any = client
-        elif is_sync_client(client):
+        elif _clients.is_sync_client(client):
             async_client = None  # built on first async step
             sync_client = client if sync_client is None else sync_client
         else:
             raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
-        if sync_client is not None and not is_sync_client(sync_client):
+        if sync_client is not None and not _clients.is_sync_client(sync_client):
             raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
-        self._local = MemoryBackend()
-        self.prefix = check_name(prefix, "prefix")
-        self._explicit_name = check_name(name)
-        self._link = RedisLink(
+        self._local = _MemoryBackend()
+        self.prefix = _check.check_name(prefix, "prefix")
+        self._explicit_name = _check.check_name(name)
+        self._link = _RedisLink(
             client,
             async_client,
             client if sync_client is None else sync_client,
@@ -157,11 +149,11 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         )
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
-        self.min_reporters = check_int("min_reporters", min_reporters, minimum=1)
-        self.reporter_ttl = check_duration("reporter_ttl", reporter_ttl, allow_none=True)
-        self._explicit_reporter = check_name(reporter, "reporter")
-        self.reporter = self._explicit_reporter or default_reporter()
-        self._explicit_bus = None if bus is None else check_bus(bus)
+        self.min_reporters = _check.check_int("min_reporters", min_reporters, minimum=1)
+        self.reporter_ttl = _check.check_duration("reporter_ttl", reporter_ttl, allow_none=True)
+        self._explicit_reporter = _check.check_name(reporter, "reporter")
+        self.reporter = self._explicit_reporter or _proto.default_reporter()
+        self._explicit_bus = None if bus is None else _check.check_bus(bus)
         self.name: str | None = None
         self._lock = threading.Lock()
         self._config: BreakerConfig | None = None
@@ -170,7 +162,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         self._argv: tuple[Any, ...] = ()
         self._closed = Permit(-1)
         self._seq = itertools.count(1)
-        self._successes = SuccessTally()
+        self._successes = _proto.SuccessTally()
         self._shields: set[asyncio.Future[Any]] = set()
         _instances.add(self)
 
@@ -230,7 +222,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
             ValueError: No name is known, or the backend is already bound to
                 another configuration or name.
         """
-        breaker = breaker_in_caller() if name is None or bus is None else None
+        breaker = _proto.breaker_in_caller() if name is None or bus is None else None
         key_name = self._explicit_name or name or getattr(breaker, "name", None)
         if not isinstance(key_name, str) or not key_name:
             raise ValueError(
@@ -251,7 +243,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
             self.name = key_name
             found_bus = getattr(breaker, "bus", None)
             self._link.bus = (
-                self._explicit_bus or bus or (found_bus if isinstance(found_bus, EventBus) else default_bus)
+                self._explicit_bus or bus or (found_bus if isinstance(found_bus, EventBus) else _default_bus)
             )
             self._local.bind(config, clock)
             base = f"{self.prefix}:{{{key_name}}}"
@@ -261,7 +253,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
 
     def _script_config(self) -> tuple[Any, ...]:
         assert self._config is not None
-        return script_config(
+        return _proto.script_config(
             self._config,
             probe_lease=self.probe_lease,
             key_ttl=self.key_ttl,
@@ -273,7 +265,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
     def _forked(self) -> None:
         self._seq = itertools.count(1)
         if self._explicit_reporter is None:
-            self.reporter = default_reporter()
+            self.reporter = _proto.default_reporter()
             if self._config is not None:
                 self._argv = self._script_config()
 
@@ -285,9 +277,9 @@ class RedisBackend(AsyncSteps, BreakerBackend):
     def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection:
         # reply: state, generation, previous, next, admitted, permit generation, probe, retry_after_us
         if not reply[4]:
-            return rejection_of(reply)
+            return _proto.rejection_of(reply)
         generation = reply[5]
-        transition = transition_of(reply)
+        transition = _proto.transition_of(reply)
         if reply[6]:
             return Permit(generation, True, transition, f"{self.reporter}#{seq}")
         if transition is not None:
@@ -302,7 +294,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         got = self._local.acquire()
         if isinstance(got, Rejection):
             return got
-        return Permit(got.generation, got.probe, got.transition, Local(got))
+        return Permit(got.generation, got.probe, got.transition, _steps.Local(got))
 
     def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]:
         gen, count = self._successes.take()
@@ -332,14 +324,14 @@ class RedisBackend(AsyncSteps, BreakerBackend):
             The transition caused, or None.
         """
         token = permit.token
-        if token.__class__ is Local:
+        if token.__class__ is _steps.Local:
             return self._local.record(token.permit, outcome)
         if outcome is Outcome.SUCCESS and not permit.probe:
             # Cannot open anything by itself: ride along with the next step.
             self._successes.add(permit.generation)
             return None
         reply = self._step("record", self._record_args(permit, outcome))
-        return None if reply is None else transition_of(reply)
+        return None if reply is None else _proto.transition_of(reply)
 
     def release(self, permit: Permit) -> None:
         """Free a neutral call's probe lease (CLOSED calls hold nothing).
@@ -348,7 +340,7 @@ class RedisBackend(AsyncSteps, BreakerBackend):
             permit: The call's permit.
         """
         token = permit.token
-        if token.__class__ is Local:
+        if token.__class__ is _steps.Local:
             self._local.release(token.permit)
         elif permit.probe:
             self._step("release", (token,))
@@ -359,8 +351,8 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         Returns:
             The transition, or None if already ISOLATED (or the local one's while degraded).
         """
-        reply = self._step("isolate", NO_ARGS)
-        return self._local.isolate() if reply is None else transition_of(reply)
+        reply = self._step("isolate", _steps.NO_ARGS)
+        return self._local.isolate() if reply is None else _proto.transition_of(reply)
 
     def reset(self) -> Transition | None:
         """Close the shared breaker and clear its statistics.
@@ -368,8 +360,8 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         Returns:
             The transition, or None if already CLOSED (or the local one's while degraded).
         """
-        reply = self._step("reset", NO_ARGS)
-        return self._local.reset() if reply is None else transition_of(reply)
+        reply = self._step("reset", _steps.NO_ARGS)
+        return self._local.reset() if reply is None else _proto.transition_of(reply)
 
     def state(self) -> tuple[CircuitState, Transition | None]:
         """Read the shared state, applying a due OPEN -> HALF_OPEN move.
@@ -377,8 +369,10 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         Returns:
             The state and the transition reading it caused, or None.
         """
-        reply = self._step("state", NO_ARGS)
-        return self._local.state() if reply is None else (STATES[reply[0]], transition_of(reply))
+        reply = self._step("state", _steps.NO_ARGS)
+        return (
+            self._local.state() if reply is None else (_proto.STATES[reply[0]], _proto.transition_of(reply))
+        )
 
     def stats(self) -> BreakerStats:
         """Return a snapshot of the shared state (the local one while degraded).
@@ -386,8 +380,8 @@ class RedisBackend(AsyncSteps, BreakerBackend):
         Returns:
             The snapshot.
         """
-        reply = self._step("stats", NO_ARGS)
-        return self._local.stats() if reply is None else stats_of(reply)
+        reply = self._step("stats", _steps.NO_ARGS)
+        return self._local.stats() if reply is None else _proto.stats_of(reply)
 
     def flush(self) -> None:
         """Send this process's deferred successes now (e.g. before exiting)."""
