@@ -99,8 +99,15 @@ class CircuitBreaker(BreakerCore, Policy):
         self._direct = backend.nonblocking
 
     def __repr__(self) -> str:
+        # Configuration only: reading the state could mean I/O with a shared backend.
+        c = self.config
         label = "" if self.name is None else f"name={self.name!r}, "
-        return f"circuit_breaker({label}state={self.backend.stats().state.name})"
+        mode = (
+            f"failure_threshold={c.failure_threshold}"
+            if c.failure_rate is None
+            else f"failure_rate={c.failure_rate}"
+        )
+        return f"circuit_breaker({label}{mode}, recovery_timeout={c.recovery_timeout})"
 
     # --- layers -------------------------------------------------------------------
 

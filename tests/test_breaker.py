@@ -465,9 +465,14 @@ async def test_retry_gives_up_when_retry_after_too_long(clock: FakeClock) -> Non
     assert clock.sleeps == [0.1]
 
 
-def test_repr_shows_name_and_state(clock: FakeClock) -> None:
-    """repr names the breaker and its state."""
-    assert repr(circuit_breaker(name="db", clock=clock)) == "circuit_breaker(name='db', state=CLOSED)"
+def test_repr_shows_name_and_configuration(clock: FakeClock) -> None:
+    """repr names the breaker and its opening rule (and reads no state)."""
+    assert repr(circuit_breaker(name="db", clock=clock)) == (
+        "circuit_breaker(name='db', failure_threshold=5, recovery_timeout=30.0)"
+    )
+    assert (
+        repr(circuit_breaker(failure_rate=0.5)) == "circuit_breaker(failure_rate=0.5, recovery_timeout=30.0)"
+    )
 
 
 def test_exported_from_package() -> None:

@@ -25,6 +25,7 @@ _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _ISOLATED = CircuitState.ISOLATED
+_SUCCESS = Outcome.SUCCESS
 
 
 class MemoryBackend(BreakerBackend):
@@ -51,6 +52,7 @@ class MemoryBackend(BreakerBackend):
         self._probes = 0
         self._probe_successes = 0
         self._window: CountWindow | TimeWindow | None = None
+        self._plain = True  # no window: consecutive mode without slow-call detection
         self._timed = False
         self._min_calls = 1
         self._threshold = 1
@@ -100,6 +102,7 @@ class MemoryBackend(BreakerBackend):
             self._slow_rate = config.slow_call_rate if config.slow_call_duration is not None else None
             self._min_calls = config.minimum_calls
             if config.uses_window:
+                self._plain = False
                 if config.window_seconds is not None:
                     self._window = TimeWindow(config.window_seconds)
                     self._timed = True
@@ -187,6 +190,11 @@ class MemoryBackend(BreakerBackend):
         Returns:
             The transition caused, or None.
         """
+        # The hot path: a CLOSED success in consecutive mode with no failure to
+        # forget changes nothing (one identity check stands for "current
+        # generation, not a probe").
+        if outcome is _SUCCESS and permit is self._closed_permit and self._plain and not self._consecutive:
+            return None
         # Generations only grow, so a mismatch seen without the lock is final.
         if permit.generation != self._gen:
             return None
