@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -408,3 +409,45 @@ async def test_rejection_from_a_shared_open_breaker_calls_nothing(make: Make) ->
 
     await swallow(work, CircuitOpenError)
     assert calls == []
+
+
+def test_threads_at_the_half_open_moment_get_exactly_the_probe_limit(make: Make) -> None:
+    """Twenty threads calling a sync function at once at half-open: exactly half_open_max_calls run."""
+    breaker = make("threads", recovery_timeout=0.05, half_open_max_calls=2)
+
+    @breaker
+    def broken() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            broken()
+    wait_until_probe_allowed(backend_of(breaker))
+    start = threading.Barrier(20)
+    decided = threading.Barrier(21)
+    release = threading.Event()
+    results: list[str] = []
+
+    @breaker
+    def probe() -> None:
+        results.append("admitted")
+        decided.wait()
+        release.wait()
+
+    def caller() -> None:
+        start.wait()
+        try:
+            probe()
+        except CircuitOpenError:
+            results.append("rejected")
+            decided.wait()
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for t in threads:
+        t.start()
+    decided.wait()  # every caller was admitted or rejected
+    release.set()
+    for t in threads:
+        t.join()
+    assert (results.count("admitted"), results.count("rejected")) == (2, 18)
+    assert breaker.state is CircuitState.CLOSED
