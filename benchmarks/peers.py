@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import handwritten as hw
 import resilient
 
 AsyncFn = Callable[[], Awaitable[Any]]
+CoroFn = Callable[[], Coroutine[Any, Any, Any]]
 SyncFn = Callable[[], Any]
 AsyncBuilder = Callable[[AsyncFn], AsyncFn]
 SyncBuilder = Callable[[SyncFn], SyncFn]
@@ -123,7 +124,8 @@ RETRY_ASYNC: dict[str, AsyncBuilder | str] = {
 }
 
 TIMEOUT_ASYNC: dict[str, AsyncBuilder | str] = {
-    "resilient": lambda fn: resilient.timeout(10)(fn),
+    # Every target here is a coroutine function; timeout's static type asks for exactly that.
+    "resilient": lambda fn: resilient.timeout(10)(cast(CoroFn, fn)),
     "stdlib": lambda fn: hw.timeout(10)(fn),
     "hyx": lambda fn: _hyx("timeout").timeout(10)(fn),
 }
