@@ -38,6 +38,13 @@ SUCCESS = Outcome.SUCCESS
 _SLOW_SUCCESS = Outcome.SLOW_SUCCESS
 
 
+def _is_rejection(exc: BaseException) -> bool:
+    """True for this library's rejection errors, or a group made only of them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_rejection(e) for e in exc.exceptions)
+    return isinstance(exc, ResilientError) and hasattr(exc, "retry_after")
+
+
 class BreakerCore:
     """What a breaker does around its backend, shared by every call form."""
 
@@ -86,7 +93,7 @@ class BreakerCore:
         """How a raised exception counts; None means neutral."""
         if not isinstance(exc, Exception):
             return None  # control flow: never counted
-        if isinstance(exc, ResilientError) and hasattr(exc, "retry_after"):
+        if _is_rejection(exc):
             return None  # an inner policy refused: the dependency was not asked
         if self._ignore(exc):
             return None

@@ -230,6 +230,24 @@ async def test_rejection_errors_inside_are_neutral(run: Runner, clock: FakeClock
     assert (breaker.state, breaker.stats().consecutive_failures) == (CircuitState.CLOSED, 1)
 
 
+async def test_group_of_rejections_is_neutral(run: Runner, clock: FakeClock) -> None:
+    """An ExceptionGroup holding only rejection errors counts as nothing."""
+    breaker = circuit_breaker(failure_threshold=1, clock=clock)
+    group = ExceptionGroup("fan-out", [CircuitOpenError("a", 1.0), BulkheadFullError("b")])
+    with pytest.raises(ExceptionGroup):
+        await run(breaker, group)
+    assert state(breaker) is CircuitState.CLOSED
+
+
+async def test_group_with_a_real_failure_counts(run: Runner, clock: FakeClock) -> None:
+    """An ExceptionGroup mixing a rejection and a real failure is a failure."""
+    breaker = circuit_breaker(failure_threshold=1, clock=clock)
+    group = ExceptionGroup("fan-out", [CircuitOpenError("a", 1.0), Boom()])
+    with pytest.raises(ExceptionGroup):
+        await run(breaker, group)
+    assert state(breaker) is CircuitState.OPEN
+
+
 async def test_timeout_error_is_a_failure(run: Runner, clock: FakeClock) -> None:
     """TimeoutExceededError raised inside counts as an ordinary failure."""
     breaker = circuit_breaker(failure_threshold=2, clock=clock)

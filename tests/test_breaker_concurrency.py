@@ -131,6 +131,24 @@ def test_ignored_probe_frees_its_permit(clock: FakeClock) -> None:
     assert breaker.call(_ok) == "ok"
 
 
+def test_raising_on_predicate_frees_the_probe(clock: FakeClock) -> None:
+    """If the `on` predicate itself raises, its error propagates and the probe permit is freed."""
+
+    broken = False
+
+    def predicate(exc: BaseException) -> bool:
+        if broken:
+            raise RuntimeError("bad predicate")
+        return True
+
+    breaker = half_open(clock, on=predicate)
+    broken = True
+    with pytest.raises(RuntimeError, match="bad predicate") as info:
+        breaker.call(_boom)
+    assert isinstance(info.value.__context__, Boom)
+    assert (state(breaker), breaker.stats().probes_in_flight) == (CircuitState.HALF_OPEN, 0)
+
+
 async def test_cancelled_async_with_block_is_neutral(clock: FakeClock) -> None:
     """Cancelling a task inside `async with breaker:` frees the probe permit."""
     breaker = half_open(clock)
