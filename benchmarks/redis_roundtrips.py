@@ -58,7 +58,14 @@ def start_server() -> tuple[subprocess.Popen[bytes], int]:
 
 
 # What a client sends; Redis also counts the commands a script runs inside it.
-_TOP_LEVEL = ("cmdstat_evalsha", "cmdstat_evalsha_ro", "cmdstat_eval", "cmdstat_script", "cmdstat_info")
+_TOP_LEVEL = (
+    "cmdstat_evalsha",
+    "cmdstat_evalsha_ro",
+    "cmdstat_eval",
+    "cmdstat_script",
+    "cmdstat_info",
+    "cmdstat_ping",
+)
 
 
 def commands_run(admin: redis.Redis) -> tuple[int, int]:
@@ -154,6 +161,9 @@ async def main() -> None:
         "open: rejected",
     ]
     try:
+        # The floor: one bare round trip of the same client on the same loop.
+        ping_us, ping_trips, _ = await measure(client.ping, args.calls, args.rounds, admin)
+        rows.append(("reference: PING (async)", "redis", ping_us, 0.0, ping_trips, ping_trips))
         for i, kind in enumerate(kinds):
             memory_call = scenario(kind, MemoryBackend, f"m{i}")
             memory_us, _, _ = await measure(memory_call, args.calls, args.rounds, admin)
@@ -173,7 +183,7 @@ async def main() -> None:
             for _ in range(args.calls):
                 await down()
             down_us = (time.perf_counter() - start) / args.calls * 1e6
-            memory_us = rows[0][2]
+            memory_us = rows[1][2]
             rows.append(("redis down: success (async)", "redis", down_us, down_us - memory_us, 0.0, 0.0))
     finally:
         if proc is not None:

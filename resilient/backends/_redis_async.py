@@ -36,8 +36,8 @@ class AsyncSteps:
 
     reporter: str
     _link: RedisLink
-    _keys: tuple[str, ...]
-    _argv: tuple[Any, ...]
+    _keys: tuple[bytes, ...]
+    _argv: tuple[bytes, ...]
     _local: MemoryBackend
     _successes: SuccessTally
     _seq: Iterator[int]

@@ -15,8 +15,8 @@
 -- ARGV[1] the step: acquire | record | release | flush | state | stats | isolate | reset
 -- ARGV[2..16] the configuration (RedisBackend._argv), ARGV[17..] the step's own.
 --
--- Every reply starts {state, generation, previous, next}; previous/next are
--- -1 unless the step caused a transition.
+-- Every reply is a string of integers "state generation previous next ...";
+-- previous/next are -1 unless the step caused a transition.
 
 if redis.replicate_commands then
   -- Redis < 5 refuses writes after TIME unless effects are replicated.
@@ -250,13 +250,20 @@ local function flush(pgen, k, evaluate)
   return count(0, k, evaluate)
 end
 
+-- One bulk string of space-separated integers: a client parses it in one
+-- read, where an array costs a read per element.
+local function encode(r)
+  for i = 1, #r do r[i] = string.format('%d', r[i]) end
+  return table.concat(r, ' ')
+end
+
 local function reply(extra)
   if dirty then save() end
   local r = {st, gen, prev, nxt}
   if extra then
     for i = 1, #extra do r[#r + 1] = extra[i] end
   end
-  return r
+  return encode(r)
 end
 
 if step == 'acquire' then
@@ -338,7 +345,7 @@ if step == 'stats' then
   local retry = -1
   if st == OPEN then retry = math.max(0, math.ceil((open_until - now) * 1000)) end
   local probes = redis.call('ZCOUNT', P, '(' .. now, '+inf')
-  return {st, gen, -1, -1, n, nf, ns, cf, probes, hs, retry}
+  return encode({st, gen, -1, -1, n, nf, ns, cf, probes, hs, retry})
 end
 
 if step == 'isolate' then

@@ -163,24 +163,27 @@ class RedisLink:
 
     # --- steps -----------------------------------------------------------------------
 
-    def run(self, args: tuple[Any, ...]) -> list[Any] | None:
+    def run(self, args: tuple[Any, ...]) -> list[int] | None:
         """Run the script with the blocking client; None if Redis did not answer.
 
         Args:
-            args: The four keys, then the script's arguments.
+            args: The four keys, then the script's arguments (pre-encoded
+                bytes where possible: redis-py passes bytes through as is).
 
         Returns:
-            The script's reply, or None (Redis down, slow, or erroring).
+            The script's reply decoded to integers, or None (Redis down,
+            slow, or erroring).
         """
         if self.down_until is not None and not self._may_try():
             return None
         client = self.sync_client()
         try:
             try:
-                reply: list[Any] = client.evalsha(SCRIPT_SHA, 4, *args)
+                reply = client.evalsha(SCRIPT_SHA, 4, *args)
             except NoScriptError:
                 client.script_load(SCRIPT)  # a restarted or flushed server: load once more
                 reply = client.evalsha(SCRIPT_SHA, 4, *args)
+            numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the socket timeout
             self._failed(exc)
             return None
@@ -189,16 +192,18 @@ class RedisLink:
             raise
         if self.down_until is not None:
             self._answered()
-        return reply
+        return numbers
 
-    async def run_async(self, args: tuple[Any, ...]) -> list[Any] | None:
+    async def run_async(self, args: tuple[Any, ...]) -> list[int] | None:
         """Run the script with the asyncio client within the budget; None if Redis did not answer.
 
         Args:
-            args: The four keys, then the script's arguments.
+            args: The four keys, then the script's arguments (pre-encoded
+                bytes where possible: redis-py passes bytes through as is).
 
         Returns:
-            The script's reply, or None (Redis down, slow, or erroring).
+            The script's reply decoded to integers, or None (Redis down,
+            slow, or erroring).
         """
         if self.down_until is not None and not self._may_try():
             return None
@@ -206,10 +211,11 @@ class RedisLink:
         try:
             async with asyncio.timeout(self.timeout):
                 try:
-                    reply: list[Any] = await client.evalsha(SCRIPT_SHA, 4, *args)
+                    reply = await client.evalsha(SCRIPT_SHA, 4, *args)
                 except NoScriptError:
                     await client.script_load(SCRIPT)
                     reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+                numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the budget (TimeoutError)
             self._failed(exc)
             return None
@@ -218,7 +224,7 @@ class RedisLink:
             raise
         if self.down_until is not None:
             self._answered()
-        return reply
+        return numbers
 
     def close(self) -> None:
         """Close the blocking client if this link built it."""

@@ -23,6 +23,7 @@ __all__ = [
     "SuccessTally",
     "breaker_in_caller",
     "default_reporter",
+    "encode",
     "rejection_of",
     "script_config",
     "stats_of",
@@ -102,6 +103,11 @@ def script_config(
         math.ceil(reporter_ttl * 1000.0),
         reporter,
     )
+
+
+def encode(values: tuple[Any, ...]) -> tuple[bytes, ...]:
+    """Encode arguments as redis-py would (``str()``, UTF-8), once instead of per call."""
+    return tuple(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values)
 
 
 def transition_of(reply: list[Any]) -> Transition | None:

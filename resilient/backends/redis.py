@@ -158,8 +158,9 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         self._lock = threading.Lock()
         self._config: BreakerConfig | None = None
         self._clock: Clock | None = None
-        self._keys: tuple[str, ...] = ()
-        self._argv: tuple[Any, ...] = ()
+        self._key_names: tuple[str, ...] = ()
+        self._keys: tuple[bytes, ...] = ()
+        self._argv: tuple[bytes, ...] = ()
         self._closed = Permit(-1)
         self._seq = itertools.count(1)
         self._successes = _proto.SuccessTally()
@@ -201,7 +202,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
     @property
     def keys(self) -> tuple[str, ...]:
         """The state, window, probe-lease and reporter keys (after binding)."""
-        return self._keys
+        return self._key_names
 
     # --- binding ---------------------------------------------------------------
 
@@ -248,18 +249,22 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             self._local.bind(config, clock)
             base = f"{self.prefix}:{{{key_name}}}"
             self._link.name, self._link.label = key_name, base
-            self._keys = (f"{base}:state", f"{base}:window", f"{base}:probes", f"{base}:reporters")
+            self._key_names = (f"{base}:state", f"{base}:window", f"{base}:probes", f"{base}:reporters")
+            self._keys = _proto.encode(self._key_names)
             self._argv = self._script_config()
 
-    def _script_config(self) -> tuple[Any, ...]:
+    def _script_config(self) -> tuple[bytes, ...]:
         assert self._config is not None
-        return _proto.script_config(
-            self._config,
-            probe_lease=self.probe_lease,
-            key_ttl=self.key_ttl,
-            min_reporters=self.min_reporters,
-            reporter_ttl=self.reporter_ttl,
-            reporter=self.reporter,
+        # Encoded once: a step then encodes only its own few arguments.
+        return _proto.encode(
+            _proto.script_config(
+                self._config,
+                probe_lease=self.probe_lease,
+                key_ttl=self.key_ttl,
+                min_reporters=self.min_reporters,
+                reporter_ttl=self.reporter_ttl,
+                reporter=self.reporter,
+            )
         )
 
     def _forked(self) -> None:
