@@ -451,3 +451,13 @@ def test_threads_at_the_half_open_moment_get_exactly_the_probe_limit(make: Make)
         t.join()
     assert (results.count("admitted"), results.count("rejected")) == (2, 18)
     assert breaker.state is CircuitState.CLOSED
+
+
+async def test_clients_decoding_responses_work(make: Make, redis_server: RedisServer) -> None:
+    """A client created with decode_responses=True (str replies) works the same."""
+    client = redis_server.async_client(decode_responses=True)
+    breaker = make("decoded", client=client)
+    await fail(breaker, "async", 3)
+    assert await breaker.state_async() is CircuitState.OPEN
+    assert breaker.stats().state is CircuitState.OPEN
+    await client.aclose()
