@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import sys
 import threading
 from typing import Any
 
@@ -21,7 +20,6 @@ from resilient.backends._base import BreakerConfig, BreakerStats, Rejection, Tra
 __all__ = [
     "STATES",
     "SuccessTally",
-    "breaker_in_caller",
     "default_reporter",
     "encode",
     "rejection_of",
@@ -37,27 +35,6 @@ STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN, Circui
 def default_reporter() -> str:
     """Return this process's default reporter id, ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def breaker_in_caller() -> Any:
-    """Find the circuit breaker whose constructor is binding a backend.
-
-    ``BreakerBackend.bind`` receives neither the breaker's name nor its bus,
-    and the Redis keys need the name; until the interface passes them, look
-    for the breaker a few frames up (``bind`` is called from its ``__init__``).
-
-    Returns:
-        The breaker, or None.
-    """
-    frame: Any = sys._getframe(2)
-    for _ in range(8):
-        if frame is None:
-            break
-        candidate = frame.f_locals.get("self")
-        if getattr(type(candidate), "kind", None) == "circuit_breaker":
-            return candidate
-        frame = frame.f_back
-    return None
 
 
 def script_config(

@@ -216,15 +216,14 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
                 process sharing the state must use the same configuration).
             clock: The breaker's clock: times the local fallback and the
                 reconnect interval (shared state uses the server's clock).
-            name: The breaker's name (default: found on the breaker binding us).
-            bus: The breaker's bus (default: likewise).
+            name: The breaker's name (the circuit breaker passes it).
+            bus: The breaker's bus (the circuit breaker passes it).
 
         Raises:
             ValueError: No name is known, or the backend is already bound to
                 another configuration or name.
         """
-        breaker = _proto.breaker_in_caller() if name is None or bus is None else None
-        key_name = self._explicit_name or name or getattr(breaker, "name", None)
+        key_name = self._explicit_name or name
         if not isinstance(key_name, str) or not key_name:
             raise ValueError(
                 "RedisBackend needs a name for the shared state: "
@@ -242,10 +241,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             self._clock = clock
             self._link.clock = clock
             self.name = key_name
-            found_bus = getattr(breaker, "bus", None)
-            self._link.bus = (
-                self._explicit_bus or bus or (found_bus if isinstance(found_bus, EventBus) else _default_bus)
-            )
+            self._link.bus = self._explicit_bus or bus or _default_bus
             self._local.bind(config, clock)
             base = f"{self.prefix}:{{{key_name}}}"
             self._link.name, self._link.label = key_name, base
