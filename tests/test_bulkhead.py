@@ -205,6 +205,8 @@ async def test_queue_timeout_rejects_a_waiter_in_virtual_time(clock: FakeClock) 
     await settle()
     assert (waiter.done(), h.bh.queued) == (False, 1)
     clock.advance(0.1)
+    await settle()
+    assert waiter.done()  # not running in a slot it was never given
     with pytest.raises(BulkheadFullError, match="after waiting 2s"):
         await waiter
     assert (h.started, h.bh.queued, h.bh.in_use) == ([0], 0, 1)
@@ -242,6 +244,8 @@ async def test_an_ambient_deadline_bounds_the_wait(clock: FakeClock) -> None:
     await settle()
     assert not waiter.done()
     clock.advance(0.1)
+    await settle()
+    assert waiter.done()
     with pytest.raises(BulkheadFullError):
         await waiter
     assert h.bh.queued == 0
@@ -256,11 +260,11 @@ async def test_a_passed_ambient_deadline_rejects_without_queueing(clock: FakeClo
     await settle()
     token = _deadline.set(Deadline(clock.monotonic(), clock, None))
     try:
-        with pytest.raises(BulkheadFullError):
+        with pytest.raises(BulkheadFullError) as info:
             await h.bh.call(h.hold, 1)
     finally:
         _deadline.reset(token)
-    assert h.bh.queued == 0
+    assert (str(info.value), h.bh.queued) == ("bulkhead is full", 0)
     h.release(0)
     await holder
 
@@ -287,6 +291,24 @@ async def test_an_enclosing_timeout_frees_the_queue_place(clock: FakeClock) -> N
     gate.set()
     await holder
     assert bh.in_use == 0
+
+
+async def test_waiters_leaving_early_do_not_accumulate(clock: FakeClock) -> None:
+    """Many waiters timing out while the slot stays taken leave no dead weight behind."""
+    h = Holder(bulkhead(1, max_queue=2, queue_timeout=1, clock=clock))
+    holder = h.spawn(0)
+    await settle()
+    for _ in range(100):
+        waiters = [h.spawn(1), h.spawn(2)]
+        await settle()
+        clock.advance(1)
+        await settle()
+        assert all(w.done() for w in waiters)
+        await asyncio.gather(*waiters, return_exceptions=True)
+    assert h.bh.queued == 0
+    assert len(h.bh._queue) <= 40
+    h.release(0)
+    await holder
 
 
 # --- cancellation, exceptions, control flow ----------------------------------------------
@@ -461,6 +483,8 @@ async def test_a_queue_timeout_emits_bulkhead_rejected(clock: FakeClock) -> None
         waiter = h.spawn(1)
         await settle()
         clock.advance(1)
+        await settle()
+        assert waiter.done()
         with pytest.raises(BulkheadFullError):
             await waiter
     assert [type(e) for e in events] == [BulkheadRejected]
