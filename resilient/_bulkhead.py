@@ -21,7 +21,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
 from ._clock import Clock, SystemClock, TimerHandle, call_later
@@ -122,7 +121,7 @@ class Bulkhead(Policy):
         self._in_use = 0
         # FIFO of waiters. One that leaves early is only marked _GONE and
         # skipped when it reaches the front (O(1) instead of a deque scan);
-        # _queued counts the live ones and _compact bounds the dead weight.
+        # _queued counts the live ones and _leave_locked bounds the dead weight.
         self._queue: deque[_Waiter] = deque()
         self._queued = 0
         # A thread has no event loop, so the system clock cannot time it out;
@@ -191,10 +190,9 @@ class Bulkhead(Policy):
         self._in_use -= 1
 
     def _take(self, factory: type[_AsyncWaiter] | type[_SyncWaiter]) -> Any:
-        """Take a free slot (None), queue a new waiter (it), or say _FULL."""
+        """:meth:`_join_locked` under the lock."""
         lock = self._lock
-        # acquire/release rather than `with`: measurably cheaper on this path.
-        lock.acquire()
+        lock.acquire()  # rather than `with`: measurably cheaper here
         try:
             return self._join_locked(factory)
         finally:
@@ -274,7 +272,7 @@ class Bulkhead(Policy):
     # --- acquiring -------------------------------------------------------------
 
     async def _wait_async(self, w: Any, operation: str | None) -> None:
-        """Wait for the slot *w* (from :meth:`_take`) is handed, or raise BulkheadFullError."""
+        """Wait until waiter *w* (from :meth:`_take`) is handed a slot, or raise BulkheadFullError."""
         # The same steps are inlined in wrap_async's layer, the hot path.
         if w is _FULL:
             raise self._reject(operation, None)
@@ -291,32 +289,26 @@ class Bulkhead(Policy):
         """Blocking version of :meth:`_wait_async` for threads."""
         if w is _FULL:
             raise self._reject(operation, None)
+        clock = self.clock
         try:
             if w.bound is None:
                 w.gate.acquire()
             else:
-                self._block(w)
+                if self._sync_timers:
+                    try:
+                        self._arm(w)
+                    except RuntimeError:  # a clock whose timers need a running loop
+                        w.handle = None
+                # Real waiting measured against the clock: with the system clock
+                # an ordinary timed wait; a virtual clock's timer wakes us early.
+                end = clock.monotonic() + w.bound
+                while (left := end - clock.monotonic()) > 0:
+                    if w.gate.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+                        break
         except BaseException:  # KeyboardInterrupt while blocked, for instance
             self._abandon(w)
             raise
         self._settle(w, operation)
-
-    def _block(self, w: _SyncWaiter) -> None:
-        clock = self.clock
-        bound = w.bound
-        assert bound is not None
-        if self._sync_timers:
-            try:
-                self._arm(w)
-            except RuntimeError:  # a clock whose timers need a running loop
-                w.handle = None
-        end = clock.monotonic() + bound
-        # Real waiting measured against the clock: with the system clock this
-        # is an ordinary timed wait; a virtual clock's timer wakes us early.
-        while True:
-            left = end - clock.monotonic()
-            if left <= 0 or w.gate.acquire(timeout=left):
-                return
 
     # --- policy layers ---------------------------------------------------------
 
@@ -386,53 +378,28 @@ class Bulkhead(Policy):
         return run
 
     # --- context managers ------------------------------------------------------
-    # A bulkhead entry carries no state of its own (slots are anonymous), so
-    # unlike timeout these forms need no per-entry scope: skipping it saves
-    # a context-variable frame per entry.
+    # An entry holds no state of its own (slots are anonymous), so unlike
+    # timeout these need no per-entry scope, which would cost ~0.6 µs.
 
     async def __aenter__(self) -> Bulkhead:
-        """Take a slot for the block, waiting in the queue if allowed.
-
-        Returns:
-            This bulkhead.
-
-        Raises:
-            BulkheadFullError: No slot, and no room or time left to wait.
-        """
+        """Take a slot for the block, waiting in the queue if allowed (else BulkheadFullError)."""
         w = self._take(_AsyncWaiter)
         if w is not None:
             await self._wait_async(w, None)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """Give the slot back (to the first waiter, if any)."""
         self._give_back()
 
     def __enter__(self) -> Bulkhead:
-        """Take a slot for the block, blocking the thread in the queue if allowed.
-
-        Returns:
-            This bulkhead.
-
-        Raises:
-            BulkheadFullError: No slot, and no room or time left to wait.
-        """
+        """Take a slot for the block, blocking in the queue if allowed (else BulkheadFullError)."""
         w = self._take(_SyncWaiter)
         if w is not None:
             self._wait_sync(w, None)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Give the slot back (to the first waiter, if any)."""
         self._give_back()
 
