@@ -47,24 +47,26 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 class _AsyncWaiter:
-    """A coroutine waiting for a slot on the loop it runs on."""
+    """A coroutine waiting for a slot: the future it awaits, and its state."""
 
-    __slots__ = ("bound", "fut", "handle", "loop", "state")
+    __slots__ = ("bound", "fut", "handle", "state")
 
     def __init__(self, bound: float | None) -> None:
-        self.loop = asyncio.get_running_loop()  # lazily: no loop is bound at construction
-        self.fut: asyncio.Future[None] = self.loop.create_future()
+        # The running loop's future: no loop is bound before a call has to wait.
+        self.fut: asyncio.Future[None] = _get_running_loop().create_future()  # type: ignore[union-attr]
         self.state = _QUEUED
         self.bound = bound
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
         """Wake the waiter from any thread; False if its loop is gone."""
-        if _get_running_loop() is self.loop:
-            _resolve(self.fut)
+        fut = self.fut
+        loop = fut.get_loop()
+        if loop is _get_running_loop():
+            _resolve(fut)
             return True
         try:
-            self.loop.call_soon_threadsafe(_resolve, self.fut)
+            loop.call_soon_threadsafe(_resolve, fut)
         except RuntimeError:  # the loop is closed: nobody is left to run
             return False
         return True
@@ -156,7 +158,7 @@ class Bulkhead(Policy):
 
     # --- slot bookkeeping (the *_locked methods run under self._lock) ----------
 
-    def _join_locked(self, factory: type[_AsyncWaiter] | type[_SyncWaiter]) -> Any:
+    def _join_locked(self, factory: Callable[[float | None], _Waiter]) -> Any:
         """Take a free slot (None), queue a new waiter (it), or say _FULL."""
         if self._in_use < self._max:
             self._in_use += 1
@@ -189,7 +191,7 @@ class Bulkhead(Policy):
             w.state = _GONE
         self._in_use -= 1
 
-    def _take(self, factory: type[_AsyncWaiter] | type[_SyncWaiter]) -> Any:
+    def _take(self, factory: Callable[[float | None], _Waiter]) -> Any:
         """:meth:`_join_locked` under the lock."""
         lock = self._lock
         lock.acquire()  # rather than `with`: measurably cheaper here
@@ -202,15 +204,17 @@ class Bulkhead(Policy):
         """Release a slot: hand it to the first waiter, or free it."""
         lock = self._lock
         lock.acquire()
-        try:
-            if self._queued:
+        if self._queued:
+            try:
                 self._release_locked()
-            elif self._in_use > 0:
-                self._in_use -= 1
-            else:
-                raise RuntimeError(f"{self!r} released more often than it was entered")
-        finally:
+            finally:
+                lock.release()
+        elif self._in_use > 0:
+            self._in_use -= 1
             lock.release()
+        else:
+            lock.release()
+            raise RuntimeError(f"{self!r} released more often than it was entered")
 
     def _leave_locked(self, w: _Waiter) -> None:
         w.state = _GONE
@@ -271,22 +275,8 @@ class Bulkhead(Policy):
 
     # --- acquiring -------------------------------------------------------------
 
-    async def _wait_async(self, w: Any, operation: str | None) -> None:
-        """Wait until waiter *w* (from :meth:`_take`) is handed a slot, or raise BulkheadFullError."""
-        # The same steps are inlined in wrap_async's layer, the hot path.
-        if w is _FULL:
-            raise self._reject(operation, None)
-        try:
-            if w.bound is not None:
-                self._arm(w)
-            await w.fut
-        except BaseException:
-            self._abandon(w)
-            raise
-        self._settle(w, operation)
-
     def _wait_sync(self, w: Any, operation: str | None) -> None:
-        """Blocking version of :meth:`_wait_async` for threads."""
+        """Block until waiter *w* (from :meth:`_take`) is handed a slot, or raise BulkheadFullError."""
         if w is _FULL:
             raise self._reject(operation, None)
         clock = self.clock
@@ -321,8 +311,8 @@ class Bulkhead(Policy):
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            # _take, _wait_async and _give_back inlined: this is the hot path,
-            # and a free slot must cost no more than a counter check.
+            # _take, the wait and _give_back inlined: this is the hot path, and
+            # a free slot must cost no more than a counter check.
             lock.acquire()
             if me._in_use < limit:
                 me._in_use += 1
@@ -342,7 +332,7 @@ class Bulkhead(Policy):
                     me._abandon(w)
                     raise
                 # Woken, so the state is final (set under the lock before the
-                # wake-up): no lock needed to read it.
+                # wake-up): no lock needed to read it, nor to keep a slot.
                 if w.handle is not None or w.state != _GRANTED:
                     me._settle(w, ctx.operation)
             try:
@@ -385,7 +375,18 @@ class Bulkhead(Policy):
         """Take a slot for the block, waiting in the queue if allowed (else BulkheadFullError)."""
         w = self._take(_AsyncWaiter)
         if w is not None:
-            await self._wait_async(w, None)
+            # As in wrap_async's layer (inlined here too: no extra coroutine).
+            if w is _FULL:
+                raise self._reject(None, None)
+            try:
+                if w.bound is not None:
+                    self._arm(w)
+                await w.fut
+            except BaseException:
+                self._abandon(w)
+                raise
+            if w.handle is not None or w.state != _GRANTED:
+                self._settle(w, None)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
