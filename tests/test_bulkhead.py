@@ -464,7 +464,7 @@ async def test_a_rejection_emits_bulkhead_rejected(clock: FakeClock) -> None:
     task = h.spawn(0)
     await settle()
     clock.advance(7)
-    with capture_events(bus=bus) as events, pytest.raises(BulkheadFullError):
+    with capture_events(BulkheadRejected, bus=bus) as events, pytest.raises(BulkheadFullError):
         await h.bh.call(h.hold, 1)
     assert events == [
         BulkheadRejected(policy="bulkhead", name="db", operation="Holder.hold", time=7.0, retry_after=None)

@@ -121,7 +121,7 @@ def test_a_full_queue_rejects_a_sync_call_at_once() -> None:
     bh = bulkhead(1, bus=bus)
     called: list[int] = []
     guarded = bh(called.append)
-    with capture_events(bus=bus) as events, bh, pytest.raises(BulkheadFullError):
+    with capture_events(BulkheadRejected, bus=bus) as events, bh, pytest.raises(BulkheadFullError):
         guarded(1)
     assert (called, bh.in_use) == ([], 0)
     assert [(type(e), e.operation) for e in events] == [(BulkheadRejected, "list.append")]
