@@ -416,15 +416,11 @@ def bulkhead(
 ) -> Bulkhead:
     """Let at most *max_concurrent* calls run at once; up to *max_queue* more wait, FIFO.
 
-    A call that finds every slot taken and the queue full, or that waits
-    longer than *queue_timeout* (or than the ambient deadline of an
-    enclosing ``timeout``), is rejected with a fresh
-    :class:`BulkheadFullError` and a ``BulkheadRejected`` event; the
-    function is not called. Cancellation and other control-flow exceptions,
-    while queued or running, always give the slot (or the place in the
-    queue) back; a waiter handed a slot but cancelled before it runs passes
-    it on to the next waiter. No event loop is bound at construction, and
-    one bulkhead may guard async and sync (threaded) callers together.
+    A call finding no slot and no room in the queue, or waiting longer than
+    *queue_timeout* or the ambient deadline, gets a fresh
+    :class:`BulkheadFullError` (and a ``BulkheadRejected`` event) without
+    the function being called. Cancellation, queued or running, never leaks
+    a slot; a waiter handed one but cancelled before it runs passes it on.
 
     Args:
         max_concurrent: Calls that may run at once (int >= 1).
