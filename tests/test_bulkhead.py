@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from resilient import Bulkhead, BulkheadFullError, bulkhead, pipeline_of, timeout
+from resilient._bulkhead import _AsyncWaiter
 from resilient._context import Deadline, _deadline
 from resilient.events import BulkheadRejected, CallRejected, EventBus
 from resilient.testing import FakeClock, capture_events
@@ -536,6 +537,21 @@ async def _contend() -> int:
     assert _module_bulkhead.queued == 3
     gate.set()
     return sum(await asyncio.gather(*tasks)) + await _module_level(None)
+
+
+def test_a_waiter_whose_loop_closed_is_skipped() -> None:
+    """A slot is not handed to a waiter whose event loop has closed: it goes to the next or is freed."""
+    bh = bulkhead(1, max_queue=1)
+    loop = asyncio.new_event_loop()
+
+    async def join_queue() -> Any:
+        return bh._take(_AsyncWaiter)
+
+    with bh:
+        loop.run_until_complete(join_queue())
+        loop.close()
+        assert bh.queued == 1
+    assert (bh.in_use, bh.queued) == (0, 0)
 
 
 def test_a_module_level_bulkhead_works_across_event_loops() -> None:
