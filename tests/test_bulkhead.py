@@ -254,6 +254,23 @@ async def test_an_ambient_deadline_bounds_the_wait(clock: FakeClock) -> None:
     await holder
 
 
+async def test_a_shorter_queue_timeout_wins_over_the_ambient_deadline(clock: FakeClock) -> None:
+    """Inside a long timeout, the wait still ends at queue_timeout."""
+    h = Holder(bulkhead(1, max_queue=1, queue_timeout=2, clock=clock))
+    holder = h.spawn(0)
+    await settle()
+    async with timeout(10, clock=clock):
+        waiter = h.spawn(1)
+        await settle()
+    clock.advance(2)
+    await settle()
+    assert waiter.done()
+    with pytest.raises(BulkheadFullError, match="after waiting 2s"):
+        await waiter
+    h.release(0)
+    await holder
+
+
 async def test_a_passed_ambient_deadline_rejects_without_queueing(clock: FakeClock) -> None:
     """With the ambient deadline already reached, a call that would have to wait is rejected at once."""
     h = Holder(bulkhead(1, max_queue=1, clock=clock))

@@ -167,6 +167,23 @@ def test_a_sync_wait_is_measured_against_the_clock() -> None:
     assert bh.in_use == 0
 
 
+class LoopTimerClock(JumpClock):
+    """A jumping clock whose timers need a running event loop, as the system clock's do."""
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        raise RuntimeError("no running event loop")
+
+
+def test_a_thread_falls_back_to_a_measured_wait_when_timers_need_a_loop() -> None:
+    """A clock whose timers cannot run in a thread still bounds the thread's wait."""
+    bh = bulkhead(1, max_queue=1, queue_timeout=5, clock=LoopTimerClock())
+    with bh:
+        with pytest.raises(BulkheadFullError):
+            bh.call(int)
+        assert bh.queued == 0
+    assert bh.in_use == 0
+
+
 @pytest.mark.parametrize("exc_type", [ValueError, KeyboardInterrupt, SystemExit])
 def test_a_sync_exception_releases_the_slot(exc_type: type[BaseException]) -> None:
     """Any exception from a sync function, control flow included, propagates unchanged and frees the slot."""
