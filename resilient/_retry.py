@@ -22,7 +22,7 @@ from ._validate import (
     check_name,
     make_matcher,
 )
-from .backoff import Backoff, to_backoff
+from .backoff import Backoff, _to_backoff
 
 __all__ = ["Retry", "retry"]
 
@@ -73,7 +73,7 @@ class Retry(Policy):
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
         self.on_result = on_result
-        self.backoff = to_backoff(backoff)
+        self.backoff = _to_backoff(backoff)
         self.deadline = check_duration("deadline", deadline, allow_none=True)
         if budget is not None and not (
             callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal, TypeAlias
 
-from ._validate import check_duration
+from ._validate import check_duration as _check_duration
 
 __all__ = [
     "Backoff",
@@ -130,11 +130,11 @@ class Constant(Backoff):
         max_delay: Seconds | None = None,
     ) -> None:
         super().__init__(jitter, rng)
-        self.delay_seconds: float = check_duration("delay", delay, allow_zero=True) or 0.0
+        self.delay_seconds: float = _check_duration("delay", delay, allow_zero=True) or 0.0
         if max_delay is None:
             self.max_delay = self.delay_seconds
         else:
-            self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+            self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return the constant delay."""
@@ -158,9 +158,9 @@ class Linear(Backoff):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(jitter, rng)
-        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
-        self.increment = check_duration("increment", increment, allow_zero=True) or 0.0
-        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
+        self.increment = _check_duration("increment", increment, allow_zero=True) or 0.0
+        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial + increment * (attempt - 1)`` (max_delay on overflow)."""
@@ -190,9 +190,9 @@ class Exponential(Backoff):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(jitter, rng)
-        self.initial = check_duration("initial", initial, allow_zero=True) or 0.0
+        self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
         self.multiplier = _check_number("multiplier", multiplier, 1.0)
-        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial * multiplier ** (attempt - 1)`` (max_delay on overflow)."""
@@ -223,8 +223,8 @@ class Decorrelated(Backoff):
     ) -> None:
         super().__init__("none", rng)
         # initial=0 would pin every draw to [0, 0]: the sequence never grows.
-        self.initial = check_duration("initial", initial) or 0.0
-        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.initial = _check_duration("initial", initial) or 0.0
+        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return a uniform draw in ``[initial, 3 * previous]``."""
@@ -250,7 +250,7 @@ class FromCallable(Backoff):
         if not callable(fn):
             raise TypeError(f"backoff must be callable, got {fn!r}")
         self.fn = fn
-        self.max_delay = check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Unused: :meth:`delay` calls the function with the exception."""
@@ -393,7 +393,7 @@ def decorrelated(
     return Decorrelated(initial=initial, max_delay=max_delay, rng=rng)
 
 
-def to_backoff(value: object) -> Backoff:
+def _to_backoff(value: object) -> Backoff:
     """Normalise ``retry(backoff=...)``: a strategy, seconds, or a callable."""
     if value is None:
         return Exponential()
@@ -402,7 +402,7 @@ def to_backoff(value: object) -> Backoff:
     if isinstance(value, bool):
         raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
     if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):
-        return Constant(check_duration("backoff", value, allow_zero=True) or 0.0)
+        return Constant(_check_duration("backoff", value, allow_zero=True) or 0.0)
     if callable(value):
         return FromCallable(value)
     raise TypeError(f"backoff must be a resilient.backoff strategy, seconds or a callable, got {value!r}")

@@ -99,15 +99,9 @@ def test_every_name_in_all_exists(public: types.ModuleType) -> None:
     assert missing == []
 
 
-LEAKY = pytest.mark.xfail(
-    strict=True,
-    reason="backoff.py shows to_backoff and check_duration without listing them (reported to the lead)",
-)
-
-
 @pytest.mark.parametrize(
     "name",
-    [n if n != "resilient.backoff" else pytest.param(n, marks=LEAKY) for n in PUBLIC_MODULES],
+    PUBLIC_MODULES,
 )
 def test_every_public_name_in_dir_is_in_all(name: str) -> None:
     """Every public name in dir() that resilient defines is listed in __all__ (submodules aside)."""
