@@ -393,6 +393,10 @@ class EventBus:
         fut.add_done_callback(self._done)
 
     def _done(self, fut: asyncio.Future[Any]) -> None:
+        # Runs once per run: from the done callback or from drain(),
+        # whichever comes first (drain must not wait on the loop for it).
+        if fut not in self._tasks:
+            return
         self._tasks.discard(fut)
         if fut.cancelled():
             return
@@ -415,11 +419,16 @@ class EventBus:
                 pending, self._pending = self._pending, []
             for sub, event in pending:
                 self._track(sub.handler(event), sub)  # type: ignore[arg-type]
-            if not self._tasks:
-                if not self._pending:
-                    return
-                continue
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            running = [t for t in self._tasks if not t.done()]
+            if running:
+                await asyncio.wait(running)
+            # Settle finished runs here rather than relying on their done
+            # callbacks: awaiting only finished futures may not yield to the
+            # loop (Python 3.12+), so the callbacks might never get to run.
+            for t in [t for t in self._tasks if t.done()]:
+                self._done(t)
+            if not self._tasks and not self._pending:
+                return
 
     def clear(self) -> None:
         """Remove every subscription (tracked tasks keep running)."""
