@@ -754,3 +754,11 @@ def test_bus_clear(bus: EventBus) -> None:
     bus.clear()
     bus.emit(opened())
     assert (seen, sub.active) == ([], False)
+
+
+def test_overlapping_types_deliver_once(bus: EventBus) -> None:
+    """A handler subscribed to a class and its base receives each event once."""
+    seen: list[Event] = []
+    subscribe(seen.append, Event, CircuitStateChanged, CircuitOpened, bus=bus)
+    bus.emit(opened())
+    assert seen == [opened()]

@@ -626,3 +626,72 @@ async def test_retry_respects_deadline_of_enclosing_timeout(clock: FakeClock) ->
     with pytest.raises(ValueError, match="2"):
         await guarded()
     assert clock.monotonic() == 1.0
+
+
+# --- interplay with asyncio's own cancellation scopes -------------------------------------
+
+
+async def test_asyncio_timeout_inside_expires_first(clock: FakeClock) -> None:
+    """An asyncio.timeout inside ours that expires first raises its own TimeoutError, not ours."""
+
+    async def body() -> str:
+        try:
+            async with asyncio.timeout(0):
+                await asyncio.Event().wait()
+        except TimeoutError as exc:
+            return type(exc).__name__
+        return "no timeout"
+
+    assert await timeout(5, clock=clock).call(body) == "TimeoutError"
+
+
+async def test_our_timeout_inside_asyncio_timeout(clock: FakeClock) -> None:
+    """Our expiry inside a longer asyncio.timeout raises TimeoutExceededError through it."""
+
+    async def body() -> None:
+        async with asyncio.timeout(3600):
+            await timeout(1, clock=clock).call(clock.sleep, 5)
+
+    with pytest.raises(TimeoutExceededError):
+        await body()
+
+
+async def test_task_group_inside_timeout(clock: FakeClock) -> None:
+    """Expiry while a TaskGroup runs cancels its children and raises TimeoutExceededError."""
+    cancelled: list[int] = []
+
+    async def child(i: int) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+
+    async def body() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for i in range(3):
+                tg.create_task(child(i))
+            await clock.sleep(5)
+
+    with pytest.raises(TimeoutExceededError):
+        await timeout(1, clock=clock).call(body)
+    assert sorted(cancelled) == [0, 1, 2]
+
+
+async def test_gathered_children_with_longer_timeouts_report_outer(clock: FakeClock) -> None:
+    """Children guarded by longer timeouts, gathered under a shorter one, end with the OUTER error."""
+    inner = timeout(10, clock=clock)
+
+    @inner
+    async def child() -> None:
+        await asyncio.Event().wait()
+
+    @timeout(2, clock=clock)
+    async def parent() -> None:
+        await asyncio.gather(child(), child())
+
+    task = await start(parent())
+    clock.advance(2)
+    with pytest.raises(TimeoutExceededError) as info:
+        await task
+    assert info.value.seconds == 2.0
