@@ -197,13 +197,13 @@ def test_non_callable_rejected(target: Any, policies: tuple[Retry, Fallback]) ->
 def test_timeout_rejects_sync_function_at_decoration(clock: FakeClock) -> None:
     """timeout() on a sync function raises TypeError when decorating, not when calling."""
     with pytest.raises(TypeError, match="async def"):
-        timeout(1, clock=clock)(sync_add)
+        timeout(1, clock=clock)(sync_add)  # type: ignore[arg-type]
 
 
 def test_timeout_stacked_on_sync_wrapper_rejected(clock: FakeClock) -> None:
     """Stacking timeout() on a decorated sync function raises TypeError."""
     with pytest.raises(TypeError, match="async def"):
-        timeout(1, clock=clock)(retry(clock=clock)(sync_add))
+        timeout(1, clock=clock)(retry(clock=clock)(sync_add))  # type: ignore[arg-type]
 
 
 def test_pipeline_with_timeout_rejects_sync_function(clock: FakeClock) -> None:
@@ -499,7 +499,7 @@ async def test_timeout_call(clock: FakeClock) -> None:
 def test_timeout_call_rejects_sync_function(clock: FakeClock) -> None:
     """timeout(...).call on a sync function raises TypeError."""
     with pytest.raises(TypeError, match="async def"):
-        timeout(1, clock=clock).call(sync_add, 1)
+        timeout(1, clock=clock).call(sync_add, 1)  # type: ignore[arg-type,unused-coroutine]
 
 
 async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -16,20 +16,21 @@ from resilient import ResilientError, Timeout, TimeoutExceededError, timeout
 from resilient.events import EventBus, TimeoutElapsed
 from resilient.testing import FakeClock, capture_events
 
-Form = Callable[[Timeout, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+Body = Callable[[], Coroutine[Any, Any, Any]]
+Form = Callable[[Timeout, Body], Awaitable[Any]]
 
 
-async def as_decorator(t: Timeout, body: Callable[[], Awaitable[Any]]) -> Any:
+async def as_decorator(t: Timeout, body: Body) -> Any:
     """Run *body* through ``t`` used as a decorator."""
     return await t(body)()
 
 
-async def as_call(t: Timeout, body: Callable[[], Awaitable[Any]]) -> Any:
+async def as_call(t: Timeout, body: Body) -> Any:
     """Run *body* through ``t.call``."""
     return await t.call(body)
 
 
-async def as_context(t: Timeout, body: Callable[[], Awaitable[Any]]) -> Any:
+async def as_context(t: Timeout, body: Body) -> Any:
     """Run *body* inside ``async with t:``."""
     async with t:
         return await body()
