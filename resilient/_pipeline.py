@@ -448,9 +448,21 @@ _FunctionWrapperBase: Any = wrapt.FunctionWrapper
 _BoundFunctionWrapperBase: Any = wrapt.BoundFunctionWrapper
 
 
+# The proxy's own slot for the wrapped object (for a bound wrapper: the bound
+# method); `__wrapped__` is overridden below to show the original function.
+_object_proxy: Any = wrapt.ObjectProxy
+_bound_target: Callable[[Any], Any] = _object_proxy.__wrapped__.__get__
+
+
 class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self._self_wrapper(self.__wrapped__, args, kwargs)
+        return self._self_wrapper(_bound_target(self), args, kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:
+        # Like a bound method of a functools.wraps wrapper: the original
+        # (unbound) function, so `inspect.unwrap(obj.method)` finds it.
+        return _unwrap_descriptor(self._self_parent.__wrapped__)
 
 
 class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]

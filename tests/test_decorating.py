@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import pickle
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -391,6 +392,30 @@ def test_pipeline_of_methods(service_cls: type[Any], name: str, count: int) -> N
         len(pipeline_of(service_cls.__mro__[1].__dict__[name]).policies),
     }
     assert found == {count}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "method",
+        "sync_method",
+        "cls_above",
+        "cls_below",
+        "cls_both",
+        "sync_cls_above",
+        "static_above",
+        "static_below",
+        "static_both",
+    ],
+)
+@pytest.mark.parametrize("via", ["class", "instance"])
+def test_method_wrapped_is_original_function(service_cls: type[Any], name: str, via: str) -> None:
+    """__wrapped__ of a decorated method, however it is looked up, is the original plain function."""
+    owner = service_cls if via == "class" else service_cls()
+    found = getattr(owner, name).__wrapped__
+    assert type(found) is types.FunctionType
+    assert found.__qualname__.endswith(f"Service.{name}")
+    assert inspect.unwrap(getattr(owner, name)) is found
 
 
 def test_both_sides_of_classmethod_fold_into_one_pipeline(service_cls: type[Any]) -> None:
