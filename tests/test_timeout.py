@@ -696,3 +696,27 @@ async def test_gathered_children_with_longer_timeouts_report_outer(clock: FakeCl
     with pytest.raises(TimeoutExceededError) as info:
         await task
     assert info.value.seconds == 2.0
+
+
+async def test_expiry_fired_from_another_thread(clock: FakeClock) -> None:
+    """A fake clock advanced from a worker thread expires the timeout safely on the loop's thread."""
+    task = await start(as_decorator(timeout(1, clock=clock), asyncio.Event().wait))
+    await asyncio.to_thread(clock.advance, 1)
+    with pytest.raises(TimeoutExceededError):
+        await task
+
+
+async def test_expired_entry_closed_before_deferred_cancel_runs(clock: FakeClock) -> None:
+    """An expiry deferred to the loop does nothing if the body has already left the timeout."""
+    t = timeout(1, clock=clock)
+
+    async def body() -> str:
+        clock.advance(1)  # fires inside the task: the cancel is deferred...
+        return "done"  # ...and withdrawn because the body returns first
+
+    assert await as_context(t, body) == "done"
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
