@@ -585,3 +585,15 @@ async def test_concurrent_calls_of_one_wrapper(clock: FakeClock) -> None:
 
     assert await asyncio.gather(*(op(i) for i in range(3))) == [0, 1, 2]
     assert sorted(seen) == [(i, a) for i in range(3) for a in (1, 2)]
+
+
+def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fallback]) -> None:
+    """An object whose __call__ is a generator function is rejected like a generator function."""
+
+    class Stream:
+        def __call__(self) -> Iterator[int]:
+            yield 1
+
+    r, _ = policies
+    with pytest.raises(TypeError, match="generator"):
+        r(Stream())

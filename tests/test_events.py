@@ -762,3 +762,29 @@ def test_overlapping_types_deliver_once(bus: EventBus) -> None:
     subscribe(seen.append, Event, CircuitStateChanged, CircuitOpened, bus=bus)
     bus.emit(opened())
     assert seen == [opened()]
+
+
+def test_awaitable_from_sync_handler_outside_loop_is_closed(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync handler returning a coroutine where no loop runs has it closed and logged, not leaked."""
+    made: list[Any] = []
+
+    async def later() -> None:
+        pass
+
+    def handler(event: Event) -> Any:
+        made.append(later())
+        return made[-1]
+
+    subscribe(handler, bus=bus)
+    with caplog.at_level(logging.ERROR, logger="resilient"):
+        bus.emit(opened())
+    assert made[0].cr_frame is None  # closed: no "never awaited" warning
+    assert "outside a loop" in caplog.text
+
+
+def test_bus_repr(bus: EventBus) -> None:
+    """The bus's repr counts its subscriptions."""
+    subscribe(lambda e: None, bus=bus)
+    assert repr(bus) == "<EventBus subscriptions=1>"

@@ -720,3 +720,73 @@ async def test_expired_entry_closed_before_deferred_cancel_runs(clock: FakeClock
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0
+
+
+# --- the system clock and clocks without timers ------------------------------------------
+
+
+class TimerlessClock:
+    """A clock with only monotonic() and sleep(): timeouts fall back to the loop's timer."""
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("clock_factory", [lambda: None, TimerlessClock], ids=["system", "timerless"])
+async def test_loop_timer_path(clock_factory: Callable[[], Any]) -> None:
+    """On the loop's own timer a call that finishes in time returns, and its timer never fires later."""
+    t = timeout(3600, clock=clock_factory())
+
+    async def body() -> str:
+        await asyncio.sleep(0)
+        return "quick"
+
+    assert await t.call(body) == "quick"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_system_clock_remaining_inside() -> None:
+    """With the system clock, remaining() inside a long timeout is close to its length."""
+    async with timeout(3600):
+        left = resilient.remaining()
+    assert left is not None
+    assert 3500 < left <= 3600
+
+
+def test_enter_outside_a_task_raises() -> None:
+    """Entering a timeout from a loop callback (no current task) raises RuntimeError."""
+    errors: list[BaseException] = []
+
+    def callback() -> None:
+        coro = timeout(1).__aenter__()
+        try:
+            coro.send(None)
+        except RuntimeError as exc:
+            errors.append(exc)
+        finally:
+            coro.close()
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(callback)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert "task" in str(errors[0])
+
+
+async def test_exit_without_entry_raises(clock: FakeClock) -> None:
+    """Leaving a timeout that this task never entered raises RuntimeError."""
+    with pytest.raises(RuntimeError, match="without a matching entry"):
+        await timeout(1, clock=clock).__aexit__(None, None, None)
+
+
+def test_wrap_sync_always_raises() -> None:
+    """A timeout has no sync layer."""
+    with pytest.raises(TypeError, match="sync"):
+        timeout(1).wrap_sync(lambda ctx, fn, args, kwargs: None)
