@@ -68,6 +68,7 @@ def variants() -> dict[str, AsyncFn]:
 
     try:
         import prometheus_client
+
         from resilient.adapters.prometheus import PrometheusAdapter
 
         prom_bus = EventBus()
@@ -79,6 +80,7 @@ def variants() -> dict[str, AsyncFn]:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
+
         from resilient.adapters.opentelemetry import OpenTelemetryAdapter
 
         otel_bus = EventBus()

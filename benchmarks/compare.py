@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import peers as pr
-import resilient
 from _harness import (
     FULL,
     QUICK,
@@ -51,8 +50,10 @@ from _harness import (
     versions,
 )
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
-from resilient.events import BulkheadRejected, EventBus
 from workloads import memory, memory_table, throughput, throughput_table
+
+import resilient
+from resilient.events import BulkheadRejected, EventBus
 
 AsyncFn = Callable[[], Awaitable[Any]]
 

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import handwritten as hw
-import resilient
 from _harness import (
     FULL,
     QUICK,
@@ -36,6 +35,8 @@ from _harness import (
     measure_sync,
     table,
 )
+
+import resilient
 
 Budget = Callable[[float, float], bool] | None
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import handwritten as hw
+
 import resilient
 
 AsyncFn = Callable[[], Awaitable[Any]]

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
+
 from resilient import CircuitOpenError, circuit_breaker
 from resilient.backends import BreakerBackend, MemoryBackend
 from resilient.backends.redis import RedisBackend

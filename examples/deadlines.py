@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
 import resilient
 from resilient import backoff, retry, timeout
 from resilient.events import RetriesExhausted

@@ -16,8 +16,9 @@ import random
 import time
 import urllib.request
 
-import resilient
 from prometheus_client import CollectorRegistry, start_http_server
+
+import resilient
 from resilient import backoff
 from resilient.adapters.prometheus import PrometheusAdapter
 

@@ -12,12 +12,15 @@ from typing import ClassVar
 from ._clock import Clock
 from ._errors import CircuitOpenError, ResilientError
 from ._events import (
+    BackendDegraded,
+    BackendRecovered,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitIsolated,
     CircuitOpened,
     CircuitRejected,
     CircuitStateChanged,
+    Event,
     EventBus,
 )
 from ._state import CircuitState
@@ -49,6 +52,12 @@ class BreakerCore:
     """What a breaker does around its backend, shared by every call form."""
 
     kind: ClassVar[str] = "circuit_breaker"
+    emits: ClassVar[tuple[type[Event], ...]] = (
+        CircuitStateChanged,
+        CircuitRejected,
+        BackendDegraded,
+        BackendRecovered,
+    )
     name: str | None
     clock: Clock
     bus: EventBus

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, TypeAlias
 from ._clock import Clock, SystemClock, TimerHandle, call_later
 from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
-from ._events import BulkheadRejected, EventBus
+from ._events import BulkheadRejected, Event, EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
 
@@ -102,6 +102,7 @@ class Bulkhead(Policy):
     """
 
     kind: ClassVar[str] = "bulkhead"
+    emits: ClassVar[tuple[type[Event], ...]] = (BulkheadRejected,)
 
     def __init__(
         self,

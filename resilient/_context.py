@@ -1,15 +1,24 @@
 """The running call's context and the ambient deadline.
 
-Two context variables: the innermost pipeline call (:class:`CallContext`),
-and the ambient deadline that ``timeout`` sets for everything it wraps.
-Context variables follow the task (and are copied into child tasks), so
-concurrent calls never see each other's state.
+The ambient deadline that ``timeout`` sets for everything it wraps is a
+context variable: it follows the task and is copied into child tasks.
+
+The running call's :class:`CallContext` costs nothing per call: every
+pipeline layer is a function whose first parameter is the context, and
+:func:`current_call` finds the innermost such frame on the stack (the way
+trio finds its KeyboardInterrupt protection marker). A pipeline that nobody
+observes passes one shared, read-only context per operation; ``retry``
+forks a private one before its second attempt, and pipelines whose events
+have a subscriber give every call its own (so adapters can tell calls
+apart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextvars import ContextVar
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING
 
 from ._clock import Clock
@@ -35,7 +44,17 @@ class Deadline:
 
 
 _deadline: ContextVar[Deadline | None] = ContextVar("resilient_deadline", default=None)
-_current: ContextVar[CallContext | None] = ContextVar("resilient_call", default=None)
+
+# Code objects of pipeline layers: functions whose first parameter is the
+# CallContext of the call they run.
+_layer_codes: set[CodeType] = set()
+
+
+def register_layer(layer: object) -> None:
+    """Mark *layer* (a ``(ctx, fn, args, kwargs)`` function) so current_call() sees its frames."""
+    code = getattr(layer, "__code__", None)
+    if isinstance(code, CodeType) and code.co_argcount >= 1:
+        _layer_codes.add(code)
 
 
 class CallContext:
@@ -47,12 +66,25 @@ class CallContext:
         pipeline: The pipeline running the call.
     """
 
-    __slots__ = ("attempt", "operation", "pipeline")
+    __slots__ = ("attempt", "operation", "pipeline", "shared")
 
-    def __init__(self, operation: str, pipeline: Pipeline) -> None:
+    def __init__(self, operation: str, pipeline: Pipeline, shared: bool = False) -> None:
         self.operation = operation
         self.attempt = 1
         self.pipeline = pipeline
+        #: True for the one context an unobserved operation's calls share;
+        #: never mutated (see :meth:`fork`).
+        self.shared = shared
+
+    def fork(self) -> CallContext:
+        """Return a private copy for one call (used before mutating a shared context).
+
+        Returns:
+            A new, unshared context with the same operation and attempt.
+        """
+        ctx = CallContext(self.operation, self.pipeline)
+        ctx.attempt = self.attempt
+        return ctx
 
     @property
     def deadline(self) -> float | None:
@@ -79,12 +111,23 @@ class CallContext:
 def current_call() -> CallContext | None:
     """Return the :class:`CallContext` of the innermost running pipeline call.
 
-    Works in sync and async functions.
+    Works in sync and async functions, from the protected function and
+    from anything it calls in the same task or thread (a child task started
+    inside the call is not "inside" it; it still inherits the deadline).
 
     Returns:
         The context, or None outside any pipeline call.
     """
-    return _current.get()
+    codes = _layer_codes
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code in codes:
+            ctx = frame.f_locals.get(code.co_varnames[0])
+            if isinstance(ctx, CallContext):
+                return ctx
+        frame = frame.f_back
+    return None
 
 
 def remaining() -> float | None:

@@ -233,6 +233,16 @@ class BackendRecovered(Event):
 Handler: TypeAlias = Callable[[Any], object] | Callable[[Any], Awaitable[object]]
 
 
+# Bumped on every subscription change on any bus. Pipelines cache whether
+# anyone listens to their events and re-check only when this moves, so a
+# call with no listener pays one list read and one comparison.
+subscriptions_version = [0]
+
+
+def _changed() -> None:
+    subscriptions_version[0] += 1
+
+
 class _Sub:
     __slots__ = ("handler", "is_async", "types")
 
@@ -318,6 +328,7 @@ class EventBus:
         with self._lock:
             self._subs = [*self._subs, sub]
             self._cache = {}
+            _changed()
         return Subscription(self, sub)
 
     def _remove(self, sub: _Sub) -> None:
@@ -325,6 +336,7 @@ class EventBus:
             if sub in self._subs:
                 self._subs = [s for s in self._subs if s is not sub]
                 self._cache = {}
+                _changed()
 
     def _listeners(self, cls: type) -> tuple[_Sub, ...]:
         cache = self._cache
@@ -367,7 +379,7 @@ class EventBus:
             except Exception:
                 logger.exception("resilient event handler %r failed on %r", sub.handler, event)
                 continue
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 self._track(result, sub)
 
     def _schedule(self, sub: _Sub, event: Event) -> None:
@@ -435,6 +447,7 @@ class EventBus:
         with self._lock:
             self._subs = []
             self._cache = {}
+            _changed()
 
     def __repr__(self) -> str:
         return f"<EventBus subscriptions={len(self._subs)}>"

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ._clock import Clock
 from ._context import CallContext
-from ._events import EventBus, FallbackUsed
+from ._events import Event, EventBus, FallbackUsed
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import ExceptionSpec, check_bus, check_clock, check_name, make_matcher
 
@@ -19,6 +19,7 @@ class Fallback(Policy):
     """The policy returned by :func:`fallback`."""
 
     kind: ClassVar[str] = "fallback"
+    emits: ClassVar[tuple[type[Event], ...]] = (FallbackUsed,)
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,7 +12,7 @@ from . import _config
 from ._budget import RetryBudget
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
-from ._events import EventBus, RetriesExhausted, RetryScheduled
+from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
     ExceptionSpec,
@@ -53,6 +54,7 @@ class Retry(Policy):
     """
 
     kind: ClassVar[str] = "retry"
+    emits: ClassVar[tuple[type[Event], ...]] = (RetryScheduled, RetriesExhausted)
 
     def __init__(
         self,
@@ -180,7 +182,6 @@ class Retry(Policy):
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             started = self._start() if needs_start else 0.0
             try:
-                ctx.attempt = 1
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
                 if not match(exc):
@@ -190,10 +191,18 @@ class Retry(Policy):
                 if on_result is None or not on_result(result):
                     return result
                 last = None
-            # Failure path: per-call state lives in these locals.
+            # Failure path: per-call state lives in these locals, and the call
+            # gets a context of its own before its attempt number changes.
+            if ctx.shared:
+                ctx = ctx.fork()
+            task = asyncio.current_task()
             attempt = 1
             previous: float | None = None
             while True:
+                if last is not None and task is not None and task.cancelling():
+                    # Someone asked to cancel this task and the attempt turned
+                    # the cancellation into an ordinary exception: never retry it.
+                    raise last
                 delay = decide(ctx, attempt, last, None if last is not None else result, previous, started)
                 if delay == _GIVE_UP:
                     if last is not None:
@@ -235,7 +244,8 @@ class Retry(Policy):
             previous: float | None = None
             started = self._start() if needs_start else 0.0
             while True:
-                ctx.attempt = attempt
+                if attempt > 1:
+                    ctx.attempt = attempt
                 last: BaseException | None = None
                 try:
                     result = inner(ctx, fn, args, kwargs)
@@ -259,6 +269,8 @@ class Retry(Policy):
                         blocking_sleep(clock, delay)
                 previous = delay
                 attempt += 1
+                if ctx.shared:
+                    ctx = ctx.fork()
 
         return run
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 from ._clock import Clock, SystemClock, TimerHandle
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
-from ._events import EventBus, TimeoutElapsed
+from ._events import Event, EventBus, TimeoutElapsed
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_name
@@ -83,6 +83,7 @@ class Timeout(Policy):
     """The policy returned by :func:`timeout`; also ``async with timeout(s):``."""
 
     kind: ClassVar[str] = "timeout"
+    emits: ClassVar[tuple[type[Event], ...]] = (TimeoutElapsed,)
     supports_sync: ClassVar[bool] = False
 
     def __init__(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import (
     BulkheadFullError,

@@ -6,6 +6,7 @@ import asyncio
 from typing import ClassVar
 
 import pytest
+
 from resilient import CircuitOpenError, CircuitState, circuit_breaker
 from resilient.backends import (
     BreakerBackend,

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker, timeout
 from resilient.testing import FakeClock
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from resilient import CircuitState, circuit_breaker
 from resilient.backends import BreakerConfig, MemoryBackend
 from resilient.testing import FakeClock

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, EventBus, circuit_breaker
 from resilient.backends import Permit
 from resilient.events import CircuitStateChanged, Event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
 from resilient._breaker_stats import TIME_BUCKETS, CountWindow, TimeWindow
 from resilient.testing import FakeClock

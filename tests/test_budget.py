@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from resilient import RetryBudget, retry
 from resilient.events import RetriesExhausted
 from resilient.testing import FakeClock, capture_events

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from resilient import Bulkhead, BulkheadFullError, bulkhead, pipeline_of, timeout
 from resilient._bulkhead import _AsyncWaiter
 from resilient._context import Deadline, _deadline

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from resilient import Bulkhead, BulkheadFullError, bulkhead
 from resilient.events import BulkheadRejected, EventBus
 from resilient.testing import FakeClock, capture_events

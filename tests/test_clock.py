@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 import pytest
-import resilient
 from freezegun import freeze_time
+
+import resilient
 from resilient import Clock, SystemClock, fallback, pipeline, retry, timeout
 from resilient._clock import SYSTEM_CLOCK, blocking_sleep, call_later
 from resilient.events import CallFailed, RetriesExhausted, RetryScheduled

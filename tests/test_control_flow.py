@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from resilient import TimeoutExceededError, fallback, retry, timeout
 from resilient.events import FallbackUsed, RetriesExhausted, RetryScheduled
 from resilient.testing import FakeClock, capture_events

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import CallContext, TimeoutExceededError, current_call, pipeline, remaining, retry, timeout
 from resilient.testing import FakeClock
@@ -317,18 +318,18 @@ async def test_child_task_inherits_deadline(clock: FakeClock) -> None:
         assert await asyncio.create_task(child()) == 2.0
 
 
-async def test_child_task_inherits_current_call(clock: FakeClock) -> None:
-    """A task started inside a pipeline call sees that call's context."""
+async def test_child_task_inherits_the_deadline_but_not_the_call(clock: FakeClock) -> None:
+    """A task started inside a call keeps the ambient deadline; the call's context stays with the call."""
 
-    async def child() -> str | None:
+    async def child() -> tuple[str | None, float | None]:
         ctx = current_call()
-        return None if ctx is None else ctx.operation
+        return (None if ctx is None else ctx.operation), remaining()
 
     @timeout(3, clock=clock)
-    async def op() -> str | None:
+    async def op() -> tuple[str | None, float | None]:
         return await asyncio.create_task(child())
 
-    assert await op() == op.__qualname__
+    assert await op() == (None, 3.0)
 
 
 async def test_child_task_timeout_bounded_by_parent_deadline(clock: FakeClock) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import Fallback, Policy, Retry, Timeout, fallback, pipeline, pipeline_of, retry, timeout
 from resilient.testing import FakeClock

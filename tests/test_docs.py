@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 import resilient
 
 ROOT = Path(__file__).resolve().parent.parent

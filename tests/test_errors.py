@@ -8,6 +8,7 @@ import pickle
 import typing
 
 import pytest
+
 from resilient import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError, timeout
 from resilient.testing import FakeClock
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import EventBus, Subscription, fallback, pipeline, retry, subscribe, timeout
 from resilient.events import (

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from resilient import Fallback, fallback, retry
 from resilient.events import EventBus, FallbackUsed
 from resilient.testing import FakeClock, capture_events

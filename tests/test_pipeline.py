@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
+
 from resilient import (
     Pipeline,
     Policy,

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
 from resilient import backoff, current_call, retry
 from resilient.testing import FakeClock
 

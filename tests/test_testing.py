@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import retry
 from resilient._config import is_testing

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient.events import EventBus
 from resilient.testing import FakeClock

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import CircuitState
 from resilient.adapters import LoggingAdapter, OpenTelemetryAdapter, PrometheusAdapter, StructlogAdapter

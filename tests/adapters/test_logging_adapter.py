@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 import resilient
 from resilient import CircuitState
 from resilient.adapters import logging as logging_adapter

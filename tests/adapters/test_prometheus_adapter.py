@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import resilient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+import resilient
 from resilient import CircuitOpenError, CircuitState
 from resilient.adapters.prometheus import PrometheusAdapter
 from resilient.events import BackendDegraded, BackendRecovered, EventBus

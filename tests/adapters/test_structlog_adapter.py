@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import resilient
 import structlog
+from structlog.testing import capture_logs
+
+import resilient
 from resilient import CircuitState
 from resilient.adapters.structlog import StructlogAdapter, entry
 from resilient.events import (
@@ -23,7 +25,6 @@ from resilient.events import (
     TimeoutElapsed,
 )
 from resilient.testing import FakeClock
-from structlog.testing import capture_logs
 
 Runner = Callable[..., Any]
 BASE: dict[str, Any] = {"name": None, "operation": "fetch_user", "time": 1.0}

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
+
 from resilient import CircuitBreaker
 from resilient.backends.redis import RedisBackend
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import redis.asyncio
+
 from resilient import CircuitOpenError, circuit_breaker
 from resilient.backends.redis import RedisBackend
 

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 from _helpers import evalsha_calls, invoke, settle, swallow, wait_until_probe_allowed
 from _redis_fixture import RedisServer
+
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
 from resilient.backends import Outcome, Permit
 from resilient.backends.redis import RedisBackend

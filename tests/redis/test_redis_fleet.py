@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio
 from _helpers import wait_until_probe_allowed
 from _redis_fixture import RedisServer
+
 from resilient import CircuitOpenError, CircuitState, circuit_breaker
 from resilient.backends.redis import RedisBackend
 

@@ -12,6 +12,7 @@ from _helpers import invoke, wait_until_probe_allowed
 from _redis_fixture import RedisServer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
 from resilient import CircuitBreaker, CircuitOpenError, circuit_breaker
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened
