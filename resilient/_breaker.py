@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from ._breaker_core import SUCCESS, BreakerCore
 from ._clock import Clock
@@ -113,6 +113,7 @@ class CircuitBreaker(BreakerCore, Policy):
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
         """Return the sync layer that guards *inner* (thread-safe, never serialising)."""
+        backend = self.backend
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
@@ -123,18 +124,25 @@ class CircuitBreaker(BreakerCore, Policy):
         clock = self.clock
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            got = acquire()
-            # Fast path: a plain permit that changed nothing (every CLOSED call).
-            permit = got if got.__class__ is Permit and got.transition is None else admit(got, ctx.operation)
+            # Fastest path: CLOSED with nothing to forget (no acquire, no record).
+            quiet = backend.quiet_permit
+            if quiet is None:
+                got = acquire()
+                # Fast path: a plain permit that changed nothing (every CLOSED call).
+                plain = got.__class__ is Permit and got.transition is None
+                permit = cast(Permit, got) if plain else admit(got, ctx.operation)
+            else:
+                permit = quiet
             start = clock.monotonic() if timed else 0.0
             try:
                 result = inner(ctx, fn, args, kwargs)
             except BaseException as exc:
                 settle(permit, exc, start, ctx.operation)
                 raise
-            transition = record(permit, success(start) if timed else SUCCESS)
-            if transition is not None:
-                emit(transition, ctx.operation)
+            if timed or permit is not backend.quiet_permit:
+                transition = record(permit, success(start) if timed else SUCCESS)
+                if transition is not None:
+                    emit(transition, ctx.operation)
             return result
 
         return run
@@ -143,6 +151,7 @@ class CircuitBreaker(BreakerCore, Policy):
         """Return the async layer that guards *inner*."""
         if not self._direct:
             return self._wrap_async_remote(inner)
+        backend = self.backend
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
@@ -153,18 +162,25 @@ class CircuitBreaker(BreakerCore, Policy):
         clock = self.clock
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            got = acquire()
-            # Fast path: a plain permit that changed nothing (every CLOSED call).
-            permit = got if got.__class__ is Permit and got.transition is None else admit(got, ctx.operation)
+            # Fastest path: CLOSED with nothing to forget (no acquire, no record).
+            quiet = backend.quiet_permit
+            if quiet is None:
+                got = acquire()
+                # Fast path: a plain permit that changed nothing (every CLOSED call).
+                plain = got.__class__ is Permit and got.transition is None
+                permit = cast(Permit, got) if plain else admit(got, ctx.operation)
+            else:
+                permit = quiet
             start = clock.monotonic() if timed else 0.0
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
                 settle(permit, exc, start, ctx.operation)
                 raise
-            transition = record(permit, success(start) if timed else SUCCESS)
-            if transition is not None:
-                emit(transition, ctx.operation)
+            if timed or permit is not backend.quiet_permit:
+                transition = record(permit, success(start) if timed else SUCCESS)
+                if transition is not None:
+                    emit(transition, ctx.operation)
             return result
 
         return run

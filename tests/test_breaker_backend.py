@@ -226,3 +226,52 @@ async def test_default_async_steps_call_sync_ones(clock: FakeClock) -> None:
         CircuitState.CLOSED,
     ]
     assert state is CircuitState.ISOLATED
+
+
+def test_a_subclass_that_overrides_steps_sees_every_call() -> None:
+    """A MemoryBackend subclass overriding acquire/record gets no fast path that skips them."""
+    from resilient import circuit_breaker
+    from resilient.backends import MemoryBackend
+
+    class Counting(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def acquire(self) -> Permit | Rejection:
+            self.steps += 1
+            return super().acquire()
+
+        def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
+            self.steps += 1
+            return super().record(permit, outcome)
+
+    backend = Counting()
+    breaker = circuit_breaker(backend=backend)
+    for _ in range(3):
+        breaker.call(lambda: None)
+    assert backend.quiet_permit is None
+    assert backend.steps == 6
+
+
+def test_the_default_backend_skips_steps_for_quiet_successes() -> None:
+    """A CLOSED MemoryBackend with no failure to forget exposes its shared permit for the fast path."""
+    from resilient import circuit_breaker
+    from resilient.backends import MemoryBackend
+
+    def quiet(b: MemoryBackend) -> object:
+        return b.quiet_permit
+
+    backend = MemoryBackend()
+    breaker = circuit_breaker(backend=backend, failure_threshold=3)
+    breaker.call(lambda: None)
+    assert quiet(backend) is not None
+
+    def boom() -> None:
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        breaker.call(boom)
+    assert quiet(backend) is None  # a success must now reset the count
+    breaker.call(lambda: None)
+    assert quiet(backend) is not None

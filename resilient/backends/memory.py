@@ -10,7 +10,7 @@ to forget writes nothing.
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from resilient._breaker_stats import CountWindow, TimeWindow
 from resilient._clock import Clock
@@ -37,6 +37,13 @@ class MemoryBackend(BreakerBackend):
 
     nonblocking: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "acquire" in cls.__dict__ or "record" in cls.__dict__:
+            # A subclass that watches or changes the steps must see every call:
+            # no fast path that skips them (writes of the permit are ignored).
+            cls.quiet_permit = property(lambda self: None, lambda self, value: None)  # type: ignore[assignment]
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._config: BreakerConfig | None = None
@@ -46,6 +53,8 @@ class MemoryBackend(BreakerBackend):
         # Shared by every CLOSED call of this generation; None when not CLOSED,
         # so one unlocked read both checks the state and yields the permit.
         self._closed_permit: Permit | None = Permit(0)
+        # _closed_permit while a success has nothing to forget (plain mode, no failures).
+        self.quiet_permit: Permit | None = self._closed_permit
         self._probe_permit = Permit(0, True)
         self._retry_at = 0.0
         self._consecutive = 0
@@ -103,6 +112,7 @@ class MemoryBackend(BreakerBackend):
             self._min_calls = config.minimum_calls
             if config.uses_window:
                 self._plain = False
+                self.quiet_permit = None
                 if config.window_seconds is not None:
                     self._window = TimeWindow(config.window_seconds)
                     self._timed = True
@@ -124,6 +134,7 @@ class MemoryBackend(BreakerBackend):
         self._state = _OPEN
         self._gen += 1
         self._closed_permit = None
+        self.quiet_permit = None
         self._retry_at = now + self._recovery
         self._probes = 0
         self._probe_successes = 0
@@ -147,6 +158,7 @@ class MemoryBackend(BreakerBackend):
         if self._window is not None:
             self._window.clear()
         self._closed_permit = Permit(self._gen)
+        self.quiet_permit = self._closed_permit if self._plain else None
         return Transition(previous, _CLOSED)
 
     # --- steps -----------------------------------------------------------------
@@ -208,11 +220,13 @@ class MemoryBackend(BreakerBackend):
                     with self._lock:
                         if permit.generation == self._gen:
                             self._consecutive = 0
+                            self.quiet_permit = self._closed_permit if self._plain else None
                 return None
             with self._lock:
                 if permit.generation != self._gen:
                     return None
                 self._consecutive += 1
+                self.quiet_permit = None
                 if self._consecutive >= self._threshold:
                     return self._open(self._now())
                 return None
@@ -274,6 +288,7 @@ class MemoryBackend(BreakerBackend):
             self._state = _ISOLATED
             self._gen += 1
             self._closed_permit = None
+            self.quiet_permit = None
             self._probes = 0
             self._probe_successes = 0
             return Transition(previous, _ISOLATED)
