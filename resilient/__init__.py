@@ -5,8 +5,6 @@ Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
 on a bus that logging and metrics adapters plug into.
 """
 
-from __future__ import annotations
-
 from . import backoff
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget

@@ -53,6 +53,9 @@ def set_testing(testing: bool = True) -> _TestingContext:
 
     Returns:
         A context manager that restores the previous mode.
+
+    Raises:
+        TypeError: *testing* is not a bool.
     """
     global _testing
     if not isinstance(testing, bool):

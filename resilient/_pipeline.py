@@ -144,9 +144,6 @@ class Policy(abc.ABC):
             solo = self.__dict__["_solo"] = Pipeline(self)
         return solo.call(fn, *args, **kwargs)
 
-    def _describe(self) -> str:
-        return f"{self.kind}()" if self.name is None else f"{self.kind}(name={self.name!r})"
-
 
 def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
     out: list[Policy] = []
@@ -212,7 +209,7 @@ class Pipeline(Policy):
         return all(p.supports_sync for p in self._policies)
 
     def __repr__(self) -> str:
-        inner = ", ".join(p._describe() for p in self._policies)
+        inner = ", ".join(repr(p) for p in self._policies)
         return f"pipeline({inner})"
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
@@ -544,6 +541,9 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
     (a method, in a class body) binds like a function, with ``MethodType``,
     instead of through wrapt's costlier bound proxy; classmethods and
     staticmethods keep wrapt's binding.
+
+    Returns:
+        The wrapper.
     """
     operation = _qualname(_unwrap_descriptor(wrapped))
     pipeline.runner(is_async, operation)

@@ -131,6 +131,19 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
     returned predicate never matches a control-flow exception (anything not
     an ``Exception``), and matches an exception group only when every leaf
     matches (or the group itself is an instance of a listed group type).
+
+    Args:
+        param: The parameter's name, for error messages.
+        spec: The spec to check.
+        allow_empty: Accept an empty tuple (matches nothing).
+
+    Returns:
+        The predicate.
+
+    Raises:
+        TypeError: *spec* is not a type, a tuple of types or a callable.
+        ValueError: *spec* is an empty tuple (unless allowed) or names a type
+            that can only match a control-flow exception.
     """
     if isinstance(spec, type):
         types: tuple[type[BaseException], ...] = (spec,)

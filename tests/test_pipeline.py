@@ -157,8 +157,10 @@ def test_pipeline_bad_config_names_parameter(kw: str, value: Any) -> None:
 
 
 def test_pipeline_repr() -> None:
-    """A pipeline's repr lists its policies."""
-    assert repr(pipeline(retry(name="r"), timeout(1))) == "pipeline(retry(name='r'), timeout())"
+    """A pipeline's repr lists its policies' own reprs, outermost first."""
+    r, t = retry(name="r"), timeout(1)
+    assert repr(pipeline(r, t)) == f"pipeline({r!r}, {t!r})"
+    assert repr(t) == "timeout(1.0)"
 
 
 def test_pipeline_supports_sync() -> None:
