@@ -12,10 +12,11 @@ from ._bulkhead import Bulkhead, bulkhead
 from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining
+from ._decorate import pipeline_of
 from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
-from ._pipeline import Pipeline, Policy, pipeline, pipeline_of
+from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
 from ._timeout import Timeout, timeout

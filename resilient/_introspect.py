@@ -1,0 +1,52 @@
+"""What a decorated (or called) target is: its name, and whether it is async."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from typing import Any
+
+__all__ = ["kind_of", "qualname", "unwrap_descriptor"]
+
+
+def qualname(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    func = getattr(fn, "func", None)  # functools.partial
+    if func is not None:
+        return qualname(func)
+    return type(fn).__qualname__
+
+
+def unwrap_descriptor(fn: object) -> object:
+    if isinstance(fn, (classmethod, staticmethod)):
+        return fn.__func__
+    return fn
+
+
+def kind_of(fn: object) -> bool:
+    """Return True for an async target, False for sync; reject the rest."""
+    target: Any = unwrap_descriptor(fn)
+    if getattr(type(target), "__resilient_wrapper__", False):
+        target = target.__wrapped__
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not callable(target):
+        raise TypeError(f"resilient policies decorate callables, got {fn!r}")
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError(
+            f"{qualname(target)} is a generator function; resilient policies cannot guard a "
+            "generator's iteration. Decorate a function that consumes it (or returns a list) instead."
+        )
+    if inspect.iscoroutinefunction(target):
+        return True
+    if not isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        # A callable object: its class's __call__ decides (`async def __call__`).
+        call = getattr(type(target), "__call__", None)  # noqa: B004
+        if call is not None:
+            if inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call):
+                raise TypeError(f"{qualname(target)}.__call__ is a generator function")
+            return inspect.iscoroutinefunction(call)
+    return False
