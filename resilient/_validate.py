@@ -5,6 +5,7 @@ Every error names the parameter it is about.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -98,6 +99,9 @@ def check_clock(value: object) -> Clock:
         return SYSTEM_CLOCK
     if not (callable(getattr(value, "monotonic", None)) and callable(getattr(value, "sleep", None))):
         raise TypeError(f"clock must provide monotonic() and sleep(), got {value!r}")
+    if inspect.isbuiltin(getattr(value, "sleep", None)):
+        # The `time` module looks like a clock, but its sleep blocks the loop.
+        raise TypeError(f"clock.sleep must be a coroutine function (async def), got {value!r}")
     return value  # type: ignore[return-value]
 
 

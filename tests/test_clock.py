@@ -184,3 +184,13 @@ def test_bad_clock_rejected(bad: Any) -> None:
     """A clock= without monotonic() and sleep() raises TypeError naming `clock`."""
     with pytest.raises(TypeError, match="clock"):
         retry(clock=bad)
+
+
+def test_the_time_module_is_not_a_clock() -> None:
+    """Passing the time module as clock= fails at once: its sleep would block the event loop."""
+    import time
+
+    from resilient import retry
+
+    with pytest.raises(TypeError, match="clock"):
+        retry(clock=time)  # type: ignore[arg-type]
