@@ -63,6 +63,11 @@ class Policy(abc.ABC):
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async layer this policy puts around *inner*.
 
+        Write the layer as a plain ``async def`` whose first parameter is the
+        call's context: :func:`resilient.current_call` finds a running call
+        by looking for such frames. Pass the context on to *inner* unchanged
+        (or a :meth:`CallContext.fork` of it; never mutate a ``shared`` one).
+
         Args:
             inner: The next layer inward.
 
