@@ -63,7 +63,8 @@ class _AsyncWaiter:
         fut = self.fut
         loop = fut.get_loop()
         if loop is _get_running_loop():
-            _resolve(fut)
+            if not fut.done():  # _resolve, inlined: most calls of a busy bulkhead come here
+                fut.set_result(None)
             return True
         try:
             loop.call_soon_threadsafe(_resolve, fut)
