@@ -67,7 +67,7 @@ production logs stay quiet.
 _REASONS = {
     "attempts": "no attempts left",
     "deadline": "the next wait would pass the deadline",
-    "retry_after": "the server's retry_after exceeds the backoff's max_delay",
+    "retry_after": "the error's retry_after exceeds the backoff's max_delay",
     "budget": "the retry budget is spent",
 }
 
