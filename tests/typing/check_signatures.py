@@ -239,3 +239,42 @@ with set_testing(True):
 retry(clock=FakeClock())
 retry(clock=object())  # type: ignore[arg-type]
 timeout("1")  # type: ignore[arg-type]
+
+
+# --- circuit breaker and bulkhead ---------------------------------------------------
+
+breaker = resilient.circuit_breaker(name="payments", clock=clock)
+pool = resilient.bulkhead(4, max_queue=8)
+assert_type(breaker, resilient.CircuitBreaker)
+assert_type(pool, resilient.Bulkhead)
+assert_type(breaker.state, resilient.CircuitState)
+assert_type(pool.in_use, int)
+
+
+@breaker
+@pool
+async def charge(amount: int, *, currency: str = "EUR") -> str:
+    return f"{amount} {currency}"
+
+
+@breaker
+def charge_sync(amount: int) -> str:
+    return str(amount)
+
+
+async def use_breaker_and_bulkhead() -> None:
+    assert_type(await charge(1, currency="USD"), str)
+    assert_type(charge_sync(2), str)
+    await charge("1")  # type: ignore[arg-type]
+    await charge(1, currency=3)  # type: ignore[arg-type]
+    charge_sync(2.5)  # type: ignore[arg-type]
+    async with breaker, pool:
+        pass
+    assert_type(await breaker.call(charge, 3), str)
+    try:
+        await charge(4)
+    except resilient.CircuitOpenError as exc:
+        assert_type(exc.retry_after, float | None)
+        assert_type(exc.name, str | None)
+    except resilient.BulkheadFullError as exc:
+        assert_type(exc.retry_after, float | None)
