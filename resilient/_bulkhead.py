@@ -49,11 +49,12 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class _AsyncWaiter:
     """A coroutine waiting for a slot: the future it awaits, and its state."""
 
-    __slots__ = ("bound", "fut", "handle", "state")
+    __slots__ = ("bound", "fut", "handle", "loop", "state")
 
     def __init__(self, bound: float | None) -> None:
         # The running loop's future: no loop is bound before a call has to wait.
-        self.fut: asyncio.Future[None] = _get_running_loop().create_future()  # type: ignore[union-attr]
+        loop = self.loop = _get_running_loop()
+        self.fut: asyncio.Future[None] = loop.create_future()  # type: ignore[union-attr]
         self.state = _QUEUED
         self.bound = bound
         self.handle: TimerHandle | None = None
@@ -61,13 +62,13 @@ class _AsyncWaiter:
     def wake(self) -> bool:
         """Wake the waiter from any thread; False if its loop is gone."""
         fut = self.fut
-        loop = fut.get_loop()
+        loop = self.loop
         if loop is _get_running_loop():
             if not fut.done():  # _resolve, inlined: most calls of a busy bulkhead come here
                 fut.set_result(None)
             return True
         try:
-            loop.call_soon_threadsafe(_resolve, fut)
+            loop.call_soon_threadsafe(_resolve, fut)  # type: ignore[union-attr]
         except RuntimeError:  # the loop is closed: nobody is left to run
             return False
         return True
