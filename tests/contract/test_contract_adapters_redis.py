@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
-from structlog.testing import capture_logs
+from structlog.testing import CapturingLogger, capture_logs
 
 import resilient
 from resilient import CircuitOpenError, CircuitState, EventBus, Subscription
@@ -37,18 +37,56 @@ from resilient.testing import FakeClock
 ADAPTERS = ["logging", "structlog", "prometheus", "opentelemetry"]
 
 
-def make_adapter(kind: str) -> Any:
-    """Build one adapter of *kind* on private sinks."""
-    if kind == "logging":
-        return LoggingAdapter(logging.getLogger("contract.adapters"))
-    if kind == "structlog":
-        return StructlogAdapter()
-    if kind == "prometheus":
-        return PrometheusAdapter(CollectorRegistry())
-    return OpenTelemetryAdapter(
-        meter_provider=MeterProvider(shutdown_on_exit=False),
-        tracer_provider=TracerProvider(shutdown_on_exit=False),
-    )
+class Keep(logging.Handler):
+    """Keeps every record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class Sink:
+    """One adapter of *kind* on a private sink, and a count of the retries that sink recorded."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.keep = Keep()
+        self.captured = CapturingLogger()
+        self.registry = CollectorRegistry()
+        self.spans = InMemorySpanExporter()
+        if kind == "logging":
+            logger = logging.getLogger(f"contract.{id(self)}")
+            logger.addHandler(self.keep)
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False
+            self.adapter: Any = LoggingAdapter(logger)
+        elif kind == "structlog":
+            self.adapter = StructlogAdapter(logger=self.captured)
+        elif kind == "prometheus":
+            self.adapter = PrometheusAdapter(self.registry)
+        else:
+            provider = TracerProvider(shutdown_on_exit=False)
+            provider.add_span_processor(SimpleSpanProcessor(self.spans))
+            self.adapter = OpenTelemetryAdapter(tracer_provider=provider, metrics=False)
+
+    def retries(self) -> int:
+        """Return how many RetryScheduled events reached the sink."""
+        if self.kind == "logging":
+            return sum(getattr(r, "resilient_event", "") == "retry_scheduled" for r in self.keep.records)
+        if self.kind == "structlog":
+            return sum(c.args == ("resilient.retry_scheduled",) for c in self.captured.calls)
+        if self.kind == "prometheus":
+            value = self.registry.get_sample_value(
+                "resilient_retries_total", {"name": "", "operation": "fetch_user"}
+            )
+            return int(value or 0)
+        return sum(
+            [e.name for e in s.events].count("resilient.retry_scheduled")
+            for s in self.spans.get_finished_spans()
+        )
 
 
 class Flaky:
@@ -106,63 +144,63 @@ def test_import_is_lazy(module: str) -> None:
 # --- attach / detach ---------------------------------------------------------------------
 
 
+def retry_once(bus: EventBus) -> None:
+    """Run fetch_user failing once behind a retry emitting on *bus* (and the pipeline on *bus*)."""
+    assert asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)()) == "ok"
+
+
 @pytest.mark.parametrize("kind", ADAPTERS)
-def test_attach_returns_subscription_on_default_bus(kind: str) -> None:
+def test_attach_default_bus_returns_subscription(kind: str) -> None:
     """attach() with no bus subscribes to the default bus and returns a Subscription."""
-    sub = make_adapter(kind).attach()
+    sink = Sink(kind)
+    sub = sink.adapter.attach()
     assert isinstance(sub, Subscription)
-    fn = guarded(1, resilient.retry(attempts=2, backoff=0.0), bus=default_bus)
-    with capture_logs() as logs:
-        assert asyncio.run(fn()) == "ok"
+    retry_once(default_bus)
+    assert sink.retries() == 1
     sub.unsubscribe()
-    if kind == "structlog":
-        assert any(e["event"] == "resilient.retry_scheduled" for e in logs)
 
 
-def test_structlog_detached_logs_nothing() -> None:
-    """After leaving the attach() with block, the structlog adapter logs nothing."""
-    bus = EventBus()
-    with StructlogAdapter().attach(bus):
-        pass
-    with capture_logs() as logs:
-        asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)())
-    assert logs == []
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_detach_by_unsubscribe_and_with_block(kind: str) -> None:
+    """After unsubscribe() or leaving the with block the adapter records nothing more."""
+    sink, bus = Sink(kind), EventBus()
+    with sink.adapter.attach(bus):
+        retry_once(bus)
+    retry_once(bus)
+    sink.adapter.attach(bus).unsubscribe()
+    retry_once(bus)
+    assert sink.retries() == 1
 
 
-def test_logging_detached_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    """A detached LoggingAdapter writes no record."""
-    bus = EventBus()
-    sub = LoggingAdapter().attach(bus)
-    sub.unsubscribe()
-    caplog.set_level(logging.DEBUG, logger="resilient")
-    asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)())
-    assert [r for r in caplog.records if r.name == "resilient"] == []
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_custom_bus_isolated_from_default_bus(kind: str) -> None:
+    """An adapter on a custom bus sees that bus only, not the default bus."""
+    sink, bus = Sink(kind), EventBus()
+    sink.adapter.attach(bus)
+    retry_once(default_bus)
+    assert sink.retries() == 0
+    retry_once(bus)
+    assert sink.retries() == 1
 
 
-def test_prometheus_detached_counts_nothing() -> None:
-    """A detached PrometheusAdapter's counters do not move."""
-    registry, bus = CollectorRegistry(), EventBus()
-    PrometheusAdapter(registry).attach(bus).unsubscribe()
-    asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)())
-    assert "resilient_retries_total{" not in generate_latest(registry).decode()
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_one_adapter_on_two_buses(kind: str) -> None:
+    """One adapter object attached to two buses records both."""
+    sink, bus1, bus2 = Sink(kind), EventBus(), EventBus()
+    sink.adapter.attach(bus1)
+    sink.adapter.attach(bus2)
+    retry_once(bus1)
+    retry_once(bus2)
+    assert sink.retries() == 2
 
 
-def test_custom_bus_isolated_from_default_bus() -> None:
-    """An adapter attached to a custom bus never sees the default bus's events."""
-    registry = CollectorRegistry()
-    PrometheusAdapter(registry).attach(EventBus())
-    asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0), bus=default_bus)())
-    assert "resilient_retries_total{" not in generate_latest(registry).decode()
-
-
-def test_two_adapters_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    """Logging and Prometheus adapters on one bus both see the same retry."""
-    registry, bus = CollectorRegistry(), EventBus()
-    caplog.set_level(logging.WARNING, logger="resilient")
-    with LoggingAdapter().attach(bus), PrometheusAdapter(registry).attach(bus):
-        asyncio.run(guarded(1, resilient.retry(attempts=3, backoff=0.0, bus=bus), bus=bus)())
-    assert any(r.getMessage().startswith("retrying fetch_user") for r in caplog.records)
-    assert 'resilient_retries_total{name="",operation="' in generate_latest(registry).decode()
+def test_all_four_adapters_at_once() -> None:
+    """All four adapters on one bus each see the same single retry."""
+    sinks, bus = [Sink(k) for k in ADAPTERS], EventBus()
+    for sink in sinks:
+        sink.adapter.attach(bus)
+    retry_once(bus)
+    assert [s.retries() for s in sinks] == [1, 1, 1, 1]
 
 
 def test_two_prometheus_adapters_same_registry() -> None:
@@ -493,6 +531,42 @@ def test_otel_sync_function_traced(otel: Otel) -> None:
     assert fn() == "pong"
     (span,) = otel.spans.get_finished_spans()
     assert [e.name for e in span.events].count("resilient.attempt") == 2
+
+
+class UnprintableError(Exception):
+    """An exception whose __str__ raises (e.g. it reads an attribute its __init__ never set)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("code")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: OTel adapter drops the span when str(exception) raises")
+def test_otel_unprintable_exception_still_traced(otel: Otel) -> None:
+    """A retried exception with a raising __str__ still yields a span showing the retries."""
+
+    def boom() -> None:
+        raise UnprintableError("x")
+
+    with pytest.raises(UnprintableError):
+        resilient.retry(attempts=3, backoff=0.0, bus=otel.bus)(boom)()
+    (span,) = otel.spans.get_finished_spans()
+    assert [e.name for e in span.events].count("resilient.retry_scheduled") == 2
+    assert span.status.status_code == StatusCode.ERROR
+
+
+def test_unprintable_exception_logged_and_counted() -> None:
+    """Logging, structlog and Prometheus still record a retry of an exception whose __str__ raises."""
+    sinks, bus = [Sink(k) for k in ADAPTERS[:3]], EventBus()
+    for sink in sinks:
+        sink.adapter.attach(bus)
+
+    async def fetch_user() -> None:
+        raise UnprintableError("x")
+
+    fetch_user.__qualname__ = "fetch_user"
+    fn = resilient.pipeline(resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)(fetch_user)
+    assert isinstance(run_quiet(fn), UnprintableError)
+    assert [s.retries() for s in sinks] == [1, 1, 1]
 
 
 def test_otel_metrics_counters(otel: Otel) -> None:
