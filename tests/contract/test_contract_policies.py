@@ -117,28 +117,24 @@ def failing(*errors: BaseException, then: Any = "ok") -> tuple[Callable[[], Any]
 # --- retry ------------------------------------------------------------------------
 
 
-def test_retry_attempts_total_and_reraises_same_object(is_async: bool, clock: FakeClock) -> None:
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_retry_attempts_total_and_reraises_same_object(
+    is_async: bool, clock: FakeClock, attempts: int
+) -> None:
     """After `attempts` failures the last exception is re-raised as the same object with its traceback."""
-    errors = [Boom(), Boom(), Boom()]
-    body, seen = failing(*errors)
+    errors = [Boom() for _ in range(attempts)]
+    body, seen = failing(*errors, Boom())
     with pytest.raises(Boom) as info:
-        run(retry(attempts=3, clock=clock), body, is_async)
-    assert info.value is errors[2]
-    assert len(seen) == 3
+        run(retry(attempts=attempts, clock=clock), body, is_async)
+    assert info.value is errors[-1]
+    assert len(seen) == attempts
+    assert len(clock.sleeps) == attempts - 1
     frames = []
     tb = info.value.__traceback__
     while tb is not None:
         frames.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     assert frames[-1] == "body"
-
-
-def test_retry_attempts_one_means_no_retry(is_async: bool, clock: FakeClock) -> None:
-    """attempts=1 calls the function once and never waits."""
-    body, seen = failing(Boom())
-    with pytest.raises(Boom):
-        run(retry(attempts=1, clock=clock), body, is_async)
-    assert (len(seen), clock.sleeps) == (1, [])
 
 
 @pytest.mark.parametrize(
@@ -194,27 +190,15 @@ def test_retry_on_result(is_async: bool, clock: FakeClock, results: list[Any], e
     assert len(calls) == len(results)
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3), GeneratorExit()])
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), SystemExit(3), GeneratorExit(), asyncio.CancelledError()], ids=repr
+)
 def test_retry_never_retries_control_flow(is_async: bool, clock: FakeClock, exc: BaseException) -> None:
     """A BaseException that is not an Exception propagates as the same object even with on=BaseException."""
     body, seen = failing(exc)
     with pytest.raises(type(exc)) as info:
         run(retry(on=BaseException, on_result=lambda r: True, clock=clock), body, is_async)
     assert (info.value, len(seen)) == (exc, 1)
-
-
-async def test_retry_never_retries_cancellation(clock: FakeClock) -> None:
-    """A CancelledError raised by the function is not retried and keeps its identity."""
-    err = asyncio.CancelledError()
-    calls: list[int] = []
-
-    async def body() -> None:
-        calls.append(1)
-        raise err
-
-    with pytest.raises(asyncio.CancelledError) as info:
-        await retry(on=BaseException, clock=clock).call(body)
-    assert (info.value, calls) == (err, [1])
 
 
 @pytest.mark.parametrize(
