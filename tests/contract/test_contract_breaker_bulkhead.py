@@ -836,7 +836,7 @@ def test_bulkhead_thread_torture() -> None:
     reason="BUG: a sync waiter's queue_timeout starts when its timer is armed, not when it queued",
 )
 def test_sync_queue_timeout_counts_from_joining_the_queue() -> None:
-    """A thread queued at t=0 with queue_timeout=5 leaves the queue at t=5, even if time moved before it armed a timer."""
+    """A thread queued at t=0 (queue_timeout=5) leaves the queue at t=5, even if its timer is armed late."""
     armed, proceed, armed_done = threading.Event(), threading.Event(), threading.Event()
 
     class RacyClock(FakeClock):
