@@ -31,7 +31,14 @@ _bound_target: Callable[[Any], Any] = _object_proxy.__wrapped__.__get__
 
 class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self._self_wrapper(_bound_target(self), args, kwargs)
+        target = _bound_target(self)
+        if type(target) is types.MethodType:
+            # A classmethod bound to its class: the pipeline sees the function
+            # and the class as its first argument, as it sees `self` for a
+            # method, so handlers get the same arguments whatever the
+            # decorator order.
+            return self._self_wrapper(target.__func__, (target.__self__, *args), kwargs)
+        return self._self_wrapper(target, args, kwargs)
 
     @property
     def __wrapped__(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -39,11 +40,15 @@ def _retry_after(exc: BaseException | None) -> float | None:
         # A broken property on the user's exception is not a reason to lose
         # the exception itself: treat it as "no hint".
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, complex)) or not isinstance(value, numbers.Number):
         return None
-    if not math.isfinite(value):
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, float(value))
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 class Retry(Policy):

@@ -143,10 +143,18 @@ class Timeout(Policy):
         if ambient is not None:
             left = ambient.remaining()
             if left <= seconds:
-                if ambient.task is task:
+                if (
+                    ambient.task is task
+                    and isinstance(ambient, _Scope)
+                    and not ambient.expired
+                    and not ambient.closed
+                ):
                     # The enclosing timeout fires first and reports itself.
                     return _Scope(task, ambient.at, ambient.clock)
-                # Inherited from a parent task whose timer cannot reach us.
+                # Inherited from a parent task whose timer cannot reach us, or
+                # an enclosing timeout that already fired and whose
+                # cancellation the body swallowed: our own timer, at most
+                # what is left.
                 seconds = max(0.0, left)
         scope = _Scope(task, clock.monotonic() + seconds, clock)
         scope.token = _deadline.set(scope)

@@ -52,7 +52,11 @@ def check_duration(
             f"{param} must be a number of seconds or a timedelta, got {type(value).__name__} {value!r}"
         )
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float
+            bits = value.bit_length() if isinstance(value, int) else 0
+            raise ValueError(f"{param} must be finite, got an integer of {bits} bits") from None
     if math.isnan(seconds):
         raise ValueError(f"{param} must not be NaN")
     if math.isinf(seconds) and not allow_inf:
@@ -76,7 +80,10 @@ def check_fraction(param: str, value: object) -> float:
     """Return *value* if it is a number in (0, 1], or raise naming *param*."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{param} must be a number in (0, 1], got {type(value).__name__} {value!r}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:
+        raise ValueError(f"{param} must be in (0, 1], got a huge integer") from None
     if math.isnan(f) or not 0.0 < f <= 1.0:
         raise ValueError(f"{param} must be in (0, 1], got {value!r}")
     return f

@@ -53,7 +53,10 @@ def _check_jitter(value: object) -> Jitter:
 def _check_number(param: str, value: object, minimum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond any float
+        f = math.inf
     if not math.isfinite(f) or f < minimum:
         raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {value!r}")
     return f
@@ -399,6 +402,11 @@ def _to_backoff(value: object) -> Backoff:
         return Exponential()
     if isinstance(value, Backoff):
         return value
+    if value in (constant, linear, exponential, decorrelated) or (
+        isinstance(value, type) and issubclass(value, Backoff)
+    ):
+        name = getattr(value, "__name__", repr(value))
+        raise TypeError(f"backoff={name} must be called: backoff={name}(...) builds the strategy")
     if isinstance(value, bool):
         raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
     if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient import backoff
+from resilient import backoff, retry
 from resilient.backoff import Backoff
 
 finite_seconds = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -455,3 +455,13 @@ def test_from_callable_rejects_a_non_callable() -> None:
     """FromCallable of something not callable raises TypeError naming backoff."""
     with pytest.raises(TypeError, match="backoff"):
         backoff.FromCallable(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "uncalled",
+    [backoff.exponential, backoff.constant, backoff.linear, backoff.decorrelated, backoff.Exponential],
+)
+def test_an_uncalled_strategy_factory_is_rejected_at_once(uncalled: object) -> None:
+    """retry(backoff=backoff.exponential) (not called) fails when retry() is called, naming backoff."""
+    with pytest.raises(TypeError, match="backoff"):
+        retry(backoff=uncalled)  # type: ignore[arg-type]
