@@ -350,6 +350,21 @@ async def test_async_with_form_and_shared_state(clock: FakeClock) -> None:
     assert not ran
 
 
+async def test_raising_event_handlers_change_no_outcome(clock: FakeClock, invoke: Invoke) -> None:
+    """Handlers raising on every breaker and bulkhead event change no error, state or slot count."""
+    bus = EventBus()
+    bus.subscribe(lambda e: 1 / 0)
+    br = circuit_breaker(failure_threshold=1, clock=clock, bus=bus)
+    bh = bulkhead(1, clock=clock, bus=bus)
+    await trip(br, invoke)
+    with pytest.raises(CircuitOpenError):
+        await invoke(br)
+    async with bh:
+        with pytest.raises(BulkheadFullError):
+            await invoke(bh)
+    assert (st(br), bh.in_use) == (OPEN, 0)
+
+
 # --- circuit breaker: rate windows and slow calls ------------------------------------
 
 
@@ -429,7 +444,7 @@ async def test_twenty_async_callers_at_half_open_moment(clock: FakeClock, probes
         await gate.wait()
         return 1
 
-    with capture_events(CircuitHalfOpened) as events:
+    with capture_events(CircuitHalfOpened, CircuitRejected) as events:
         tasks = [asyncio.create_task(br.call(probe)) for _ in range(20)]
         await settle()
         assert len(entered) == probes
@@ -437,7 +452,9 @@ async def test_twenty_async_callers_at_half_open_moment(clock: FakeClock, probes
         results = await asyncio.gather(*tasks, return_exceptions=True)
     assert results.count(1) == probes
     assert sum(isinstance(r, CircuitOpenError) for r in results) == 20 - probes
-    assert (len(events), st(br)) == (1, CLOSED)
+    assert [type(e) for e in events].count(CircuitHalfOpened) == 1
+    assert [type(e) for e in events].count(CircuitRejected) == 20 - probes
+    assert st(br) is CLOSED
 
 
 @pytest.mark.parametrize("probes", [1, 3])
