@@ -49,7 +49,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class _AsyncWaiter:
     """A coroutine waiting for a slot: the future it awaits, and its state."""
 
-    __slots__ = ("bound", "fut", "handle", "loop", "state")
+    __slots__ = ("bound", "end", "fut", "handle", "loop", "state")
 
     def __init__(self, bound: float | None) -> None:
         # The running loop's future: no loop is bound before a call has to wait.
@@ -57,6 +57,7 @@ class _AsyncWaiter:
         self.fut: asyncio.Future[None] = loop.create_future()  # type: ignore[union-attr]
         self.state = _QUEUED
         self.bound = bound
+        self.end = 0.0  # set by the bulkhead when the waiter joins the queue
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
@@ -77,13 +78,14 @@ class _AsyncWaiter:
 class _SyncWaiter:
     """A thread blocked on its own pre-acquired lock until woken."""
 
-    __slots__ = ("bound", "gate", "handle", "state")
+    __slots__ = ("bound", "end", "gate", "handle", "state")
 
     def __init__(self, bound: float | None) -> None:
         self.gate = threading.Lock()
         self.gate.acquire()
         self.state = _QUEUED
         self.bound = bound
+        self.end = 0.0  # set by the bulkhead when the waiter joins the queue
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
@@ -177,6 +179,8 @@ class Bulkhead(Policy):
             if bound is None or left < bound:
                 bound = left
         w = factory(bound)
+        # The wait is timed from joining the queue, not from arming a timer.
+        w.end = 0.0 if bound is None else self.clock.monotonic() + bound
         self._queue.append(w)
         self._queued += 1
         return w
@@ -257,7 +261,8 @@ class Bulkhead(Policy):
     def _arm(self, w: _Waiter) -> None:
         # Outside the lock: a clock may run a due callback synchronously.
         assert w.bound is not None
-        w.handle = call_later(self.clock, w.bound, functools.partial(self._expire, w))
+        delay = max(0.0, w.end - self.clock.monotonic())
+        w.handle = call_later(self.clock, delay, functools.partial(self._expire, w))
 
     def _reject(self, operation: str | None, waited: float | None) -> BulkheadFullError:
         """Emit ``BulkheadRejected`` and return a fresh error to raise."""
@@ -294,7 +299,7 @@ class Bulkhead(Policy):
                         w.handle = None
                 # Real waiting measured against the clock: with the system clock
                 # an ordinary timed wait; a virtual clock's timer wakes us early.
-                end = clock.monotonic() + w.bound
+                end = w.end
                 while (left := end - clock.monotonic()) > 0:
                     if w.gate.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
                         break

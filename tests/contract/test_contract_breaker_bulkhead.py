@@ -848,10 +848,6 @@ def test_bulkhead_thread_torture() -> None:
     assert (stats["calls"], stats["peak"] <= 2, bh.in_use, bh.queued) == (3200, True, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a sync waiter's queue_timeout starts when its timer is armed, not when it queued",
-)
 def test_sync_queue_timeout_counts_from_joining_the_queue() -> None:
     """A thread queued at t=0 (queue_timeout=5) leaves the queue at t=5, even if its timer is armed late."""
     armed, proceed, armed_done = threading.Event(), threading.Event(), threading.Event()
