@@ -57,6 +57,8 @@ class Sink:
         self.captured = CapturingLogger()
         self.registry = CollectorRegistry()
         self.spans = InMemorySpanExporter()
+        self.reader = InMemoryMetricReader()
+        self.bus = EventBus()
         if kind == "logging":
             logger = logging.getLogger(f"contract.{id(self)}")
             logger.addHandler(self.keep)
@@ -68,9 +70,22 @@ class Sink:
         elif kind == "prometheus":
             self.adapter = PrometheusAdapter(self.registry)
         else:
-            provider = TracerProvider(shutdown_on_exit=False)
-            provider.add_span_processor(SimpleSpanProcessor(self.spans))
-            self.adapter = OpenTelemetryAdapter(tracer_provider=provider, metrics=False)
+            self.tracer_provider = TracerProvider(shutdown_on_exit=False)
+            self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+            meters = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
+            self.adapter = OpenTelemetryAdapter(meter_provider=meters, tracer_provider=self.tracer_provider)
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """Return OTel instrument name -> [(attributes, value or count)]."""
+        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        data = self.reader.get_metrics_data()
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    for point in metric.data.data_points:
+                        value = getattr(point, "value", getattr(point, "count", None))
+                        out.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
+        return out
 
     def retries(self) -> int:
         """Return how many RetryScheduled events reached the sink."""
@@ -183,17 +198,6 @@ def test_custom_bus_isolated_from_default_bus(kind: str) -> None:
     assert sink.retries() == 1
 
 
-@pytest.mark.parametrize("kind", ADAPTERS)
-def test_one_adapter_on_two_buses(kind: str) -> None:
-    """One adapter object attached to two buses records both."""
-    sink, bus1, bus2 = Sink(kind), EventBus(), EventBus()
-    sink.adapter.attach(bus1)
-    sink.adapter.attach(bus2)
-    retry_once(bus1)
-    retry_once(bus2)
-    assert sink.retries() == 2
-
-
 def test_all_four_adapters_at_once() -> None:
     """All four adapters on one bus each see the same single retry."""
     sinks, bus = [Sink(k) for k in ADAPTERS], EventBus()
@@ -224,24 +228,6 @@ def test_raising_handler_does_not_stop_adapter(caplog: pytest.LogCaptureFixture)
     assert any("handler bug" in r.getMessage() or r.exc_info for r in caplog.records)
 
 
-def test_broken_adapter_sink_never_changes_outcome() -> None:
-    """A structlog logger that raises is contained by the bus: the call still succeeds."""
-    bus = EventBus()
-
-    class Broken:
-        def __getattr__(self, name: str) -> Any:
-            def fail(*args: object, **kwargs: object) -> None:
-                raise OSError("disk full")
-
-            return fail
-
-    StructlogAdapter(logger=Broken()).attach(bus)
-    seen: list[Event] = []
-    resilient.subscribe(seen.append, bus=bus)
-    assert asyncio.run(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=bus), bus=bus)()) == "ok"
-    assert seen
-
-
 # --- logging -----------------------------------------------------------------------------
 
 
@@ -261,15 +247,6 @@ def test_logging_retry_message_exact(caplog: pytest.LogCaptureFixture) -> None:
     assert warn.getMessage() == "retrying fetch_user in 0.21s (attempt 2/3) after ConnectionError('refused')"
     assert warn.resilient_attempt == 1  # type: ignore[attr-defined]
     assert warn.resilient_delay == 0.21  # type: ignore[attr-defined]
-
-
-def test_logging_success_is_debug(caplog: pytest.LogCaptureFixture) -> None:
-    """With the logger at DEBUG when attaching, a success is one DEBUG record."""
-    bus = EventBus()
-    caplog.set_level(logging.DEBUG, logger="resilient")
-    LoggingAdapter().attach(bus)
-    asyncio.run(guarded(0, resilient.retry(attempts=2, bus=bus), bus=bus)())
-    assert [r.levelno for r in resilient_records(caplog)] == [logging.DEBUG]
 
 
 def test_logging_breaker_open_and_rejection_are_warnings(caplog: pytest.LogCaptureFixture) -> None:
@@ -363,18 +340,6 @@ def test_prometheus_rejections_fallbacks_timeouts_circuit_state() -> None:
     assert 'resilient_circuit_state{name="pay",state="closed"} 0.0' in text
 
 
-def test_prometheus_timeouts_counted() -> None:
-    """A timeout that fires moves resilient_timeouts_total."""
-    registry, bus, clock = CollectorRegistry(), EventBus(), FakeClock()
-    PrometheusAdapter(registry).attach(bus)
-
-    async def slow() -> None:
-        await clock.sleep(5)
-
-    run_quiet(resilient.timeout(1, clock=clock, bus=bus, name="t")(slow))
-    assert 'resilient_timeouts_total{name="t",operation="' in generate_latest(registry).decode()
-
-
 def test_prometheus_labels_never_hold_exception_messages() -> None:
     """An exception message (unbounded) never becomes a label value."""
     registry, bus = CollectorRegistry(), EventBus()
@@ -423,45 +388,15 @@ async def test_prometheus_bulkhead_in_use_gauge() -> None:
 # --- opentelemetry -----------------------------------------------------------------------
 
 
-class Otel:
-    """An OpenTelemetryAdapter on SDK providers with in-memory exporters, attached to a bus."""
-
-    def __init__(self) -> None:
-        self.bus = EventBus()
-        self.spans = InMemorySpanExporter()
-        self.reader = InMemoryMetricReader()
-        self.tracer_provider = TracerProvider(shutdown_on_exit=False)
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
-        self.adapter = OpenTelemetryAdapter(
-            meter_provider=self.meter_provider, tracer_provider=self.tracer_provider
-        )
-        self.adapter.attach(self.bus)
-
-    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
-        """Return instrument name -> [(attributes, value)]."""
-        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-        data = self.reader.get_metrics_data()
-        assert data is not None
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    for point in metric.data.data_points:
-                        value = getattr(point, "value", getattr(point, "count", None))
-                        out.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
-        return out
-
-
 @pytest.fixture
-def otel() -> Iterator[Otel]:
-    """OpenTelemetry SDK plumbing for one test."""
-    o = Otel()
-    yield o
-    o.tracer_provider.shutdown()
-    o.meter_provider.shutdown()
+def otel() -> Sink:
+    """An OpenTelemetryAdapter (metrics and traces) on in-memory SDK exporters, attached to its bus."""
+    sink = Sink("opentelemetry")
+    sink.adapter.attach(sink.bus)
+    return sink
 
 
-def test_otel_one_span_with_retries_visible(otel: Otel) -> None:
+def test_otel_one_span_with_retries_visible(otel: Sink) -> None:
     """A call with two retries is one span whose events show three attempts and two waits."""
     clock = FakeClock()
     fn = guarded(2, resilient.retry(attempts=3, backoff=0.25, clock=clock, bus=otel.bus), bus=otel.bus)
@@ -473,7 +408,7 @@ def test_otel_one_span_with_retries_visible(otel: Otel) -> None:
     assert span.status.status_code != StatusCode.ERROR
 
 
-def test_otel_failure_status_and_exhaustion(otel: Otel) -> None:
+def test_otel_failure_status_and_exhaustion(otel: Sink) -> None:
     """An exhausted call's span has ERROR status and a retries_exhausted event."""
     fn = guarded(9, resilient.retry(attempts=2, backoff=0.0, bus=otel.bus), bus=otel.bus)
     assert isinstance(run_quiet(fn), ConnectionError)
@@ -482,7 +417,7 @@ def test_otel_failure_status_and_exhaustion(otel: Otel) -> None:
     assert "resilient.retries_exhausted" in [e.name for e in span.events]
 
 
-def test_otel_breaker_decision_rejection_and_fallback(otel: Otel) -> None:
+def test_otel_breaker_decision_rejection_and_fallback(otel: Sink) -> None:
     """Breaker transitions, rejections and fallbacks appear as span events of their calls."""
     breaker = resilient.circuit_breaker(failure_threshold=1, name="pay", clock=FakeClock(), bus=otel.bus)
     fn = guarded(9, resilient.fallback("x", bus=otel.bus), breaker, bus=otel.bus)
@@ -493,7 +428,7 @@ def test_otel_breaker_decision_rejection_and_fallback(otel: Otel) -> None:
     assert {"resilient.circuit_rejected", "resilient.fallback_used"} <= {e.name for e in second.events}
 
 
-async def test_otel_concurrent_calls_do_not_mix_events(otel: Otel) -> None:
+async def test_otel_concurrent_calls_do_not_mix_events(otel: Sink) -> None:
     """Two concurrent retrying calls each get a span with only their own attempts."""
     clock = FakeClock()
     policy = resilient.retry(attempts=4, backoff=0.1, clock=clock, bus=otel.bus)
@@ -506,7 +441,7 @@ async def test_otel_concurrent_calls_do_not_mix_events(otel: Otel) -> None:
     assert counts == [2, 4]
 
 
-def test_otel_span_is_child_of_current_span(otel: Otel) -> None:
+def test_otel_span_is_child_of_current_span(otel: Sink) -> None:
     """The resilient span is a child of the span current at the call site."""
     tracer = otel.tracer_provider.get_tracer("test")
     fn = guarded(0, resilient.retry(bus=otel.bus), bus=otel.bus)
@@ -517,22 +452,6 @@ def test_otel_span_is_child_of_current_span(otel: Otel) -> None:
     assert inner.parent.span_id == outer.get_span_context().span_id
 
 
-def test_otel_sync_function_traced(otel: Otel) -> None:
-    """A sync guarded function with a retry gets a span with both attempts."""
-    calls = [0]
-
-    def ping() -> str:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise ConnectionError("refused")
-        return "pong"
-
-    fn = resilient.retry(attempts=2, backoff=0.0, bus=otel.bus)(ping)
-    assert fn() == "pong"
-    (span,) = otel.spans.get_finished_spans()
-    assert [e.name for e in span.events].count("resilient.attempt") == 2
-
-
 class UnprintableError(Exception):
     """An exception whose __str__ raises (e.g. it reads an attribute its __init__ never set)."""
 
@@ -541,7 +460,7 @@ class UnprintableError(Exception):
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: OTel adapter drops the span when str(exception) raises")
-def test_otel_unprintable_exception_still_traced(otel: Otel) -> None:
+def test_otel_unprintable_exception_still_traced(otel: Sink) -> None:
     """A retried exception with a raising __str__ still yields a span showing the retries."""
 
     def boom() -> None:
@@ -569,7 +488,7 @@ def test_unprintable_exception_logged_and_counted() -> None:
     assert [s.retries() for s in sinks] == [1, 1, 1]
 
 
-def test_otel_metrics_counters(otel: Otel) -> None:
+def test_otel_metrics_counters(otel: Sink) -> None:
     """Calls by outcome, retries and rejections arrive as OTel metrics without messages as attributes."""
     breaker = resilient.circuit_breaker(failure_threshold=1, name="pay", clock=FakeClock(), bus=otel.bus)
     run_quiet(guarded(1, resilient.retry(attempts=2, backoff=0.0, bus=otel.bus), bus=otel.bus))
@@ -857,20 +776,6 @@ async def test_redis_bad_port_never_raises(flavour: str) -> None:
     assert len(seen) == 1
 
 
-async def test_redis_bad_port_object_api_never_raises() -> None:
-    """state, isolate() and reset() during an outage act locally and do not raise."""
-    client = redis.asyncio.Redis(port=free_port())
-    breaker = shared(client, clock=FakeClock())
-    assert await breaker.state_async() is CircuitState.CLOSED
-    assert breaker.state is CircuitState.CLOSED
-    breaker.isolate()
-    with pytest.raises(CircuitOpenError):
-        await breaker.call(ok)
-    breaker.reset()
-    assert await breaker.call(ok) == "ok"
-    await client.aclose()
-
-
 async def test_redis_recovers_when_server_comes_back() -> None:
     """After an outage, a server on the port plus reconnect_interval brings BackendRecovered."""
     dead = free_port()
@@ -1016,9 +921,7 @@ def blackhole() -> socket.socket:
     return hole
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: calls hang past the budget on a silent Redis (redis-py eats the cancel)"
-)
+@pytest.mark.xfail(strict=True, reason="BUG: calls hang past budget on silent Redis (redis-py eats cancel)")
 async def test_redis_silent_server_concurrent_calls_bounded() -> None:
     """Rounds of 100 concurrent calls against a Redis that never answers all finish near the budget."""
     hung = 0
