@@ -34,8 +34,16 @@ _BASE = frozenset({"policy", "name", "operation", "time"})
 _NS = 1_000_000_000
 
 
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception cannot print itself."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
 def _message(exc: BaseException) -> str:
-    text = str(exc)
+    text = _text(exc)
     return text if len(text) <= 1000 else text[:997] + "..."
 
 
@@ -190,8 +198,11 @@ class SpanRecorder:
                 )
         if isinstance(event, CallFailed):
             exc = event.exception
-            span.record_exception(exc, timestamp=end_ns)
-            text = str(exc)
+            try:
+                span.record_exception(exc, timestamp=end_ns)
+            except Exception:  # the SDK formats the exception; it may not print
+                span.add_event("exception", {"exception.type": type(exc).__name__}, timestamp=end_ns)
+            text = _text(exc)
             description = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, description))
         span.end(end_time=end_ns)

@@ -204,7 +204,8 @@ end
 
 local function open_circuit()
   transition(OPEN)
-  open_until = math.ceil(now + RECOVERY)
+  -- floor: never later than configured, so retry_after <= recovery_timeout
+  open_until = math.floor(now + RECOVERY)
   cf = 0
   redis.call('DEL', R)
 end

@@ -32,6 +32,16 @@ SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").re
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
 
 
+async def _script(client: Any, args: tuple[Any, ...]) -> list[int]:
+    """Run the breaker script by hash (loading it once more after a flush) and decode the reply."""
+    try:
+        reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+    except NoScriptError:
+        await client.script_load(SCRIPT)
+        reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+    return [int(n) for n in reply.split()]
+
+
 class RedisLink:
     """Run script steps on one Redis server, degrading instead of raising.
 
@@ -68,6 +78,8 @@ class RedisLink:
         self._lock = threading.Lock()
         self.down_until: float | None = None
         self._probing = False
+        # Steps given up on (timed out or their caller cancelled), kept until they end.
+        self._abandoned: set[asyncio.Future[list[int]]] = set()
 
     def _now(self) -> float:
         clock = self.clock
@@ -207,24 +219,43 @@ class RedisLink:
         """
         if self.down_until is not None and not self._may_try():
             return None
-        client = self.async_client()
+        # The script runs as a task of its own and is waited for with a
+        # timeout, instead of cancelling the call in place: redis-py can lose
+        # a cancellation while it connects to a server that accepts but never
+        # answers, and the caller must not hang on that.
+        step = asyncio.ensure_future(_script(self.async_client(), args))
         try:
-            async with asyncio.timeout(self.timeout):
-                try:
-                    reply = await client.evalsha(SCRIPT_SHA, 4, *args)
-                except NoScriptError:
-                    await client.script_load(SCRIPT)
-                    reply = await client.evalsha(SCRIPT_SHA, 4, *args)
-                numbers = [int(n) for n in reply.split()]
-        except Exception as exc:  # a redis error, OSError, or the budget (TimeoutError)
-            self._failed(exc)
-            return None
+            done, _ = await asyncio.wait((step,), timeout=self.timeout)
         except BaseException:
+            self._abandon(step)
             self._interrupted()  # cancellation belongs to the caller: never swallowed
             raise
+        if not done:
+            self._abandon(step)
+            self._failed(TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
+            return None
+        try:
+            numbers = step.result()
+        except (
+            Exception,
+            asyncio.CancelledError,
+        ) as exc:  # a redis error, OSError; the step's own cancellation
+            self._failed(exc)
+            return None
         if self.down_until is not None:
             self._answered()
         return numbers
+
+    def _abandon(self, step: asyncio.Future[list[int]]) -> None:
+        """Cancel a step nobody waits for any more; keep it referenced until it ends."""
+        step.cancel()
+        self._abandoned.add(step)
+        step.add_done_callback(self._forget)
+
+    def _forget(self, step: asyncio.Future[list[int]]) -> None:
+        self._abandoned.discard(step)
+        if not step.cancelled():
+            step.exception()  # retrieved: an abandoned step's failure is not news
 
     def close(self) -> None:
         """Close the blocking client if this link built it."""

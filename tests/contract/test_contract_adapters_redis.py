@@ -459,7 +459,6 @@ class UnprintableError(Exception):
         raise AttributeError("code")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: OTel adapter drops the span when str(exception) raises")
 def test_otel_unprintable_exception_still_traced(otel: Sink) -> None:
     """A retried exception with a raising __str__ still yields a span showing the retries."""
 
@@ -653,9 +652,6 @@ async def test_redis_two_breakers_same_name_share_state(aclient: redis.asyncio.R
     assert await b.state_async() is CircuitState.OPEN
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: Redis open_until is ceil'd to the ms, retry_after > recovery_timeout"
-)
 async def test_redis_retry_after_within_recovery_timeout(aclient: redis.asyncio.Redis) -> None:
     """A rejection's retry_after never exceeds recovery_timeout (seconds until half-open)."""
     worst = 0.0
@@ -921,7 +917,6 @@ def blackhole() -> socket.socket:
     return hole
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: calls hang past budget on silent Redis (redis-py eats cancel)")
 async def test_redis_silent_server_concurrent_calls_bounded() -> None:
     """Rounds of 100 concurrent calls against a Redis that never answers all finish near the budget."""
     hung = 0
