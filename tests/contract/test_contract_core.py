@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, assert_type
 
 import pytest
 
 import resilient
 from resilient import (
+    Bulkhead,
     BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
     CircuitState,
+    Pipeline,
     Policy,
     TimeoutExceededError,
     bulkhead,
@@ -27,7 +32,7 @@ from resilient import (
     retry,
     timeout,
 )
-from resilient.events import CallFailed, CallSucceeded, Event, EventBus, RetriesExhausted
+from resilient.events import CallSucceeded, Event, EventBus, RetriesExhausted
 from resilient.testing import FakeClock, capture_events, set_testing
 
 CONTROL_FLOW: list[type[BaseException]] = [
@@ -37,7 +42,7 @@ CONTROL_FLOW: list[type[BaseException]] = [
     GeneratorExit,
 ]
 KINDS = ["retry", "timeout", "circuit_breaker", "bulkhead", "fallback", "pipeline"]
-SYNC_KINDS = ["retry", "circuit_breaker", "bulkhead", "fallback", "pipeline"]
+SYNC_KINDS = [k for k in KINDS if k != "timeout"]
 
 
 def make(kind: str, clock: FakeClock) -> Policy:
@@ -61,47 +66,70 @@ def make(kind: str, clock: FakeClock) -> Policy:
     )
 
 
-def leaves(policy: Policy) -> list[Policy]:
-    """The flat list of policies a policy (or pipeline) is made of."""
-    return list(policy.policies) if isinstance(policy, resilient.Pipeline) else [policy]
-
-
-def state_of(breaker: resilient.CircuitBreaker) -> CircuitState:
+def state_of(breaker: CircuitBreaker) -> CircuitState:
     """The breaker's state (a call, so mypy does not narrow it across awaits)."""
     return breaker.state
 
 
 def assert_neutral(policy: Policy) -> None:
     """No breaker moved and no bulkhead slot is held."""
-    for p in leaves(policy):
-        if isinstance(p, resilient.CircuitBreaker):
+    for p in policy.policies if isinstance(policy, Pipeline) else [policy]:
+        if isinstance(p, CircuitBreaker):
             assert p.state is CircuitState.CLOSED
-        if isinstance(p, resilient.Bulkhead):
+        if isinstance(p, Bulkhead):
             assert (p.in_use, p.queued) == (0, 0)
+
+
+async def hang(started: asyncio.Event | None = None) -> None:
+    """Signal `started`, then wait forever (until cancelled)."""
+    if started is not None:
+        started.set()
+    await asyncio.Event().wait()
+
+
+async def running(policy: Policy) -> asyncio.Future[None]:
+    """Start a call of `policy` that hangs, and return once it is inside the policy."""
+    started = asyncio.Event()
+    task: asyncio.Future[None] = asyncio.ensure_future(policy.call(hang, started))
+    await started.wait()
+    return task
+
+
+async def stop(task: asyncio.Future[None]) -> None:
+    """Cancel `task` and wait for it to end."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def fail() -> None:
+    """A dependency that is down."""
+    raise ConnectionError
+
+
+async def afail() -> None:
+    """An async dependency that is down."""
+    raise ConnectionError
 
 
 # --- Section 1: decorator, executor, own state -------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_decorator_keeps_signature_asyncness_and_metadata(kind: str, clock: FakeClock) -> None:
-    """A decorated coroutine function stays one, with the same signature and metadata."""
+async def test_async_decorator_keeps_signature_metadata_and_executor(kind: str, clock: FakeClock) -> None:
+    """A decorated coroutine function stays one, same signature/metadata; `call` runs it too."""
 
     async def fetch(key: str, *, n: int = 1) -> str:
         """Doc."""
         return key * n
 
-    wrapped = make(kind, clock)(fetch)
+    policy = make(kind, clock)
+    wrapped = policy(fetch)
     assert inspect.iscoroutinefunction(wrapped)
     assert inspect.signature(wrapped) == inspect.signature(fetch)
-    assert (wrapped.__name__, wrapped.__qualname__, wrapped.__doc__) == (
-        "fetch",
-        fetch.__qualname__,
-        "Doc.",
-    )
-    assert inspect.unwrap(wrapped) is fetch
+    assert (wrapped.__name__, wrapped.__qualname__, wrapped.__doc__) == ("fetch", fetch.__qualname__, "Doc.")
     assert getattr(wrapped, "__wrapped__", None) is fetch
     assert await wrapped("a", n=2) == "aa"
+    assert await policy.call(fetch, "b", n=3) == "bbb"
 
 
 @pytest.mark.parametrize("kind", SYNC_KINDS)
@@ -112,40 +140,19 @@ def test_sync_decorator_and_executor(kind: str, clock: FakeClock) -> None:
         return a + b
 
     policy = make(kind, clock)
-    wrapped = policy(add)
-    assert not inspect.iscoroutinefunction(wrapped)
-    assert wrapped(1, b=2) == 3
+    assert not inspect.iscoroutinefunction(policy(add))
+    assert policy(add)(1, b=2) == 3
     assert policy.call(add, 1, b=3) == 4
 
 
-@pytest.mark.parametrize("kind", KINDS)
-async def test_async_executor(kind: str, clock: FakeClock) -> None:
-    """`await policy.call(fn, *args, **kwargs)` runs the coroutine function."""
-
-    async def add(a: int, b: int = 0) -> int:
-        return a + b
-
-    assert await make(kind, clock).call(add, 1, b=2) == 3
-
-
-def test_timeout_rejects_sync_function_at_decoration(clock: FakeClock) -> None:
-    """`timeout` (alone or in a pipeline) refuses a sync function when decorating."""
-
-    def f() -> None:
-        return None
-
+def test_timeout_rejects_sync_function_at_decoration() -> None:
+    """`timeout` alone, in a (nested) pipeline, or stacked on a sync wrapper refuses a sync function."""
     with pytest.raises(TypeError):
-        timeout(1.0)(f)  # type: ignore[arg-type]
+        timeout(1.0)(fail)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        pipeline(retry(), timeout(1.0))(f)
-
-
-def test_timeout_call_rejects_sync_function() -> None:
-    """`timeout.call` with a sync function raises TypeError instead of running it unguarded."""
-    ran: list[int] = []
+        pipeline(retry(), pipeline(timeout(1.0)))(fail)
     with pytest.raises(TypeError):
-        timeout(1.0).call(lambda: ran.append(1))  # type: ignore[arg-type,return-value,unused-coroutine]
-    assert ran == []
+        timeout(1.0)(retry()(fail))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -164,30 +171,28 @@ def test_generators_rejected_at_decoration(kind: str, is_async: bool, clock: Fak
 
 
 def test_shared_breaker_state_across_functions(clock: FakeClock) -> None:
-    """One breaker on three functions: failures of one open it for all."""
+    """One breaker on three functions: failures of two open it for the third."""
     breaker = circuit_breaker(failure_threshold=2, clock=clock)
-    calls: list[str] = []
-
-    @breaker
-    def a() -> None:
-        calls.append("a")
-        raise ConnectionError
-
-    @breaker
-    def b() -> None:
-        calls.append("b")
-        raise ConnectionError
-
-    @breaker
-    def c() -> None:
-        calls.append("c")
-
+    a, b = breaker(fail), breaker(lambda: fail())
+    ran: list[int] = []
+    c = breaker(lambda: ran.append(1))
     for fn in (a, b):
         with pytest.raises(ConnectionError):
             fn()
-    with pytest.raises(resilient.CircuitOpenError):
+    with pytest.raises(CircuitOpenError):
         c()
-    assert calls == ["a", "b"]
+    assert ran == []
+
+
+async def test_shared_bulkhead_counts_across_functions(clock: FakeClock) -> None:
+    """One bulkhead on two functions: a call of one fills the slot for the other."""
+    bh = bulkhead(1, clock=clock)
+    holder = asyncio.ensure_future(bh(hang)())
+    await asyncio.sleep(0)
+    with pytest.raises(BulkheadFullError):
+        await bh(asyncio.sleep)(0)
+    await stop(holder)
+    assert bh.in_use == 0
 
 
 async def test_retry_object_shares_nothing_between_concurrent_calls(clock: FakeClock) -> None:
@@ -208,72 +213,66 @@ async def test_retry_object_shares_nothing_between_concurrent_calls(clock: FakeC
     assert seen == {"x": [1, 2], "y": [1, 2]}
 
 
-def test_stacking_folds_into_one_pipeline(clock: FakeClock) -> None:
-    """Stacked decorators fold into one wrapper; `.policies` is outermost first."""
+def test_stacking_folds_into_one_pipeline_without_touching_the_inner_wrapper() -> None:
+    """Stacked decorators fold into one wrapper (outermost first); the inner one is unchanged."""
     f_, t_, r_, b_ = fallback(None), timeout(2.0), retry(), bulkhead(3)
 
     async def raw() -> None:
         return None
 
-    fn = f_(t_(r_(b_(raw))))
+    inner = r_(b_(raw))
+    fn = f_(t_(inner))
     assert list(pipeline_of(fn).policies) == [f_, t_, r_, b_]
+    assert list(pipeline_of(inner).policies) == [r_, b_]
     assert getattr(fn, "__wrapped__", None) is raw
+    calls: list[int] = []
+
+    def boom() -> None:
+        calls.append(1)
+        fail()
+
+    guarded = retry(attempts=2, backoff=0.0)(boom)
+    assert fallback("fb")(guarded)() == "fb"
+    with pytest.raises(ConnectionError):
+        guarded()
+    assert len(calls) == 4
 
 
 def test_pipeline_order_and_nesting_flatten() -> None:
-    """`pipeline(a, pipeline(b, c))` flattens to a, b, c with `a` outermost."""
+    """`pipeline(a, pipeline(b, c))` flattens to a, b, c; stacking keeps the pipeline itself intact."""
     a, b, c = fallback(1), retry(), bulkhead(1)
     p = pipeline(a, pipeline(b, c), name="p")
     assert list(p.policies) == [a, b, c]
 
-    @p
-    @timeout(1.0)
-    async def fn() -> None:
+    async def raw() -> None:
         return None
 
-    assert [x.kind for x in pipeline_of(fn).policies] == [
+    fn = p(raw)
+    assert pipeline_of(fn) is p
+    assert [x.kind for x in pipeline_of(timeout(1.0)(fn)).policies] == [
+        "timeout",
         "fallback",
         "retry",
         "bulkhead",
-        "timeout",
     ]
+    assert list(p.policies) == [a, b, c]
 
 
 def test_top_decorator_is_outermost_in_behaviour() -> None:
-    """`@fallback` above `@retry` falls back after all attempts; below, retry never retries."""
-    calls = 0
+    """`fallback` outside `retry` falls back after all attempts; inside, retry never retries."""
+    calls: list[int] = []
 
     def boom() -> str:
-        nonlocal calls
-        calls += 1
+        calls.append(1)
         raise ConnectionError
 
-    outer = fallback("fb")(retry(attempts=3, backoff=0.0)(boom))
-    assert outer() == "fb"
-    assert calls == 3
-    calls = 0
+    assert fallback("fb")(retry(attempts=3, backoff=0.0)(boom))() == "fb"
     assert pipeline(retry(attempts=3, backoff=0.0), fallback("fb")).call(boom) == "fb"
-    assert calls == 1
-
-
-def test_pipeline_is_a_policy_usable_as_decorator_twice() -> None:
-    """A Pipeline decorates several functions and each keeps its own target."""
-    p = pipeline(retry(attempts=2, backoff=0.0), fallback(0))
-
-    @p
-    def one() -> int:
-        return 1
-
-    @p
-    def two() -> int:
-        return 2
-
-    assert (one(), two()) == (1, 2)
-    assert isinstance(p, Policy)
+    assert len(calls) == 4
 
 
 class Service:
-    """Methods decorated above and below classmethod/staticmethod."""
+    """Methods decorated above and below classmethod/staticmethod, stacked across them."""
 
     factor = 10
 
@@ -304,41 +303,28 @@ class Service:
     def static_below(x: int) -> int:
         return x * 3
 
+    @fallback(-1)
+    @classmethod
+    @retry(attempts=2, backoff=0.0)
+    def across(cls, x: int) -> int:
+        raise ConnectionError
+
 
 async def test_methods_bind_correctly() -> None:
     """Decorating works on methods and above and below classmethod/staticmethod."""
     s = Service()
     assert await s.method(1) == 2
-    assert await Service.cls_above(1) == 11
-    assert await s.cls_above(1) == 11
+    assert await Service.method(s, 2) == 3
+    assert await Service.cls_above(1) == await s.cls_above(1) == 11
     assert await Service.cls_below(2) == 12
-    assert Service.static_above(2) == 4
-    assert s.static_above(2) == 4
+    assert Service.static_above(2) == s.static_above(2) == 4
     assert Service.static_below(2) == 6
-
-
-def test_bound_method_keeps_name_and_wrapped() -> None:
-    """A bound decorated method keeps `__name__`, and `__wrapped__` unwraps to the original."""
-    s = Service()
-    assert s.method.__name__ == "method"
+    assert Service.across(1) == -1
+    assert [p.kind for p in pipeline_of(Service.across).policies] == ["fallback", "retry"]
+    assert list(inspect.signature(s.method).parameters) == list(
+        inspect.signature(Service.cls_above).parameters
+    )
     assert inspect.unwrap(s.method).__qualname__ == "Service.method"
-
-
-async def test_method_attempt_sees_instance_state_after_retry() -> None:
-    """A retried method call passes `self` again on every attempt."""
-
-    class C:
-        def __init__(self) -> None:
-            self.tries = 0
-
-        @retry(attempts=3, backoff=0.0)
-        async def go(self) -> int:
-            self.tries += 1
-            if self.tries < 3:
-                raise ConnectionError
-            return self.tries
-
-    assert await C().go() == 3
 
 
 @pytest.mark.parametrize("kind", ["retry", "fallback", "pipeline"])
@@ -350,12 +336,11 @@ async def test_no_context_manager_form(kind: str, clock: FakeClock) -> None:
 
 
 def test_module_level_policies_work_across_event_loops() -> None:
-    """One decorated function runs under several `asyncio.run()` in a row."""
-    breaker = circuit_breaker()
+    """One decorated function runs (contended) under several `asyncio.run()` in a row."""
     bh = bulkhead(1, max_queue=1)
 
     @timeout(5.0)
-    @breaker
+    @circuit_breaker()
     @bh
     async def f() -> int:
         await asyncio.sleep(0)
@@ -369,6 +354,16 @@ def test_module_level_policies_work_across_event_loops() -> None:
     assert bh.in_use == 0
 
 
+@pytest.mark.xfail(
+    strict=True, reason="BUG: copy.copy/deepcopy of a decorated function raise NotImplementedError"
+)
+def test_decorated_function_is_copyable() -> None:
+    """Like a plain function (and a functools.wraps wrapper), a decorated one survives copy/deepcopy."""
+    guarded = retry()(fail)
+    assert copy.copy(guarded) is guarded
+    assert copy.deepcopy({"handler": guarded})["handler"] is guarded
+
+
 # --- Section 2: control-flow exceptions ---------------------------------------------------
 
 
@@ -378,174 +373,93 @@ async def test_control_flow_propagates_unhandled_async(
     kind: str, exc_type: type[BaseException], clock: FakeClock
 ) -> None:
     """A raised control-flow exception propagates as the same object, called once, neutrally."""
-    policy = make(kind, clock)
-    exc = exc_type()
-    calls = 0
+    policy, exc, calls = make(kind, clock), exc_type(), []
 
     async def body() -> str:
-        nonlocal calls
-        calls += 1
+        calls.append(1)
         raise exc
 
     with capture_events() as events, pytest.raises(exc_type) as info:
         await policy.call(body)
     assert info.value is exc
-    assert calls == 1
+    assert len(calls) == 1
     assert_neutral(policy)
     assert not [e for e in events if type(e).__name__ in {"RetryScheduled", "FallbackUsed"}]
     assert await policy.call(asyncio.sleep, 0, "ok") == "ok"
 
 
-@pytest.mark.parametrize("exc_type", CONTROL_FLOW)
+@pytest.mark.parametrize("exc_type", [*CONTROL_FLOW, BaseExceptionGroup])
 @pytest.mark.parametrize("kind", SYNC_KINDS)
 def test_control_flow_propagates_unhandled_sync(
     kind: str, exc_type: type[BaseException], clock: FakeClock
 ) -> None:
-    """Sync: a control-flow exception propagates as the same object, called once, neutrally."""
-    policy = make(kind, clock)
-    exc = exc_type()
-    calls = 0
+    """Sync (and a BaseExceptionGroup, not an Exception): same object, called once, neutrally."""
+    policy, calls = make(kind, clock), []
+    exc = BaseExceptionGroup("g", [KeyboardInterrupt()]) if exc_type is BaseExceptionGroup else exc_type()
 
     def body() -> str:
-        nonlocal calls
-        calls += 1
+        calls.append(1)
         raise exc
 
     with pytest.raises(exc_type) as info:
         policy.call(body)
     assert info.value is exc
-    assert calls == 1
+    assert len(calls) == 1
     assert_neutral(policy)
 
 
-@pytest.mark.parametrize("kind", SYNC_KINDS)
-def test_base_exception_group_of_control_flow_is_not_handled(kind: str, clock: FakeClock) -> None:
-    """A BaseExceptionGroup (not an Exception) is control flow too: never retried or caught."""
-    policy = make(kind, clock)
-    calls = 0
-    group = BaseExceptionGroup("g", [KeyboardInterrupt()])
+@pytest.mark.parametrize("exc_type", CONTROL_FLOW)
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_context_manager_forms_never_handle_control_flow(
+    exc_type: type[BaseException], is_async: bool, clock: FakeClock
+) -> None:
+    """`with`/`async with` breaker, bulkhead (and timeout) let control flow through, neutrally."""
+    breaker = circuit_breaker(failure_threshold=1, on=BaseException, clock=clock)
+    bh = bulkhead(1, clock=clock)
 
-    def body() -> None:
-        nonlocal calls
-        calls += 1
-        raise group
+    async def raise_inside(cm: Any, exc: BaseException) -> None:
+        if is_async:
+            async with cm:
+                raise exc
+        with cm:
+            raise exc
 
-    with pytest.raises(BaseExceptionGroup) as info:
-        policy.call(body)
-    assert info.value is group
-    assert calls == 1
-    assert_neutral(policy)
+    for cm in [breaker, bh, *([timeout(5.0, clock=clock)] if is_async else [])]:
+        exc = exc_type()
+        with pytest.raises(exc_type) as info:
+            await raise_inside(cm, exc)
+        assert info.value is exc
+    assert_neutral(pipeline(breaker, bh))
+
+
+def test_control_flow_from_user_callbacks_propagates() -> None:
+    """Control flow raised by a predicate, a backoff callable or a fallback handler propagates as is."""
+    ki, ce = KeyboardInterrupt(), asyncio.CancelledError()
+
+    def raise_ki(*_: object) -> bool:
+        raise ki
+
+    def raise_ce(*_: object) -> None:
+        raise ce
+
+    for policy in (retry(on=raise_ki), retry(backoff=raise_ki), circuit_breaker(on=raise_ki)):
+        with pytest.raises(KeyboardInterrupt) as info:
+            policy.call(fail)
+        assert info.value is ki
+    with pytest.raises(asyncio.CancelledError) as got:
+        fallback(raise_ce).call(fail)
+    assert got.value is ce
+    assert isinstance(got.value.__context__, ConnectionError)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_real_cancellation_while_running(kind: str, clock: FakeClock) -> None:
-    """Cancelling the task inside the body propagates CancelledError and frees everything."""
-    policy = make(kind, clock)
-    started, calls = asyncio.Event(), 0
-
-    async def body() -> None:
-        nonlocal calls
-        calls += 1
-        started.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.ensure_future(policy.call(body))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert calls == 1
-    assert_neutral(policy)
-
-
-async def test_cancel_during_retry_backoff_is_not_retried(clock: FakeClock) -> None:
-    """Cancellation during a backoff wait ends the call at once; no further attempt runs."""
-    calls = 0
-    gate = asyncio.Event()
-
-    class SlowClock(FakeClock):
-        async def sleep(self, seconds: float) -> None:
-            gate.set()
-            await asyncio.Event().wait()
-
-    async def body() -> None:
-        nonlocal calls
-        calls += 1
-        raise ConnectionError
-
-    policy = retry(attempts=5, on=BaseException, backoff=1.0, clock=SlowClock())
-    task = asyncio.ensure_future(policy.call(body))
-    await gate.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert calls == 1
-
-
-async def test_cancel_while_queued_in_bulkhead_frees_queue(clock: FakeClock) -> None:
-    """A call cancelled in the bulkhead queue leaves it; the slot passes to the next waiter."""
-    bh = bulkhead(1, max_queue=2, clock=clock)
-    release = asyncio.Event()
-    order: list[str] = []
-
-    async def body(tag: str) -> None:
-        order.append(tag)
-        if tag == "first":
-            await release.wait()
-
-    first = asyncio.ensure_future(bh.call(body, "first"))
-    await asyncio.sleep(0)
-    queued = asyncio.ensure_future(bh.call(body, "cancelled"))
-    third = asyncio.ensure_future(bh.call(body, "third"))
-    await asyncio.sleep(0)
-    assert bh.queued == 2
-    queued.cancel()
-    release.set()
-    await asyncio.gather(first, third)
-    assert queued.cancelled()
-    assert order == ["first", "third"]
-    assert (bh.in_use, bh.queued) == (0, 0)
-
-
-async def test_cancelled_half_open_probe_frees_permit(clock: FakeClock) -> None:
-    """A cancelled half-open probe leaves the breaker HALF_OPEN and its permit free at once."""
-    breaker = circuit_breaker(failure_threshold=1, recovery_timeout=5.0, clock=clock)
-    with pytest.raises(ConnectionError):
-        await breaker.call(_raise_connection_error)
-    clock.advance(5.0)
-    started = asyncio.Event()
-
-    async def hang() -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    probe = asyncio.ensure_future(breaker.call(hang))
-    await started.wait()
-    probe.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await probe
-    assert breaker.state is CircuitState.HALF_OPEN
-    assert await breaker.call(asyncio.sleep, 0, "ok") == "ok"
-    assert state_of(breaker) is CircuitState.CLOSED
-
-
-async def _raise_connection_error() -> None:
-    raise ConnectionError
-
-
-@pytest.mark.parametrize("kind", KINDS)
-async def test_outside_cancel_restores_cancelling_count(kind: str, clock: FakeClock) -> None:
-    """After an outside cancel is caught by the caller, `cancelling()` is what it would be."""
-    policy = make(kind, clock)
-    started = asyncio.Event()
-
-    async def hang() -> None:
-        started.set()
-        await asyncio.Event().wait()
+    """Cancelling the task inside the body propagates, frees everything, and restores cancelling()."""
+    policy, started = make(kind, clock), asyncio.Event()
 
     async def runner() -> int:
         try:
-            await policy.call(hang)
+            await policy.call(hang, started)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             assert task is not None
@@ -556,20 +470,84 @@ async def test_outside_cancel_restores_cancelling_count(kind: str, clock: FakeCl
     await started.wait()
     task.cancel()
     assert await task == 0
+    assert_neutral(policy)
+
+
+async def test_cancel_during_retry_backoff_is_not_retried() -> None:
+    """Cancellation during a backoff wait ends the call at once; no further attempt runs."""
+    gate, calls = asyncio.Event(), []
+
+    class StuckClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            await hang(gate)
+
+    async def body() -> None:
+        calls.append(1)
+        raise ConnectionError
+
+    task = asyncio.ensure_future(
+        retry(attempts=5, on=BaseException, backoff=1.0, clock=StuckClock()).call(body)
+    )
+    await gate.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("woken", [False, True])
+async def test_cancelled_waiter_passes_its_turn(woken: bool, clock: FakeClock) -> None:
+    """A call cancelled while queued (or woken but not yet running) hands the slot to the next."""
+    bh, order = bulkhead(1, max_queue=2, clock=clock), []
+
+    async def body(tag: str) -> None:
+        order.append(tag)
+
+    async with bh:
+        cancelled = asyncio.ensure_future(bh.call(body, "cancelled"))
+        third = asyncio.ensure_future(bh.call(body, "third"))
+        await asyncio.sleep(0)
+        assert bh.queued == 2
+        if not woken:
+            cancelled.cancel()
+    cancelled.cancel()  # when woken: the slot was just handed to it, and it has not run yet
+    await asyncio.gather(third, cancelled, return_exceptions=True)
+    assert cancelled.cancelled()
+    assert order == ["third"]
+    assert (bh.in_use, bh.queued) == (0, 0)
+
+
+async def test_cancelled_half_open_probe_frees_permit(clock: FakeClock) -> None:
+    """A cancelled half-open probe leaves the breaker HALF_OPEN and its permit free at once."""
+    breaker = circuit_breaker(failure_threshold=1, recovery_timeout=5.0, clock=clock)
+    with pytest.raises(ConnectionError):
+        await breaker.call(afail)
+    clock.advance(5.0)
+    probe = await running(breaker)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert await breaker.call(asyncio.sleep, 0, "ok") == "ok"
+    assert state_of(breaker) is CircuitState.CLOSED
+
+
+async def test_cancelled_call_is_not_recorded_in_rate_window(clock: FakeClock) -> None:
+    """A cancelled call counts toward neither failures nor minimum_calls in rate mode."""
+    breaker = circuit_breaker(failure_rate=0.5, window=4, minimum_calls=2, clock=clock)
+    with pytest.raises(ConnectionError):
+        await breaker.call(afail)
+    await stop(await running(breaker))
+    assert breaker.state is CircuitState.CLOSED
 
 
 # --- Section 5: call context and deadlines -------------------------------------------------
 
 
-def test_no_call_context_outside_a_call() -> None:
-    """Outside any pipeline call there is no context and no deadline."""
-    assert current_call() is None
-    assert remaining() is None
-
-
 async def test_current_call_fields_async(clock: FakeClock) -> None:
     """Inside a timeout+retry call: operation, 1-based attempt, deadline and remaining."""
     seen: list[tuple[str, int, float | None, float | None, float | None]] = []
+    assert (current_call(), remaining()) == (None, None)
 
     @timeout(10.0, clock=clock)
     @retry(attempts=2, on=ConnectionError, backoff=1.0, clock=clock)
@@ -598,29 +576,30 @@ def test_current_call_in_sync_function_without_deadline() -> None:
     assert op() == (op.__qualname__, 1, None, None)
 
 
-async def test_current_call_is_innermost_pipeline(clock: FakeClock) -> None:
-    """A pipeline call nested in another reports its own operation, and the outer one after."""
+async def test_current_call_is_innermost_pipeline_and_per_call(clock: FakeClock) -> None:
+    """A nested pipeline call reports its own context; concurrent calls see their own deadlines."""
 
     @retry(attempts=1)
-    async def inner() -> str:
+    async def inner() -> tuple[str, float | None]:
+        await asyncio.sleep(0)
         call = current_call()
         assert call is not None
-        return call.operation
+        return call.operation, call.deadline
 
     @retry(attempts=1)
     async def outer() -> tuple[str, str, str]:
-        before = current_call()
-        got = await inner()
-        after = current_call()
+        before, (got, _), after = current_call(), await inner(), current_call()
         assert before is not None
         assert after is not None
         return before.operation, got, after.operation
 
     assert await outer() == (outer.__qualname__, inner.__qualname__, outer.__qualname__)
+    under = [timeout(s, clock=clock)(inner)() for s in (1.0, 2.0)]
+    assert [d for _, d in await asyncio.gather(*under, inner())] == [1.0, 2.0, None]
 
 
-async def test_deadline_reaches_undecorated_nested_calls_and_tasks(clock: FakeClock) -> None:
-    """A timeout's deadline is visible in plain nested calls and in tasks created inside."""
+async def test_deadline_reaches_nested_calls_tasks_threads_and_sync_code(clock: FakeClock) -> None:
+    """A timeout's deadline is visible in plain nested calls, created tasks, to_thread and sync code."""
 
     async def helper() -> float | None:
         return remaining()
@@ -628,94 +607,63 @@ async def test_deadline_reaches_undecorated_nested_calls_and_tasks(clock: FakeCl
     async with timeout(4.0, clock=clock):
         assert await helper() == 4.0
         assert await asyncio.create_task(helper()) == 4.0
+        assert await asyncio.to_thread(remaining) == 4.0
+        assert retry(attempts=1).call(remaining) == 4.0
     assert remaining() is None
 
 
-@pytest.mark.parametrize(("outer", "inner"), [(1.0, 10.0), (10.0, 1.0)])
+@pytest.mark.parametrize(("outer", "inner"), [(1.0, 10.0), (10.0, 1.0), (1.0, 1.0)])
 async def test_inner_timeout_never_extends_outer(outer: float, inner: float, clock: FakeClock) -> None:
     """Nested timeouts: the effective deadline is the earliest one, and expiry happens then."""
 
-    @timeout(inner, clock=clock)
+    @timeout(datetime.timedelta(seconds=inner), clock=clock)
     async def body() -> None:
         assert remaining() == min(outer, inner)
         await clock.sleep(100.0)
 
+    task = asyncio.current_task()
+    assert task is not None
     with pytest.raises(TimeoutExceededError):
-        async with timeout(outer, clock=clock):
-            await body()
+        await timeout(outer, clock=clock).call(body)
     assert clock.monotonic() == min(outer, inner)
+    assert task.cancelling() == 0
 
 
-async def test_remaining_never_negative(clock: FakeClock) -> None:
-    """Past the deadline `remaining()` is 0, not negative."""
-    seen: list[float | None] = []
-
-    async def body() -> None:
-        clock.advance(5.0)
-        seen.append(remaining())
-        await asyncio.sleep(0)
-
-    with pytest.raises(TimeoutExceededError):
-        await timeout(1.0, clock=clock).call(body)
-    assert seen == [0.0]
-
-
-async def test_timeout_accepts_timedelta(clock: FakeClock) -> None:
-    """`timeout(timedelta)` sets the same deadline as float seconds."""
-    async with timeout(datetime.timedelta(milliseconds=1500), clock=clock):
-        assert remaining() == 1.5
-
-
-@pytest.mark.parametrize("where", ["ambient", "own"])
+@pytest.mark.parametrize("where", ["ambient", "own", "sync-in-ambient"])
 async def test_retry_never_starts_wait_past_deadline(where: str, clock: FakeClock) -> None:
     """Retry gives up before a wait that would end past the deadline, re-raising the last error."""
     errors: list[ConnectionError] = []
 
-    async def body() -> None:
+    def body() -> None:
         errors.append(ConnectionError(len(errors)))
         raise errors[-1]
 
-    own = 2.5 if where == "own" else None
-    policy: Policy = retry(attempts=10, on=ConnectionError, backoff=1.0, deadline=own, clock=clock)
-    if where == "ambient":
-        policy = pipeline(timeout(2.5, clock=clock), policy)
+    async def abody() -> None:
+        body()
+
+    own = datetime.timedelta(seconds=2.5) if where == "own" else None
+    policy = retry(attempts=10, on=ConnectionError, backoff=1.0, deadline=own, clock=clock)
+
+    async def run() -> None:
+        if where == "own":
+            return await policy.call(abody)
+        async with timeout(2.5, clock=clock):
+            await policy.call(abody) if where == "ambient" else policy.call(body)
+
     with capture_events(RetriesExhausted) as events, pytest.raises(ConnectionError) as info:
-        await policy.call(body)
+        await run()
     assert info.value is errors[-1]
     assert len(errors) == 3
     assert clock.monotonic() == 2.0
     assert [e.reason for e in events if isinstance(e, RetriesExhausted)] == ["deadline"]
 
 
-def test_retry_sync_respects_own_deadline(clock: FakeClock) -> None:
-    """A sync retry with `deadline=` never starts a blocking wait past it."""
-    calls = 0
-
-    def body() -> None:
-        nonlocal calls
-        calls += 1
-        raise ConnectionError
-
-    with pytest.raises(ConnectionError):
-        retry(attempts=10, backoff=1.0, deadline=datetime.timedelta(seconds=1.5), clock=clock).call(body)
-    assert calls == 2
-    assert clock.monotonic() == 1.0
-
-
 async def test_bulkhead_queue_bounded_by_inherited_deadline(clock: FakeClock) -> None:
     """A task started inside a timeout waits in a full bulkhead's queue only until the deadline."""
     bh = bulkhead(1, max_queue=1, clock=clock)
-    hold = asyncio.Event()
-    ran: list[str] = []
-
-    async def body(tag: str) -> None:
-        ran.append(tag)
-        await hold.wait()
-
-    first = asyncio.ensure_future(bh.call(body, "first"))
-    await asyncio.sleep(0)
+    first = await running(bh)
     async with timeout(2.0, clock=clock):
-        waiter = asyncio.ensure_future(bh.call(body, "queued"))
+        waiter = asyncio.ensure_future(bh.call(asyncio.sleep, 0))
     await asyncio.sleep(0)
     assert bh.queued == 1
     clock.advance(1.9)
@@ -724,139 +672,164 @@ async def test_bulkhead_queue_bounded_by_inherited_deadline(clock: FakeClock) ->
     clock.advance(0.1)
     with pytest.raises(BulkheadFullError):
         await waiter
-    assert (ran, bh.queued) == (["first"], 0)
-    hold.set()
-    await first
-
-
-async def test_bulkhead_queue_under_enclosing_timeout_frees_place(clock: FakeClock) -> None:
-    """Queued under its own timeout, the call ends at the deadline and leaves the queue."""
-    bh = bulkhead(1, max_queue=1, clock=clock)
-    hold = asyncio.Event()
-    first = asyncio.ensure_future(bh.call(hold.wait))
-    await asyncio.sleep(0)
-    waiter = asyncio.ensure_future(pipeline(timeout(2.0, clock=clock), bh).call(hold.wait))
-    await asyncio.sleep(0)
-    await clock.sleep(2.0)
-    with pytest.raises((BulkheadFullError, TimeoutExceededError)):
-        await waiter
     assert bh.queued == 0
-    hold.set()
-    await first
-    assert bh.in_use == 0
+    await stop(first)
 
 
 async def test_bulkhead_rejects_at_once_when_deadline_already_passed(clock: FakeClock) -> None:
     """With no time left on the inherited deadline, a full bulkhead rejects instead of queueing."""
     bh = bulkhead(1, max_queue=5, clock=clock)
-    hold = asyncio.Event()
-    first = asyncio.ensure_future(bh.call(hold.wait))
-    await asyncio.sleep(0)
+    first = await running(bh)
     async with timeout(1.0, clock=clock):
         late = asyncio.ensure_future(bh.call(asyncio.sleep, 0))
     clock.advance(1.0)
     with pytest.raises(BulkheadFullError):
         await late
     assert bh.queued == 0
-    hold.set()
-    await first
+    await stop(first)
 
 
 # --- Sections 8 and 9: testing aids and exact points -------------------------------------
 
 
 async def test_fake_clock_sleep_is_instant_and_recorded() -> None:
-    """FakeClock.sleep advances virtual time at once."""
+    """FakeClock.sleep advances virtual time at once; advance() moves it without sleeping."""
     clock = FakeClock(start=5.0)
     await clock.sleep(3.0)
     clock.advance(2.0)
     assert clock.monotonic() == 10.0
 
 
-def test_capture_events_only_while_open() -> None:
-    """capture_events records default-bus events inside the block and none after it."""
-
-    @retry(attempts=1)
-    def ok() -> int:
-        return 1
-
+def test_capture_events_only_while_open_and_only_default_bus() -> None:
+    """capture_events records default-bus events inside the block, nothing after it or elsewhere."""
     with capture_events() as events:
-        ok()
-    count = len(events)
-    ok()
-    assert len(events) == count
-    assert [type(e) for e in events if isinstance(e, CallSucceeded)] == [CallSucceeded]
+        retry(attempts=1).call(lambda: 1)
+        retry(attempts=1, bus=EventBus()).call(lambda: 1)
+    retry(attempts=1).call(lambda: 1)
+    assert [type(e) for e in events] == [CallSucceeded]
     assert all(isinstance(e, Event) for e in events)
 
 
-def test_capture_events_ignores_other_buses() -> None:
-    """Events emitted on a private bus are not captured from the default bus."""
-    with capture_events() as events:
-        retry(attempts=1, bus=EventBus()).call(lambda: 1)
-    assert events == []
+def test_set_testing_is_a_global_restoring_context_manager() -> None:
+    """set_testing(True) skips waits (in other threads too); the previous mode is restored after."""
+    clock, sleeps = FakeClock(), []
 
+    def load() -> None:
+        calls = [ConnectionError(), None]
 
-def test_set_testing_is_a_restoring_context_manager() -> None:
-    """set_testing(True) skips waits inside the block; the previous mode is restored after."""
-    clock = FakeClock()
-    answers: list[object] = [ConnectionError(), "ok"]
+        def body() -> None:
+            if (answer := calls.pop(0)) is not None:
+                raise answer
 
-    def load() -> object:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+        retry(attempts=2, backoff=7.0, clock=clock).call(body)
 
     with set_testing(True):
         with set_testing(False):
             pass
-        assert retry(attempts=2, backoff=7.0, clock=clock).call(load) == "ok"
-    assert clock.monotonic() == 0.0
-    answers[:] = [ConnectionError(), "ok"]
-    assert retry(attempts=2, backoff=7.0, clock=clock).call(load) == "ok"
+        load()
+        worker = threading.Thread(target=load)
+        worker.start()
+        worker.join()
+        sleeps.append(clock.monotonic())
+    load()
+    assert sleeps == [0.0]
     assert clock.monotonic() == 7.0
 
 
-def test_set_testing_exported_from_both_modules() -> None:
-    """`resilient.set_testing` and `resilient.testing.set_testing` are the same switch."""
+def test_exact_point_importable_names_and_typed_attributes() -> None:
+    """CircuitState, EventBus and set_testing live where documented; attributes have their types."""
     assert resilient.set_testing is set_testing
-
-
-def test_exact_point_importable_names() -> None:
-    """CircuitState and EventBus are importable from resilient; the bus from resilient.events."""
     assert resilient.EventBus is EventBus
     assert resilient.CircuitState is CircuitState
+    breaker = circuit_breaker(failure_threshold=1, name="db")
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(fail)
+    assert assert_type(info.value.name, str | None) == "db"
+    assert isinstance(assert_type(info.value.retry_after, float | None), float)
+    assert assert_type(TimeoutExceededError(1.5).seconds, float) == 1.5
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_event_policy_strings(kind: str, clock: FakeClock) -> None:
-    """`.kind` names and the pipeline's outcome events use the documented strings."""
-    policy = make(kind, clock)
-    assert policy.kind == kind
-    with capture_events(CallSucceeded, CallFailed) as events:
-        asyncio.run(policy.call(asyncio.sleep, 0, "ok"))
-    assert [e.policy for e in events] == ["pipeline"]
+async def test_each_policy_emits_its_policy_string(clock: FakeClock) -> None:
+    """Every decision event carries the policy string of the policy that made it."""
+
+    async def lookup() -> int:
+        raise ConnectionError
+
+    bh = bulkhead(1, clock=clock)
+    with capture_events() as events:
+        with pytest.raises(ConnectionError):
+            await retry(attempts=2, backoff=0.0, clock=clock).call(afail)
+        with pytest.raises(TimeoutExceededError):
+            await timeout(1.0, clock=clock).call(clock.sleep, 5.0)
+        breaker = circuit_breaker(failure_threshold=1, clock=clock)
+        with pytest.raises(ConnectionError):
+            await breaker.call(afail)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(afail)
+        holder = await running(bh)
+        with pytest.raises(BulkheadFullError):
+            await bh.call(afail)
+        assert await fallback(1).call(lookup) == 1
+    await stop(holder)
+    kinds = {type(e).__name__: e.policy for e in events}
+    assert kinds == {
+        "RetryScheduled": "retry",
+        "RetriesExhausted": "retry",
+        "TimeoutElapsed": "timeout",
+        "CircuitOpened": "circuit_breaker",
+        "CircuitRejected": "circuit_breaker",
+        "BulkheadRejected": "bulkhead",
+        "FallbackUsed": "fallback",
+        "CallFailed": "pipeline",
+        "CallSucceeded": "pipeline",
+    }
+
+
+def test_full_jitter_bounds() -> None:
+    """The k-th full-jitter wait is uniform in [0, min(max_delay, initial * multiplier ** (k - 1))]."""
+    strategy = resilient.backoff.exponential(initial=1.0, multiplier=2.0, max_delay=5.0, jitter="full")
+    clock = FakeClock()
+    policy = retry(attempts=5, backoff=strategy, clock=clock)
+    waits: list[list[float]] = []
+    for _ in range(300):
+        clock.sleeps.clear()
+        with pytest.raises(ConnectionError):
+            policy.call(fail)
+        waits.append(list(clock.sleeps))
+    for k, bound in enumerate([1.0, 2.0, 4.0, 5.0]):
+        column = [w[k] for w in waits]
+        assert all(0.0 <= x <= bound for x in column)
+        assert max(column) > 0.8 * bound
+        assert min(column) < 0.2 * bound
 
 
 @pytest.mark.parametrize("seconds", [1.0, 2.0])
 async def test_every_expiry_is_fresh_and_restores_cancelling(seconds: float, clock: FakeClock) -> None:
     """Each expiry raises a new TimeoutExceededError and leaves cancelling() unchanged."""
-    policy = timeout(seconds, clock=clock)
-    task = asyncio.current_task()
+    policy, task = timeout(seconds, clock=clock), asyncio.current_task()
     assert task is not None
-    before = task.cancelling()
     errors: list[TimeoutExceededError] = []
     for _ in range(2):
-        try:
+        with pytest.raises(TimeoutExceededError) as info:
             await policy.call(clock.sleep, 100.0)
-        except TimeoutExceededError as exc:
-            errors.append(exc)
-    assert len(errors) == 2
+        errors.append(info.value)
     assert errors[0] is not errors[1]
     assert isinstance(errors[0].__cause__, asyncio.CancelledError)
     assert errors[0].seconds == seconds
     assert isinstance(errors[0], TimeoutError)
-    assert task.cancelling() == before
+    assert task.cancelling() == 0
+
+
+async def test_retried_timeouts_restore_cancelling(clock: FakeClock) -> None:
+    """A retry that absorbs per-attempt timeouts leaves cancelling() at 0 for later stdlib timeouts."""
+    p = pipeline(retry(attempts=3, on=TimeoutError, backoff=0.0, clock=clock), timeout(1.0, clock=clock))
+    with pytest.raises(TimeoutExceededError):
+        await p.call(clock.sleep, 5.0)
+    task = asyncio.current_task()
+    assert task is not None
+    assert (task.cancelling(), clock.monotonic()) == (0, 3.0)
 
 
 async def test_timeout_inside_breaker_counts_as_failure(clock: FakeClock) -> None:
@@ -867,56 +840,59 @@ async def test_timeout_inside_breaker_counts_as_failure(clock: FakeClock) -> Non
     assert breaker.state is CircuitState.OPEN
 
 
+@pytest.mark.parametrize("param", ["failure_rate", "slow_call_rate"])
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.01, float("nan"), float("inf")])
+def test_rates_are_fractions_in_half_open_unit_interval(param: str, value: float) -> None:
+    """failure_rate and slow_call_rate outside (0, 1] are rejected, naming the parameter."""
+    extra = {"slow_call_duration": 1.0} if param == "slow_call_rate" else {}
+    with pytest.raises(ValueError, match=param):
+        circuit_breaker(**{"failure_rate": 0.5, **extra, param: value})  # type: ignore[arg-type]
+    circuit_breaker(**{"failure_rate": 0.5, **extra, param: 1.0})  # type: ignore[arg-type]
+
+
+def test_rate_threshold_is_inclusive_over_last_window_calls(clock: FakeClock) -> None:
+    """With window=2, rate 1.0: F, S, F stays closed (last two = S, F); one more F opens (>=)."""
+    breaker = circuit_breaker(failure_rate=1.0, window=2, minimum_calls=2, clock=clock)
+    for fn in (fail, lambda: None, fail):
+        try:
+            breaker.call(fn)
+        except ConnectionError:
+            pass
+    assert breaker.state is CircuitState.CLOSED
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    assert state_of(breaker) is CircuitState.OPEN
+
+
+def test_ignored_half_open_probe_leaves_half_open(clock: FakeClock) -> None:
+    """A half-open probe raising an `ignore`d exception leaves it HALF_OPEN and frees the permit."""
+    breaker = circuit_breaker(failure_threshold=1, recovery_timeout=1.0, ignore=KeyError, clock=clock)
+    with pytest.raises(ConnectionError):
+        breaker.call(fail)
+    clock.advance(1.0)
+    with pytest.raises(KeyError):
+        breaker.call(dict[str, int]().__getitem__, "x")
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.call(lambda: "ok") == "ok"
+    assert state_of(breaker) is CircuitState.CLOSED
+
+
 async def test_closed_breaker_never_serialises(clock: FakeClock) -> None:
     """Two calls can be inside a CLOSED breaker at the same time."""
-    breaker = circuit_breaker(clock=clock)
-    inside, both = 0, asyncio.Event()
+    breaker, inside, both = circuit_breaker(clock=clock), [], asyncio.Event()
 
     async def body() -> None:
-        nonlocal inside
-        inside += 1
-        if inside == 2:
+        inside.append(1)
+        if len(inside) == 2:
             both.set()
         await both.wait()
 
     await asyncio.wait_for(asyncio.gather(breaker.call(body), breaker.call(body)), 1.0)
 
 
-def test_sync_breaker_and_bulkhead_are_thread_safe() -> None:
-    """Many threads through one sync bulkhead never exceed its limit and leave it empty."""
-    bh = bulkhead(2, max_queue=100)
-    breaker = circuit_breaker(failure_threshold=1000)
-    active, peak, lock = 0, 0, threading.Lock()
-
-    @breaker
-    @bh
-    def work() -> None:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        with lock:
-            active -= 1
-
-    threads = [threading.Thread(target=lambda: [work() for _ in range(50)]) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert peak <= 2
-    assert (bh.in_use, bh.queued) == (0, 0)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_clock_accepted_everywhere(kind: str, clock: FakeClock) -> None:
-    """`clock=` accepts a FakeClock on every policy and the pipeline factory."""
-    assert make(kind, clock) is not None
-
-
 def test_subscribe_accepts_sync_and_async_handlers() -> None:
     """Sync handlers run inline; async handlers run as tasks the bus drains."""
-    bus = EventBus()
-    got: list[str] = []
+    bus, got = EventBus(), []
 
     def sync_handler(event: Event) -> None:
         got.append("sync")
@@ -935,19 +911,3 @@ def test_subscribe_accepts_sync_and_async_handlers() -> None:
         assert got == ["sync", "async"]
 
     asyncio.run(main())
-
-
-def test_typed_error_attributes() -> None:
-    """Rejection errors carry `.name` and `.retry_after` with the documented types."""
-    bh = bulkhead(1, name="db")
-    holder: list[Callable[[], Any]] = []
-
-    @bh
-    def inner() -> None:
-        with pytest.raises(BulkheadFullError) as info:
-            bh.call(lambda: None)
-        holder.append(lambda: info.value)
-
-    inner()
-    err = holder[0]()
-    assert (err.name, err.retry_after) == ("db", None)
