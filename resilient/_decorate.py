@@ -40,6 +40,12 @@ class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
             return self._self_wrapper(target.__func__, (target.__self__, *args), kwargs)
         return self._self_wrapper(target, args, kwargs)
 
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
+
     @property
     def __wrapped__(self) -> Any:
         # Like a bound method of a functools.wraps wrapper: the original
@@ -62,6 +68,13 @@ class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self._self_wrapper(self.__wrapped__, args, kwargs)
+
+    def __copy__(self) -> Any:
+        # Like a function: copies are the object itself (wrapt's proxy refuses).
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return self
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # Like a plain function: pickled (and copied) by reference to its

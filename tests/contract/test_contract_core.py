@@ -354,9 +354,6 @@ def test_module_level_policies_work_across_event_loops() -> None:
     assert bh.in_use == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: copy.copy/deepcopy of a decorated function raise NotImplementedError"
-)
 def test_decorated_function_is_copyable() -> None:
     """Like a plain function (and a functools.wraps wrapper), a decorated one survives copy/deepcopy."""
     guarded = retry()(fail)
