@@ -8,8 +8,6 @@ from typing import Any, cast
 
 import wrapt
 
-from ._context import CallContext
-from ._events import subscriptions_version
 from ._introspect import kind_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, Policy
 
@@ -59,15 +57,12 @@ class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
     __bound_function_wrapper__ = _BoundWrapper
     __resilient_wrapper__ = True
 
-    def __init__(self, wrapped: Any, pipeline: Pipeline, is_async: bool) -> None:
-        target = unwrap_descriptor(wrapped)
-        runner = pipeline.runner(is_async, qualname(target))
-        super().__init__(wrapped, runner)
+    def __init__(self, wrapped: Any, pipeline: Pipeline, is_async: bool, run: Callable[..., Any]) -> None:
+        # `run` serves the bound form (classmethods, staticmethods); each
+        # function's own subclass supplies __call__ (see _make_wrapper).
+        super().__init__(wrapped, run)
         self._self_pipeline = pipeline
         self._self_is_async = is_async
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self._self_wrapper(self.__wrapped__, args, kwargs)
 
     def __copy__(self) -> Any:
         # Like a function: copies are the object itself (wrapt's proxy refuses).
@@ -94,25 +89,8 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
     Returns:
         The wrapper.
     """
-    operation = qualname(unwrap_descriptor(wrapped))
-    pipeline.runner(is_async, operation)
-    parts = pipeline._parts[(is_async, operation)]
-    observed = parts.observed
-    static = parts.static
-    chain = parts.chain
-    seen = parts.seen
-    refresh = parts.refresh
-    version = subscriptions_version
-    context = CallContext
-
-    def __call__(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if seen[0] != version[0]:
-            refresh()
-        if seen[1]:
-            return observed(context(operation, pipeline), wrapped, args, kwargs)
-        return chain(static, wrapped, args, kwargs)
-
-    namespace: dict[str, Any] = {"__slots__": (), "__call__": __call__}
+    parts = pipeline.parts(is_async, qualname(unwrap_descriptor(wrapped)))
+    namespace: dict[str, Any] = {"__slots__": (), "__call__": parts.caller(wrapped)}
     if isinstance(wrapped, types.FunctionType):
         method_type = types.MethodType
 
@@ -123,7 +101,7 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
 
         namespace["__get__"] = __get__
     cls = type("_Wrapper", (_Wrapper,), namespace)
-    return cls(wrapped, pipeline, is_async)  # type: ignore[no-any-return]
+    return cls(wrapped, pipeline, is_async, parts.run)  # type: ignore[no-any-return]
 
 
 def _merge(outer: Policy, inner: Pipeline) -> Pipeline:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._introspect import is_async_callable
+
 if TYPE_CHECKING:
     from ._state import CircuitState
 
@@ -249,9 +251,7 @@ class _Sub:
     def __init__(self, handler: Handler, types: tuple[type[Event], ...]) -> None:
         self.handler = handler
         self.types = types
-        self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)  # noqa: B004 (an object with `async def __call__`)
-        )
+        self.is_async = is_async_callable(handler)
 
 
 class Subscription:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from ._clock import Clock
 from ._context import CallContext
 from ._events import Event, EventBus, FallbackUsed
+from ._introspect import is_async_callable
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import ExceptionSpec, check_bus, check_clock, check_name, make_matcher
 
@@ -32,11 +33,7 @@ class Fallback(Policy):
     ) -> None:
         self.default = default
         self._is_handler = callable(default)
-        self._async_handler = self._is_handler and (
-            inspect.iscoroutinefunction(default)
-            # An object whose class defines `async def __call__`.
-            or inspect.iscoroutinefunction(inspect.getattr_static(type(default), "__call__", None))
-        )
+        self._async_handler = self._is_handler and is_async_callable(default)
         self._match = make_matcher("on", on)
         self.on = on
         self.name = check_name(name)

@@ -7,7 +7,7 @@ import inspect
 import types
 from typing import Any
 
-__all__ = ["kind_of", "qualname", "unwrap_descriptor"]
+__all__ = ["is_async_callable", "kind_of", "qualname", "unwrap_descriptor"]
 
 
 def qualname(fn: object) -> str:
@@ -24,6 +24,15 @@ def unwrap_descriptor(fn: object) -> object:
     if isinstance(fn, (classmethod, staticmethod)):
         return fn.__func__
     return fn
+
+
+def is_async_callable(fn: object) -> bool:
+    """True for a coroutine function, a partial of one, or an object with ``async def __call__``."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(type(fn), "__call__", None))
 
 
 def kind_of(fn: object) -> bool:

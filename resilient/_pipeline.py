@@ -198,7 +198,6 @@ class Pipeline(Policy):
                     break
         self._async_chain: AsyncLayer | None = None
         self._sync_chain: SyncLayer | None = None
-        self._runners: dict[tuple[bool, str], Callable[[Callable[..., Any], Args, Kwargs], Any]] = {}
         self._parts: dict[tuple[bool, str], _Parts] = {}
 
     @property
@@ -289,28 +288,15 @@ class Pipeline(Policy):
         Returns:
             The runner.
         """
+        return self.parts(is_async, operation).run
+
+    def parts(self, is_async: bool, operation: str) -> _Parts:
+        """The runner of *operation* and what it is built from (made once, then cached)."""
         key = (is_async, operation)
-        found = self._runners.get(key)
-        if found is not None:
-            return found
-        parts = self._parts[key] = _Parts(self, is_async, operation)
-        observed = parts.observed
-        static = parts.static
-        chain = parts.chain
-        seen = parts.seen
-        version = subscriptions_version
-        refresh = parts.refresh
-        me = self
-
-        def run(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            if seen[0] != version[0]:
-                refresh()
-            if seen[1]:
-                return observed(CallContext(operation, me), fn, args, kwargs)
-            return chain(static, fn, args, kwargs)
-
-        self._runners[key] = run
-        return run
+        found = self._parts.get(key)
+        if found is None:
+            found = self._parts[key] = _Parts(self, is_async, operation)
+        return found
 
     @overload
     def call(
@@ -340,12 +326,13 @@ class Pipeline(Policy):
 
 
 class _Parts:
-    """What the runner of one operation needs: the chain, the contexts, the observer."""
+    """The runner of one operation and what it is built from: the chain, the contexts, the observer."""
 
-    __slots__ = ("chain", "observed", "pipeline", "seen", "static")
+    __slots__ = ("chain", "observed", "operation", "pipeline", "run", "seen", "static")
 
     def __init__(self, pipeline: Pipeline, is_async: bool, operation: str) -> None:
         self.pipeline = pipeline
+        self.operation = operation
         chain = self.chain = pipeline._chain(is_async)
         self.static = CallContext(operation, pipeline, shared=True)
         # [subscriptions version last checked, observed then]; observed until checked.
@@ -410,6 +397,44 @@ class _Parts:
         if not pipeline.policies:
             # No policy layer's frame would carry the context: always observe.
             self.seen[0] = None
+        self.run = self.caller(None)
+
+    def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
+        """The function that runs a call: ``run(fn, args, kwargs)``, or, given
+        *wrapped*, a wrapper's ``__call__(self, *args, **kwargs)`` for it.
+
+        The two differ only in where the function comes from; the wrapper's
+        form closes over it so its call path reads no attribute at all.
+        """
+        observed = self.observed
+        static = self.static
+        chain = self.chain
+        seen = self.seen
+        refresh = self.refresh
+        version = subscriptions_version
+        operation = self.operation
+        pipeline = self.pipeline
+        context = CallContext
+
+        if wrapped is None:
+
+            def run(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                if seen[0] != version[0]:
+                    refresh()
+                if seen[1]:
+                    return observed(context(operation, pipeline), fn, args, kwargs)
+                return chain(static, fn, args, kwargs)
+
+            return run
+
+        def __call__(_: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if seen[0] != version[0]:
+                refresh()
+            if seen[1]:
+                return observed(context(operation, pipeline), wrapped, args, kwargs)
+            return chain(static, wrapped, args, kwargs)
+
+        return __call__
 
     def refresh(self) -> None:
         """Re-check whether anyone observes these calls (subscriptions changed)."""
