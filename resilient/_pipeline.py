@@ -400,11 +400,17 @@ class _Parts:
         self.run = self.caller(None)
 
     def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
-        """The function that runs a call: ``run(fn, args, kwargs)``, or, given
-        *wrapped*, a wrapper's ``__call__(self, *args, **kwargs)`` for it.
+        """Build the function that runs a call of this operation.
 
-        The two differ only in where the function comes from; the wrapper's
-        form closes over it so its call path reads no attribute at all.
+        The two forms differ only in where the function comes from; the
+        wrapper's form closes over it so its call path reads no attribute.
+
+        Args:
+            wrapped: None for ``run(fn, args, kwargs)``; a function for the
+                ``__call__(self, *args, **kwargs)`` of its wrapper.
+
+        Returns:
+            The runner.
         """
         observed = self.observed
         static = self.static
