@@ -1,0 +1,213 @@
+"""The event classes: frozen, slotted dataclasses named in the past tense.
+
+Every event has ``policy``, ``name``, ``operation`` and ``time``; each
+subclass adds what its policy knows. :mod:`resilient._events` holds the bus
+that delivers them; :mod:`resilient.events` is the public face of both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._state import CircuitState
+
+__all__ = [
+    "BackendDegraded",
+    "BackendRecovered",
+    "BulkheadRejected",
+    "CallFailed",
+    "CallRejected",
+    "CallSucceeded",
+    "CircuitClosed",
+    "CircuitHalfOpened",
+    "CircuitIsolated",
+    "CircuitOpened",
+    "CircuitRejected",
+    "CircuitStateChanged",
+    "Event",
+    "FallbackUsed",
+    "RetriesExhausted",
+    "RetryScheduled",
+    "TimeoutElapsed",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event.
+
+    Attributes:
+        policy: The kind of policy that emitted it: ``"retry"``,
+            ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
+            ``"fallback"`` or ``"pipeline"``.
+        name: The emitting policy's ``name``, or None.
+        operation: Qualified name of the protected function, or None when
+            the policy was used as a context manager.
+        time: The emitting policy's clock reading (monotonic seconds).
+    """
+
+    policy: str
+    name: str | None
+    operation: str | None
+    time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(Event):
+    """A retry will happen after *delay* seconds.
+
+    Attributes:
+        attempt: The attempt that just failed (1-based).
+        delay: Seconds the retry waits before the next attempt.
+        exception: The exception that triggered the retry, or None.
+        result: The result that triggered the retry (``on_result``), or None.
+    """
+
+    attempt: int
+    delay: float
+    exception: BaseException | None = None
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetriesExhausted(Event):
+    """Retry gave up; the last exception (or result) goes to the caller.
+
+    Attributes:
+        attempts: Attempts made.
+        exception: The last exception, or None if the last result was retried.
+        reason: ``"attempts"``, ``"deadline"``, ``"retry_after"`` or ``"budget"``.
+    """
+
+    attempts: int
+    exception: BaseException | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutElapsed(Event):
+    """A timeout expired.
+
+    Attributes:
+        seconds: The timeout that expired.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStateChanged(Event):
+    """A circuit breaker moved from *previous* to *state*.
+
+    Attributes:
+        previous: The state before the transition.
+        state: The state after it.
+    """
+
+    previous: CircuitState
+    state: CircuitState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitOpened(CircuitStateChanged):
+    """The breaker opened: calls are rejected until the recovery timeout."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitHalfOpened(CircuitStateChanged):
+    """The breaker admits probes to test the dependency."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitClosed(CircuitStateChanged):
+    """The breaker closed: calls flow normally."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitIsolated(CircuitStateChanged):
+    """The breaker was held open by ``isolate()`` until ``reset()``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(Event):
+    """A policy rejected a call without calling the function.
+
+    Attributes:
+        retry_after: Seconds after which a call may be admitted, or None.
+    """
+
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitRejected(CallRejected):
+    """An open (or saturated half-open) circuit breaker rejected a call."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkheadRejected(CallRejected):
+    """A full bulkhead rejected a call, or its queue wait ran out."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackUsed(Event):
+    """A fallback replaced a failure with its default.
+
+    Attributes:
+        exception: The failure that was replaced.
+    """
+
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSucceeded(Event):
+    """An outer pipeline call returned (once per call, not per attempt).
+
+    Attributes:
+        duration: Seconds from the call's start to its return.
+    """
+
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFailed(Event):
+    """An outer pipeline call raised (once per call, not per attempt).
+
+    Cancellation and other control-flow exceptions are not failures and emit
+    nothing.
+
+    Attributes:
+        duration: Seconds from the call's start to the raise.
+        exception: What the caller receives.
+    """
+
+    duration: float
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendDegraded(Event):
+    """A shared state backend stopped answering; the policy runs on local state.
+
+    Attributes:
+        backend: A short description of the backend.
+        exception: What the backend raised (or the timeout that hit it).
+    """
+
+    backend: str
+    exception: BaseException | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendRecovered(Event):
+    """A shared state backend answers again; the policy uses shared state.
+
+    Attributes:
+        backend: A short description of the backend.
+    """
+
+    backend: str
