@@ -1,4 +1,14 @@
-"""Decorating: the one wrapper a decorated function gets, and folding stacks into it."""
+"""Decorating: the one wrapper a decorated function gets, and folding stacks into it.
+
+Decorating is cheap and builds nothing per function but the wrapper: every
+wrapper is an instance of one of a few shared classes, holding its pipeline
+and async-ness in slots. Its first call builds what calls run (the
+pipeline's folded layers, the operation's runner) and switches the wrapper,
+in place, to the matching *ready* class, whose ``__call__`` is the slot the
+runner was stored in. A ready wrapper's call therefore reads no wrapt proxy
+attribute (about 90 ns each): Python finds ``__call__`` on the type, gets the
+slot's value with one C-level read and calls it with the caller's arguments.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +19,43 @@ from typing import Any, cast
 import wrapt
 
 from ._introspect import kind_of, qualname, unwrap_descriptor
-from ._pipeline import Pipeline, Policy
+from ._pipeline import Pipeline, Policy, _Parts, is_pipeline
 
 __all__ = ["decorate", "pipeline_of"]
 
 
 # wrapt's stubs type the wrapper callback as (wrapped, instance, args, kwargs);
-# ours overrides __call__ to pass (fn, args, kwargs) to the pipeline runner, so
-# the bases are seen as Any.
+# ours override __call__, so the bases are seen as Any.
 _FunctionWrapperBase: Any = wrapt.FunctionWrapper
 _BoundFunctionWrapperBase: Any = wrapt.BoundFunctionWrapper
-
 
 # The proxy's own slot for the wrapped object (for a bound wrapper: the bound
 # method); `__wrapped__` is overridden below to show the original function.
 _object_proxy: Any = wrapt.ObjectProxy
 _bound_target: Callable[[Any], Any] = _object_proxy.__wrapped__.__get__
+# A bound wrapper's parent (the decorated function's wrapper), read in C
+# rather than through the proxy's attribute lookup.
+_bound_parent: Callable[[Any], Any] = _FunctionWrapperBase._self_parent.__get__
+# `obj.__class__ = cls` on a proxy would set the wrapped object's class.
+_set_class: Callable[[Any, type], None] = vars(object)["__class__"].__set__
+
+
+def _never_called(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:  # pragma: no cover
+    # wrapt's wrapper callback: every wrapper class here overrides __call__.
+    raise AssertionError("resilient wrappers run their own __call__")
 
 
 class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         target = _bound_target(self)
+        run = _run_of(_bound_parent(self))
         if type(target) is types.MethodType:
             # A classmethod bound to its class: the pipeline sees the function
             # and the class as its first argument, as it sees `self` for a
             # method, so handlers get the same arguments whatever the
             # decorator order.
-            return self._self_wrapper(target.__func__, (target.__self__, *args), kwargs)
-        return self._self_wrapper(target, args, kwargs)
+            return run(target.__func__, (target.__self__, *args), kwargs)
+        return run(target, args, kwargs)
 
     def __copy__(self) -> Any:
         return self
@@ -52,17 +71,24 @@ class _BoundWrapper(_BoundFunctionWrapperBase):  # type: ignore[misc]
 
 
 class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
-    """The single wrapper around a decorated function."""
+    """The single wrapper around a decorated function, before its first call."""
 
+    # _self_call: the operation's runner called as the wrapper, (*args, **kwargs);
+    # _self_run: the same as run(fn, args, kwargs), for the bound forms.
+    # Both stay None until the first call.
+    __slots__ = ("_self_call", "_self_is_async", "_self_pipeline", "_self_run")
     __bound_function_wrapper__ = _BoundWrapper
     __resilient_wrapper__ = True
 
-    def __init__(self, wrapped: Any, pipeline: Pipeline, is_async: bool, run: Callable[..., Any]) -> None:
-        # `run` serves the bound form (classmethods, staticmethods); each
-        # function's own subclass supplies __call__ (see _make_wrapper).
-        super().__init__(wrapped, run)
+    def __init__(self, wrapped: Any, pipeline: Pipeline, is_async: bool) -> None:
+        super().__init__(wrapped, _never_called)
         self._self_pipeline = pipeline
         self._self_is_async = is_async
+        self._self_call = None
+        self._self_run = None
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return _ready(self)(*args, **kwargs)
 
     def __copy__(self) -> Any:
         # Like a function: copies are the object itself (wrapt's proxy refuses).
@@ -77,37 +103,89 @@ class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
         return self.__qualname__
 
 
-def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
-    """Build the one wrapper of *wrapped*: an instance of a subclass of its own.
+class _FunctionWrapper(_Wrapper):
+    """The wrapper of a plain function: binds like one, with ``MethodType``.
 
-    Reading an attribute of a wrapt proxy costs about 90 ns, so the call path
-    reads none: ``__call__`` closes over the runner's parts. A plain function
-    (a method, in a class body) binds like a function, with ``MethodType``,
-    instead of through wrapt's costlier bound proxy; classmethods and
-    staticmethods keep wrapt's binding.
-
-    Returns:
-        The wrapper.
+    Cheaper than wrapt's bound-function proxy; classmethods and
+    staticmethods keep wrapt's binding (``_Wrapper``).
     """
-    parts = pipeline.parts(is_async, qualname(unwrap_descriptor(wrapped)))
-    namespace: dict[str, Any] = {"__slots__": (), "__call__": parts.caller(wrapped)}
+
+    __slots__ = ()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+
+# The slots' descriptors: C-level reads and writes, past the proxy's attribute hooks.
+_CALL_SLOT: Any = vars(_Wrapper)["_self_call"]
+_RUN_SLOT: Any = vars(_Wrapper)["_self_run"]
+_get_call: Callable[[Any], Any] = _CALL_SLOT.__get__
+_set_call: Callable[[Any, Any], None] = _CALL_SLOT.__set__
+_get_run: Callable[[Any], Any] = _RUN_SLOT.__get__
+_set_run: Callable[[Any, Any], None] = _RUN_SLOT.__set__
+
+
+class _ReadyWrapper(_Wrapper):
+    __slots__ = ()
+    # Python looks `__call__` up on the type, finds the slot's descriptor and
+    # calls the slot's value: the runner, with no frame of ours in between.
+    __call__ = _CALL_SLOT
+
+
+class _ReadyFunctionWrapper(_FunctionWrapper):
+    __slots__ = ()
+    __call__ = _CALL_SLOT
+
+
+_READY: dict[type, type] = {_Wrapper: _ReadyWrapper, _FunctionWrapper: _ReadyFunctionWrapper}
+
+
+def _build(wrapper: _Wrapper) -> None:
+    """Build *wrapper*'s runners and switch it to its ready class (its first call).
+
+    Threads racing here each build equivalent runners; whichever is stored
+    last serves the calls after.
+    """
+    wrapped = wrapper.__wrapped__
+    parts = _Parts(wrapper._self_pipeline, wrapper._self_is_async, qualname(unwrap_descriptor(wrapped)))
+    _set_run(wrapper, parts.run)
+    _set_call(wrapper, parts.caller(wrapped))
+    ready = _READY.get(type(wrapper))
+    if ready is not None:
+        _set_class(wrapper, ready)
+
+
+def _ready(wrapper: _Wrapper) -> Callable[..., Any]:
+    """The ``(*args, **kwargs)`` runner of *wrapper*, built on first use."""
+    call = _get_call(wrapper)
+    if call is None:
+        _build(wrapper)
+        call = _get_call(wrapper)
+    return cast(Callable[..., Any], call)
+
+
+def _run_of(wrapper: _Wrapper) -> Callable[..., Any]:
+    """The ``run(fn, args, kwargs)`` runner of *wrapper*, built on first use."""
+    run = _get_run(wrapper)
+    if run is None:
+        _build(wrapper)
+        run = _get_run(wrapper)
+    return cast(Callable[..., Any], run)
+
+
+def _wrap(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
+    """The one wrapper of *wrapped*: nothing is built until its first call."""
     if isinstance(wrapped, types.FunctionType):
-        method_type = types.MethodType
-
-        def __get__(self: Any, instance: Any, owner: Any = None) -> Any:
-            if instance is None:
-                return self
-            return method_type(self, instance)
-
-        namespace["__get__"] = __get__
-    cls = type("_Wrapper", (_Wrapper,), namespace)
-    return cls(wrapped, pipeline, is_async, parts.run)  # type: ignore[no-any-return]
+        return _FunctionWrapper(wrapped, pipeline, is_async)
+    return _Wrapper(wrapped, pipeline, is_async)
 
 
 def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
     """The pipeline of *outer* stacked on a function already guarded by *inner*."""
     policies = (*outer.policies, *inner.policies)
-    template = outer if isinstance(outer, Pipeline) else inner
+    template = outer if is_pipeline(outer) else inner
     return Pipeline(
         *policies,
         name=template.name if template.name is not None else (inner.name if template is outer else None),
@@ -129,12 +207,12 @@ def decorate(policy: Policy, fn: Any) -> Any:
         is_async: bool = fn._self_is_async
         if not is_async:
             merged.check_sync(fn.__wrapped__)
-        return _make_wrapper(fn.__wrapped__, merged, is_async)
+        return _wrap(fn.__wrapped__, merged, is_async)
     is_async = kind_of(fn)
-    pipe = policy if isinstance(policy, Pipeline) else Pipeline(policy)
+    pipe = policy if is_pipeline(policy) else Pipeline(policy)
     if not is_async:
         pipe.check_sync(unwrap_descriptor(fn))
-    return _make_wrapper(fn, pipe, is_async)
+    return _wrap(fn, pipe, is_async)
 
 
 def pipeline_of(fn: object) -> Pipeline:
