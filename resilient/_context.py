@@ -15,7 +15,6 @@ apart).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from contextvars import ContextVar
 from types import CodeType, FrameType
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING
 from ._clock import Clock
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._pipeline import Pipeline
 
 __all__ = ["CallContext", "current_call", "remaining"]

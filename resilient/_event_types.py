@@ -7,11 +7,14 @@ that delivers them; :mod:`resilient.events` is the public face of both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+
     from ._state import CircuitState
+else:
+    from ._dataclass import dataclass  # the same classes, cheaper to import
 
 __all__ = [
     "BackendDegraded",

@@ -7,14 +7,12 @@ allocates nothing.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._event_types import (
     BackendDegraded,
@@ -36,6 +34,14 @@ from ._event_types import (
     TimeoutElapsed,
 )
 from ._introspect import is_async_callable
+from ._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
+    logging = LazyModule("logging", globals())  # only a failing handler needs it
 
 __all__ = [
     "BackendDegraded",
@@ -63,7 +69,9 @@ __all__ = [
     "subscribe",
 ]
 
-logger = logging.getLogger("resilient")
+
+def _logger() -> logging.Logger:
+    return logging.getLogger("resilient")
 
 
 # A sync handler's return value is ignored (unless it is awaitable), so any
@@ -213,7 +221,7 @@ class EventBus:
             try:
                 result = sub.handler(event)
             except Exception:
-                logger.exception("resilient event handler %r failed on %r", sub.handler, event)
+                _logger().exception("resilient event handler %r failed on %r", sub.handler, event)
                 continue
             if result is not None and inspect.isawaitable(result):
                 self._track(result, sub)
@@ -235,7 +243,7 @@ class EventBus:
             close = getattr(awaitable, "close", None)
             if close is not None:
                 close()
-            logger.error("resilient event handler %r returned an awaitable outside a loop", sub.handler)
+            _logger().error("resilient event handler %r returned an awaitable outside a loop", sub.handler)
             return
         self._tasks.add(fut)
         fut.add_done_callback(self._done)
@@ -250,7 +258,7 @@ class EventBus:
             return
         exc = fut.exception()
         if exc is not None:
-            logger.error("resilient async event handler failed", exc_info=exc)
+            _logger().error("resilient async event handler failed", exc_info=exc)
 
     @property
     def pending(self) -> int:
