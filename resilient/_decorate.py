@@ -83,7 +83,9 @@ def pipeline_of(fn: object) -> Pipeline:
     obj = fn
     while w is not None and seen < 8:  # no wrapper exists before the first decoration
         seen += 1
-        if isinstance(obj, (w.Wrapper, w.BoundWrapper)):
+        if isinstance(obj, w.BoundWrapper):
+            obj = obj._self_parent  # the decorated function's wrapper
+        if isinstance(obj, w.Wrapper):
             found = obj._self_pipeline
             return cast(Pipeline, found)
         nxt = getattr(obj, "__func__", None)
