@@ -321,7 +321,9 @@ class Pipeline(Policy):
         Returns:
             The runner.
         """
-        return self.parts(is_async, operation).run
+        run = self.parts(is_async, operation).run
+        assert run is not None  # parts() builds the run form
+        return run
 
     def parts(self, is_async: bool, operation: str) -> _Parts:
         """The runner of *operation* and what it is built from.
@@ -379,7 +381,10 @@ class _Parts:
 
     __slots__ = ("chain", "observed", "operation", "pipeline", "run", "seen", "static")
 
-    def __init__(self, pipeline: Pipeline, is_async: bool, operation: str) -> None:
+    run: Callable[..., Any] | None
+
+    def __init__(self, pipeline: Pipeline, is_async: bool, operation: str, *, run: bool = True) -> None:
+        # run=False: no `run` form (a plain function's wrapper only calls `caller(fn)`'s).
         self.pipeline = pipeline
         self.operation = operation
         chain = self.chain = pipeline._chain(is_async)
@@ -446,7 +451,7 @@ class _Parts:
         if not pipeline.policies:
             # No policy layer's frame would carry the context: always observe.
             self.seen[0] = None
-        self.run = self.caller(None)
+        self.run = self.caller(None) if run else None
 
     def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
         """Build the function that runs a call of this operation.

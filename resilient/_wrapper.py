@@ -154,8 +154,13 @@ def _build(wrapper: Wrapper) -> None:
     last serves the calls after.
     """
     wrapped = wrapper.__wrapped__
-    parts = _Parts(wrapper._self_pipeline, wrapper._self_is_async, qualname(unwrap_descriptor(wrapped)))
-    _set_run(wrapper, parts.run)
+    # A plain function's wrapper binds with MethodType: only the (*args, **kwargs) form is called.
+    bound_forms = not isinstance(wrapper, FunctionWrapper)
+    parts = _Parts(
+        wrapper._self_pipeline, wrapper._self_is_async, qualname(unwrap_descriptor(wrapped)), run=bound_forms
+    )
+    if bound_forms:
+        _set_run(wrapper, parts.run)
     _set_call(wrapper, parts.caller(wrapped))
     ready = _READY.get(type(wrapper))
     if ready is not None:
