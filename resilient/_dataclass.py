@@ -13,12 +13,13 @@ is a small stand-in (with the real signature) that compiles them and calls
 the real one; a stand-in replaced meanwhile (say, by a test's monkeypatch)
 keeps its replacement. Any other options go to ``dataclasses.dataclass``.
 
-Modules import it so that type checkers see the standard decorator::
+Modules import it so that type checkers and documentation tools see the
+standard decorator::
 
+    if not TYPE_CHECKING:
+        from ._dataclass import dataclass
     if TYPE_CHECKING:
         from dataclasses import dataclass
-    else:
-        from ._dataclass import dataclass
 
 It takes plain fields (with defaults or ``field(...)``) and a docstring;
 anything more (``__post_init__``, ``InitVar``, ``ClassVar``,

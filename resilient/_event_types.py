@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if not TYPE_CHECKING:
+    from ._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
     from dataclasses import dataclass
 
     from ._state import CircuitState
-else:
-    from ._dataclass import dataclass  # the same classes, cheaper to import
 
 __all__ = [
     "BackendDegraded",

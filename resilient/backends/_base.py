@@ -37,10 +37,10 @@ from resilient._clock import Clock
 from resilient._events import EventBus
 from resilient._state import CircuitState
 
-if TYPE_CHECKING:
-    from dataclasses import dataclass
-else:
+if not TYPE_CHECKING:
     from resilient._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
+    from dataclasses import dataclass
 
 __all__ = [
     "BreakerBackend",
