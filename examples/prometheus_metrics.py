@@ -1,6 +1,6 @@
 """Serve resilient's Prometheus metrics while a flaky workload runs, then scrape them.
 
-Run: ``python examples/prometheus_metrics.py`` (needs ``pip install 'resilient[prometheus]'``).
+Run: ``python examples/prometheus_metrics.py`` (needs ``pip install 'resilient-policies[prometheus]'``).
 
 It starts prometheus_client's HTTP server on 127.0.0.1 (a free port), runs
 about two seconds of calls to a flaky dependency through
