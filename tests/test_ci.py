@@ -44,7 +44,9 @@ def test_ci_gates_coverage_on_the_readme_run() -> None:
     """After the README command, CI fails below 95 % on the coverage data that run collected."""
     lines = [line.strip() for line in CI.splitlines()]
     readme_run = lines.index(_readme_commands()[1].partition(" && ")[2].replace(".venv/bin/", ""))
-    gate = next(i for i, line in enumerate(lines) if re.match(r"python -m coverage report .*--fail-under=95", line))
+    gate = next(
+        i for i, line in enumerate(lines) if re.match(r"python -m coverage report .*--fail-under=95", line)
+    )
     assert readme_run < gate
 
 
