@@ -33,6 +33,8 @@ REQUIRED = {
     "custom_subscriber.py",
     "testing_with_fakeclock.py",
     "prometheus_metrics.py",
+    "fastapi_app.py",
+    "aiohttp_app.py",
 }
 
 
