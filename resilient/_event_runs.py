@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from ._event_types import Event
 
-__all__ = ["LOG_EVERY", "AsyncRuns", "Sub"]
+__all__ = ["LOG_EVERY", "AsyncRuns", "Sub", "report"]
 
 logger = logging.getLogger("resilient")
 
@@ -131,8 +131,9 @@ class AsyncRuns:
         note = None
         for loop in [loop for loop in self._homes if loop.is_closed()]:
             home = self._homes.pop(loop)
-            lost = len(home.mail) + len(home.tasks)
-            self._count -= lost
+            self._count -= len(home.mail) + len(home.tasks)
+            # Finished tasks whose done callback the closed loop never ran are not losses.
+            lost = len(home.mail) + sum(1 for t in home.tasks if not t.done())
             if lost:
                 note = self._drop_locked(lost, _CLOSED) or note
         return note
@@ -273,6 +274,7 @@ class AsyncRuns:
         with self._lock:
             if loop.is_closed():
                 ok, note = False, self._drop_locked(1, _CLOSED)
+                self._reap_locked()  # what it still held can never run either
             else:
                 ok, note = self._reserve_locked()
             if ok:
