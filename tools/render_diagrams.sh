@@ -20,6 +20,17 @@ printf '{"theme": "neutral", "htmlLabels": false, "flowchart": {"htmlLabels": fa
 for src in docs/diagrams/*.mmd; do
     out="${src%.mmd}.svg"
     "$MMDC" --quiet -p "$tmp/puppeteer.json" -c "$tmp/mermaid.json" -b white -i "$src" -o "$tmp/out.svg"
+    # mmdc writes width="100%": as an <img>, that stretches a narrow diagram to
+    # the page's width. Give the SVG its natural size (the page's CSS still
+    # shrinks it to fit).
+    python3 - "$tmp/out.svg" <<'PY'
+import re, sys
+path = sys.argv[1]
+svg = open(path, encoding="utf-8").read()
+_, _, w, h = re.search(r'viewBox="([-\d.]+) ([-\d.]+) ([\d.]+) ([\d.]+)"', svg).groups()
+svg = svg.replace('width="100%"', f'width="{float(w):.0f}" height="{float(h):.0f}"', 1)
+open(path, "w", encoding="utf-8").write(svg)
+PY
     sum=$(sha256sum "$src" | cut -d' ' -f1)
     {
         printf '<!-- Rendered from %s by tools/render_diagrams.sh; source sha256 %s -->\n' "$(basename "$src")" "$sum"
