@@ -20,10 +20,12 @@ from types import ModuleType
 from typing import Any
 
 from resilient._events import Event, EventBus, Subscription, default_bus
+from resilient._state import CircuitState
 
 __all__ = [
     "Tracked",
     "attach",
+    "breaker_state",
     "check_levels",
     "event_fields",
     "event_kind",
@@ -38,6 +40,8 @@ __all__ = [
 # monotonic reading, meaningless outside the process, so it is left out).
 _BASE_FIELDS = frozenset({"policy", "name", "operation", "time"})
 _REPR_LIMIT = 200
+
+logger = logging.getLogger("resilient")
 
 _kinds: dict[type, str] = {}
 _field_names: dict[type, tuple[str, ...]] = {}
@@ -238,10 +242,14 @@ def level_for(cls: type, levels: Mapping[type[Event], int]) -> int:
 
 
 class Tracked:
-    """Policies read at scrape time (bulkheads' ``in_use``, breakers' ``state``).
+    """Policies read at scrape time (bulkheads' ``in_use``, breakers' state).
 
     Held weakly, keyed by name, so a tracked policy that goes away stops
-    being reported and two policies never report under one label.
+    being reported and two policies never report under one label. Tracking
+    a policy under a name that is already tracked replaces the earlier one:
+    a rebuilt breaker takes over its predecessor's name whether or not the
+    old object has been garbage-collected yet, so the outcome never depends
+    on when the collector runs.
     """
 
     def __init__(self, what: str) -> None:
@@ -258,7 +266,7 @@ class Tracked:
 
         Raises:
             TypeError: *policy* lacks an attribute.
-            ValueError: *policy* has no name, or another live policy has it.
+            ValueError: *policy* has no name.
         """
         for attr in required:
             if not hasattr(policy, attr):
@@ -270,10 +278,6 @@ class Tracked:
                 f"e.g. name='db'; got {policy!r}"
             )
         with self._lock:
-            old = self._refs.get(name)
-            current = None if old is None else old()
-            if current is not None and current is not policy:
-                raise ValueError(f"another {self._what} named {name!r} is already tracked")
             self._refs[name] = weakref.ref(policy)
 
     def items(self) -> Iterator[tuple[str, Any]]:
@@ -293,3 +297,29 @@ class Tracked:
                     maybe = self._refs.get(name)
                     if maybe is not None and maybe() is None:
                         del self._refs[name]
+
+
+def breaker_state(breaker: Any) -> CircuitState | None:
+    """Read a tracked breaker's state without side effects, or None if it cannot be read.
+
+    Uses ``peek_state()`` (a pure read: an OPEN breaker past its recovery
+    timeout reads as HALF_OPEN but is not moved and emits nothing); an
+    object without it is read through its ``state`` attribute. A read that
+    raises (a shared backend that cannot answer) is logged and skipped, so
+    one breaker never fails a whole scrape.
+
+    Args:
+        breaker: A tracked circuit breaker.
+
+    Returns:
+        Its state, or None.
+    """
+    try:
+        peek = getattr(breaker, "peek_state", None)
+        value = peek() if callable(peek) else breaker.state
+        if isinstance(value, CircuitState):
+            return value
+        return CircuitState(getattr(value, "value", value))
+    except Exception:
+        logger.warning("could not read the state of the tracked circuit breaker %r", breaker, exc_info=True)
+        return None

@@ -61,7 +61,7 @@ from resilient._events import (
 )
 from resilient._state import CircuitState
 from resilient._validate import check_int
-from resilient.adapters._common import Tracked, attach, import_optional
+from resilient.adapters._common import Tracked, attach, breaker_state, import_optional
 from resilient.adapters._tracing import SpanRecorder
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetryAdapter"]
@@ -199,8 +199,8 @@ class OpenTelemetryAdapter:
         with self._lock:
             circuits = dict(self._circuits)
         for name, breaker in self._breakers.items():
-            state = breaker.state
-            if isinstance(state, CircuitState):
+            state = breaker_state(breaker)
+            if state is not None:
                 circuits[name] = state
         for name, current in sorted(circuits.items()):
             for s in CircuitState:

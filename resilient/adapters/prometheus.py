@@ -63,7 +63,7 @@ from resilient._events import (
     TimeoutElapsed,
 )
 from resilient._state import CircuitState
-from resilient.adapters._common import Tracked, attach, import_optional
+from resilient.adapters._common import Tracked, attach, breaker_state, import_optional
 
 __all__ = ["PrometheusAdapter"]
 
@@ -80,15 +80,6 @@ _EVENTS: tuple[type[Event], ...] = (
     BackendDegraded,
     BackendRecovered,
 )
-
-
-def _state(value: object) -> CircuitState | None:
-    if isinstance(value, CircuitState):
-        return value
-    try:
-        return CircuitState(getattr(value, "value", value))
-    except ValueError:
-        return None
 
 
 class _Collector:
@@ -131,7 +122,7 @@ class _Collector:
             circuits = dict(self.circuits)
             backends = dict(self.backends)
         for name, breaker in self.breakers.items():
-            found = _state(breaker.state)
+            found = breaker_state(breaker)
             if found is not None:
                 circuits[name] = found
         for name, current in sorted(circuits.items()):

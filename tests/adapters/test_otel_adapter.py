@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import resilient
+import resilient.testing
 from resilient import CircuitState
 from resilient.adapters.opentelemetry import OpenTelemetryAdapter
 from resilient.events import CircuitOpened, EventBus, TimeoutElapsed
@@ -518,6 +519,40 @@ def test_tracked_breaker_state(adapter: OpenTelemetryAdapter, reader: InMemoryMe
     """A tracked breaker is observed as closed before any transition."""
     breaker = resilient.circuit_breaker(name="p")
     adapter.track_circuit_breaker(breaker)
+    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    assert found["closed"] == 1
+
+
+def test_collection_never_moves_a_breaker(
+    adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader, clock: FakeClock, bus: EventBus
+) -> None:
+    """Collecting an OPEN breaker past its recovery timeout observes half_open, emits and moves nothing."""
+    breaker = resilient.circuit_breaker(
+        failure_threshold=1, recovery_timeout=10, name="payments", clock=clock, bus=bus
+    )
+    adapter.track_circuit_breaker(breaker)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        charge()
+    clock.advance(11)
+    with resilient.testing.capture_events(bus=bus) as events:
+        found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    assert (found["half_open"], events, breaker.stats().state) == (1, [], CircuitState.OPEN)
+
+
+def test_retracking_a_rebuilt_breaker_replaces_it(
+    adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """Tracking a rebuilt breaker under the old one's name never raises; the new one is observed."""
+    old = resilient.circuit_breaker(name="payments")
+    old.isolate()
+    adapter.track_circuit_breaker(old)
+    rebuilt = resilient.circuit_breaker(name="payments")
+    adapter.track_circuit_breaker(rebuilt)  # `old` is still alive
     found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found["closed"] == 1
 

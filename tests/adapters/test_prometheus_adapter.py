@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import resilient
+import resilient.testing
 from resilient import CircuitOpenError, CircuitState
 from resilient.adapters.prometheus import PrometheusAdapter
 from resilient.events import BackendDegraded, BackendRecovered, EventBus
@@ -230,13 +231,45 @@ def test_tracked_object_without_in_use(registry: CollectorRegistry) -> None:
         PrometheusAdapter(registry).track_bulkhead(object())
 
 
-def test_two_tracked_bulkheads_with_one_name(registry: CollectorRegistry) -> None:
-    """Two live bulkheads cannot report under the same name."""
+def test_retracking_a_name_replaces_the_earlier_bulkhead(registry: CollectorRegistry) -> None:
+    """A rebuilt bulkhead tracked under a taken name replaces the old one, alive or not (no GC race)."""
     adapter = PrometheusAdapter(registry)
     first = resilient.bulkhead(1, name="db")
     adapter.track_bulkhead(first)
-    with pytest.raises(ValueError, match="already tracked"):
-        adapter.track_bulkhead(resilient.bulkhead(1, name="db"))
+    rebuilt = resilient.bulkhead(7, name="db")
+    adapter.track_bulkhead(rebuilt)  # `first` is still alive
+    assert value(registry, "resilient_bulkhead_max_concurrent", name="db") == 7.0
+
+
+def test_retracking_a_rebuilt_breaker_replaces_it(registry: CollectorRegistry) -> None:
+    """Tracking a rebuilt breaker under the old one's name never raises; the new one is reported."""
+    adapter = PrometheusAdapter(registry)
+    old = resilient.circuit_breaker(name="payments")
+    old.isolate()
+    adapter.track_circuit_breaker(old)
+    rebuilt = resilient.circuit_breaker(name="payments")
+    adapter.track_circuit_breaker(rebuilt)  # `old` is still alive
+    assert value(registry, "resilient_circuit_state", name="payments", state="closed") == 1.0
+
+
+def test_scrape_never_moves_a_breaker(registry: CollectorRegistry, clock: FakeClock, bus: EventBus) -> None:
+    """Scraping an OPEN breaker past its recovery timeout reports half_open, emits and moves nothing."""
+    adapter = PrometheusAdapter(registry)
+    breaker = resilient.circuit_breaker(
+        failure_threshold=1, recovery_timeout=10, name="payments", clock=clock, bus=bus
+    )
+    adapter.track_circuit_breaker(breaker)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        charge()
+    clock.advance(11)
+    with resilient.testing.capture_events(bus=bus) as events:
+        reported = value(registry, "resilient_circuit_state", name="payments", state="half_open")
+    assert (reported, events, breaker.stats().state) == (1.0, [], CircuitState.OPEN)
 
 
 def test_tracked_bulkhead_is_held_weakly(registry: CollectorRegistry) -> None:
@@ -385,3 +418,30 @@ def test_circuit_state_from_events_tracks_latest(registry: CollectorRegistry, bu
         s.value: value(registry, "resilient_circuit_state", name="p", state=s.value) for s in CircuitState
     }
     assert states == {"closed": 0.0, "open": 0.0, "half_open": 1.0, "isolated": 0.0}
+
+
+class Unreadable:
+    """A tracked breaker whose state read raises (a shared backend that cannot answer)."""
+
+    name = "broken"
+
+    def peek_state(self) -> CircuitState:
+        """Fail like a backend that cannot answer."""
+        raise OSError("backend down")
+
+    state = CircuitState.CLOSED
+
+
+def test_unreadable_breaker_does_not_fail_the_scrape(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A breaker whose state cannot be read is left out (and logged); the other gauges are still served."""
+    adapter = PrometheusAdapter(registry)
+    broken, fine = Unreadable(), resilient.circuit_breaker(name="fine")
+    adapter.track_circuit_breaker(broken)
+    adapter.track_circuit_breaker(fine)
+    assert (
+        value(registry, "resilient_circuit_state", name="fine", state="closed"),
+        value(registry, "resilient_circuit_state", name="broken", state="closed"),
+        "could not read the state" in caplog.text,
+    ) == (1.0, None, True)
