@@ -44,6 +44,8 @@ class Fallback(Policy):
         return f"fallback({self.default!r})"
 
     def _used(self, ctx: CallContext, exc: BaseException) -> None:
+        if not ctx.shared:
+            ctx.fallback_used = True  # the call's outcome is "fallback", not "success"
         bus = self.bus
         if bus.wants(FallbackUsed):
             bus.emit(

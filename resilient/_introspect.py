@@ -7,7 +7,7 @@ import inspect
 import types
 from typing import Any
 
-__all__ = ["is_async_callable", "kind_of", "qualname", "unwrap_descriptor"]
+__all__ = ["full_name", "is_async_callable", "kind_of", "qualname", "unwrap_descriptor"]
 
 
 def qualname(fn: object) -> str:
@@ -18,6 +18,28 @@ def qualname(fn: object) -> str:
     if func is not None:
         return qualname(func)
     return type(fn).__qualname__
+
+
+def full_name(fn: object, qual: str | None = None) -> str:
+    """Return the module-qualified name of *fn* (``"myapp.client.Client.fetch"``).
+
+    Args:
+        fn: A function, method, partial or callable object.
+        qual: Its :func:`qualname`, if already known.
+
+    Returns:
+        ``module.qualname``, or the qualified name alone when no module is known.
+    """
+    if qual is None:
+        qual = qualname(fn)
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    module = getattr(fn, "__module__", None)
+    if not isinstance(module, str):
+        module = getattr(type(fn), "__module__", None)
+    if isinstance(module, str) and module:
+        return f"{module}.{qual}"
+    return qual
 
 
 def unwrap_descriptor(fn: object) -> object:

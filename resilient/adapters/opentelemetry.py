@@ -47,8 +47,10 @@ from typing import Any
 
 from resilient import __version__
 from resilient._events import (
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
     CircuitStateChanged,
     Event,
@@ -60,7 +62,6 @@ from resilient._events import (
     TimeoutElapsed,
 )
 from resilient._state import CircuitState
-from resilient._validate import check_int
 from resilient.adapters._common import Tracked, attach, breaker_state, import_optional
 from resilient.adapters._tracing import SpanRecorder
 
@@ -97,14 +98,13 @@ class OpenTelemetryAdapter:
         meter_provider: A ``MeterProvider``; None means the global one.
         tracer_provider: A ``TracerProvider``; None means the global one.
         metrics: Record metrics.
-        traces: Record a span per outer pipeline call.
-        max_pending: Most running calls whose events are buffered for their
-            span at once (the excess, oldest first, loses its span events).
+        traces: Record a span per outer pipeline call, current while the
+            call runs.
 
     Raises:
         ImportError: opentelemetry-api is not installed (``pip install 'resilient[otel]'``).
-        TypeError: A flag is not a bool or *max_pending* not an int.
-        ValueError: *max_pending* < 1, or both *metrics* and *traces* are off.
+        TypeError: A flag is not a bool.
+        ValueError: Both *metrics* and *traces* are off.
     """
 
     def __init__(
@@ -114,11 +114,11 @@ class OpenTelemetryAdapter:
         *,
         metrics: bool = True,
         traces: bool = True,
-        max_pending: int = 10_000,
     ) -> None:
         import_optional("opentelemetry", "otel", "OpenTelemetryAdapter")
         metrics_api = import_optional("opentelemetry.metrics", "otel", "OpenTelemetryAdapter")
         trace_api = import_optional("opentelemetry.trace", "otel", "OpenTelemetryAdapter")
+        context_api = import_optional("opentelemetry.context", "otel", "OpenTelemetryAdapter")
         for param, flag in (("metrics", metrics), ("traces", traces)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{param} must be a bool, got {flag!r}")
@@ -134,7 +134,7 @@ class OpenTelemetryAdapter:
         self._recorder: SpanRecorder | None = None
         if traces:
             tracer = trace_api.get_tracer("resilient", __version__, tracer_provider=tracer_provider)
-            self._recorder = SpanRecorder(tracer, trace_api, check_int("max_pending", max_pending, minimum=1))
+            self._recorder = SpanRecorder(tracer, trace_api, context_api)
         if metrics:
             self._instruments(metrics_api.get_meter("resilient", __version__, meter_provider=meter_provider))
         self._dispatch: dict[type, Callable[[Any], None]] = {}
@@ -270,7 +270,10 @@ class OpenTelemetryAdapter:
             metric = next((table[b] for b in cls.__mro__ if b in table), None)
         span: Callable[[Any], None] | None = None
         if recorder is not None and issubclass(cls, Event):
-            span = recorder.finish if issubclass(cls, (CallSucceeded, CallFailed)) else recorder.buffer
+            if issubclass(cls, CallStarted):
+                span = recorder.start
+            elif not issubclass(cls, (CallSucceeded, CallFailed, CallCancelled)):
+                span = recorder.record  # the call's end closes its span through on_exit
         if metric is None:
             return span or _ignore
         if span is None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -23,35 +22,6 @@ from resilient.testing import FakeClock
 
 Runner = Callable[..., Any]
 SECOND = 1_000_000_000
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    """Collects finished spans."""
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def tracer_provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    """An SDK tracer provider exporting to the in-memory exporter."""
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider
-    provider.shutdown()
-
-
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    """Collects metrics on demand."""
-    return InMemoryMetricReader()
-
-
-@pytest.fixture
-def meter_provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
-    """An SDK meter provider read by the in-memory reader."""
-    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    yield provider
-    provider.shutdown()
 
 
 @pytest.fixture
@@ -115,7 +85,7 @@ def test_one_span_per_call(
 ) -> None:
     """A call makes one span named after the operation, whatever its retries."""
     run_guarded(2, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
-    assert [s.name for s in exporter.get_finished_spans()] == ["fetch_user"]
+    assert [s.name for s in exporter.get_finished_spans()] == ["app.fetch_user"]
 
 
 def test_retries_visible_in_the_trace(
@@ -158,10 +128,11 @@ def test_span_attributes_of_a_retried_success(
     adapter: OpenTelemetryAdapter,
     exporter: InMemorySpanExporter,
 ) -> None:
-    """The span names the operation, the policies, the attempts and the outcome."""
+    """The span names the operation (module-qualified), the policies, the attempts and the outcome."""
     run_guarded(1, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
     assert dict(only_span(exporter).attributes or {}) == {
-        "resilient.operation": "fetch_user",
+        "resilient.operation": "app.fetch_user",
+        "code.function.name": "app.fetch_user",
         "resilient.outcome": "success",
         "resilient.retries": 1,
         "resilient.attempts": 2,
@@ -291,7 +262,7 @@ def test_span_is_a_child_of_the_callers_span(
     tracer = tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("request") as parent:
         run_guarded(0, resilient.retry(clock=clock, bus=bus))
-    call = next(s for s in exporter.get_finished_spans() if s.name == "fetch_user")
+    call = next(s for s in exporter.get_finished_spans() if s.name == "app.fetch_user")
     assert call.parent is not None
     assert (call.parent.span_id, call.context.trace_id) == (
         parent.get_span_context().span_id,
@@ -359,36 +330,40 @@ async def test_event_outside_any_call_makes_no_span(
     assert exporter.get_finished_spans() == ()
 
 
-def test_cancelled_call_makes_no_span_and_frees_its_buffer(
-    clock: FakeClock,
-    bus: EventBus,
-    meter_provider: MeterProvider,
-    tracer_provider: TracerProvider,
-    exporter: InMemorySpanExporter,
+def test_cancelled_call_ends_its_span(
+    clock: FakeClock, bus: EventBus, adapter: OpenTelemetryAdapter, exporter: InMemorySpanExporter
 ) -> None:
-    """A cancelled call propagates CancelledError, records no span, and its buffer is bounded."""
-    adapter = OpenTelemetryAdapter(meter_provider, tracer_provider, max_pending=2)
-    adapter.attach(bus)
+    """A call cancelled in its backoff wait gets a span (its events, outcome "cancelled"); none stays open."""
 
     @resilient.retry(attempts=5, backoff=1.0, clock=clock, bus=bus)
     async def hang() -> None:
         call = resilient.current_call()
         if call is not None and call.attempt == 1:
-            raise ConnectionError("refused")  # buffered: a retry is scheduled
+            raise ConnectionError("refused")
         await asyncio.Event().wait()
 
     async def scenario() -> None:
-        for _ in range(4):
-            task = asyncio.create_task(hang())
-            for _ in range(3):
-                await asyncio.sleep(0)  # through the failed attempt and the virtual backoff
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        task = asyncio.create_task(hang())
+        for _ in range(3):
+            await asyncio.sleep(0)  # through the failed attempt and the virtual backoff
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(scenario())
+    span = only_span(exporter)
     assert adapter._recorder is not None
-    assert (exporter.get_finished_spans(), adapter._recorder.pending) == ((), 2)
+    assert (
+        [e.name for e in span.events],
+        (span.attributes or {})["resilient.outcome"],
+        span.status.status_code,
+        adapter._recorder.running,
+    ) == (
+        ["resilient.attempt", "resilient.retry_scheduled", "resilient.attempt"],
+        "cancelled",
+        StatusCode.ERROR,
+        0,
+    )
 
 
 def test_traces_off(
@@ -580,8 +555,6 @@ def test_tracked_bulkhead_in_use(adapter: OpenTelemetryAdapter, reader: InMemory
         ({"metrics": False, "traces": False}, ValueError, "metrics and traces"),
         ({"metrics": 1}, TypeError, "metrics"),
         ({"traces": None}, TypeError, "traces"),
-        ({"max_pending": 0}, ValueError, "max_pending"),
-        ({"max_pending": 1.5}, TypeError, "max_pending"),
     ],
 )
 def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception], param: str) -> None:
