@@ -192,7 +192,8 @@ class CallContext:
         or thread, even if the handler has been unsubscribed meanwhile.
         *exc* is None on success, else the exception the caller receives
         (a control-flow exception for a cancelled call). Callbacks run last
-        registered first; one that raises is logged and skipped.
+        registered first; one that raises is logged and skipped (a
+        control-flow exception it raises propagates once the others ran).
 
         Args:
             callback: ``(exc) -> None``.
@@ -220,12 +221,17 @@ class CallContext:
         """
         exits = self._exits
         self._exits = None
+        interrupt: BaseException | None = None
         while exits:
             callback = exits.pop()
             try:
                 callback(exc)
             except Exception:
                 logger.exception("resilient on_exit callback %r of %s failed", callback, self.full_name)
+            except BaseException as caught:  # KeyboardInterrupt: the others still run, then it propagates
+                interrupt = interrupt or caught
+        if interrupt is not None:
+            raise interrupt
 
     @property
     def deadline(self) -> float | None:

@@ -380,11 +380,24 @@ class _Parts:
                 ctx.attributes = clean_attributes(found, source)
             start = clock.monotonic()
             if bus.wants(CallStarted):
-                bus.emit(CallStarted(policy="pipeline", name=name, operation=operation, time=start))
+                try:
+                    bus.emit(CallStarted(policy="pipeline", name=name, operation=operation, time=start))
+                except BaseException as interrupt:  # a handler's KeyboardInterrupt: close what others opened
+                    if ctx._exits is not None:
+                        ctx.run_exits(interrupt)
+                    raise
             return start
 
         def finish(ctx: CallContext, start: float, exc: BaseException | None) -> None:
-            # Never raises: the bus contains handler errors, run_exits callback errors.
+            # Raises only a control-flow exception from a handler or an exit
+            # callback (the bus and run_exits contain the rest); exits run anyway.
+            try:
+                report(start, exc)
+            finally:
+                if ctx._exits is not None:
+                    ctx.run_exits(exc)
+
+        def report(start: float, exc: BaseException | None) -> None:
             if exc is None:
                 if bus.wants(CallSucceeded):
                     now = clock.monotonic()
@@ -418,8 +431,6 @@ class _Parts:
                         exception=exc,
                     )
                 )
-            if ctx._exits is not None:
-                ctx.run_exits(exc)
 
         observed: Callable[..., Any]
         if is_async:

@@ -503,3 +503,26 @@ def test_fallback_marks_the_call(run: Runner, bus: EventBus) -> None:
 def test_call_events_are_exported() -> None:
     """The lifecycle events are public in resilient.events and match by base class like the others."""
     assert all(issubclass(c, Event) for c in (CallStarted, CallCancelled, CallFailed, RetryScheduled))
+
+
+@pytest.mark.parametrize("event_type", [CallStarted, CallSucceeded])
+def test_exit_callbacks_run_when_a_handler_interrupts(bus: EventBus, event_type: type[Event]) -> None:
+    """A handler raising KeyboardInterrupt (which the bus lets through) still lets registered exits run."""
+    closed: list[str] = []
+
+    def opened(event: CallStarted) -> None:
+        ctx = resilient.current_call()
+        assert ctx is not None
+        ctx.on_exit(lambda exc: closed.append(type(exc).__name__))
+
+    def interrupt(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    @resilient.retry(bus=bus)
+    def work() -> str:
+        return "ok"
+
+    first, second = bus.subscribe(opened, CallStarted), bus.subscribe(interrupt, event_type)
+    with first, second, pytest.raises(KeyboardInterrupt):
+        work()
+    assert closed == ["KeyboardInterrupt" if event_type is CallStarted else "NoneType"]

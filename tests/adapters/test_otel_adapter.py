@@ -406,10 +406,10 @@ def test_calls_counter(
     adapter: OpenTelemetryAdapter,
     reader: InMemoryMetricReader,
 ) -> None:
-    """resilient.calls counts calls by outcome."""
+    """resilient.calls counts calls by outcome, labelled with the module-qualified operation."""
     run_guarded(0, resilient.retry(clock=clock, bus=bus))
     assert points(reader, "resilient.calls") == [
-        ({"resilient.operation": "fetch_user", "resilient.outcome": "success"}, 1)
+        ({"operation": "app.fetch_user", "name": "", "outcome": "success"}, 1)
     ]
 
 
@@ -423,7 +423,7 @@ def test_duration_histogram_in_seconds(
     """resilient.call.duration records the call's seconds, unit "s"."""
     run_guarded(1, resilient.retry(attempts=2, backoff=0.3, clock=clock, bus=bus))
     ((attrs, point),) = points(reader, "resilient.call.duration")
-    assert (unit(reader, "resilient.call.duration"), attrs["resilient.outcome"], point.count, point.sum) == (
+    assert (unit(reader, "resilient.call.duration"), attrs["outcome"], point.count, point.sum) == (
         "s",
         "success",
         1,
@@ -440,9 +440,9 @@ def test_retry_counters(
 ) -> None:
     """Retries and exhaustion (with its reason) are counted."""
     run_guarded(9, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
-    assert (points(reader, "resilient.retries"), points(reader, "resilient.retry.exhaustions")) == (
-        [({"resilient.operation": "fetch_user"}, 2)],
-        [({"resilient.operation": "fetch_user", "resilient.reason": "attempts"}, 1)],
+    assert (points(reader, "resilient.retries"), points(reader, "resilient.retries_exhausted")) == (
+        [({"operation": "app.fetch_user", "name": ""}, 2)],
+        [({"operation": "app.fetch_user", "name": "", "reason": "attempts"}, 1)],
     )
 
 
@@ -459,17 +459,17 @@ def test_fallback_and_rejection_counters(
 
     charge()
     charge()
-    attrs = {"resilient.operation": charge.__qualname__}
+    op = f"{__name__}.{charge.__qualname__}"
     assert (points(reader, "resilient.rejections"), points(reader, "resilient.fallbacks")) == (
-        [({**attrs, "resilient.name": "p", "resilient.policy": "circuit_breaker"}, 1)],
-        [(attrs, 2)],
+        [({"operation": op, "name": "p", "policy": "circuit_breaker"}, 1)],
+        [({"operation": op, "name": ""}, 2)],
     )
 
 
 def test_timeout_counter(bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader) -> None:
     """resilient.timeouts counts expired timeouts."""
     bus.emit(TimeoutElapsed(policy="timeout", name="t", operation="f", time=0.0, seconds=1.0))
-    assert points(reader, "resilient.timeouts") == [({"resilient.operation": "f", "resilient.name": "t"}, 1)]
+    assert points(reader, "resilient.timeouts") == [({"operation": "f", "name": "t"}, 1)]
 
 
 def test_circuit_state_gauge(
@@ -486,7 +486,7 @@ def test_circuit_state_gauge(
             state=CircuitState.OPEN,
         )
     )
-    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found == {"closed": 0, "open": 1, "half_open": 0, "isolated": 0}
 
 
@@ -494,7 +494,7 @@ def test_tracked_breaker_state(adapter: OpenTelemetryAdapter, reader: InMemoryMe
     """A tracked breaker is observed as closed before any transition."""
     breaker = resilient.circuit_breaker(name="p")
     adapter.track_circuit_breaker(breaker)
-    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found["closed"] == 1
 
 
@@ -515,7 +515,7 @@ def test_collection_never_moves_a_breaker(
         charge()
     clock.advance(11)
     with resilient.testing.capture_events(bus=bus) as events:
-        found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+        found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert (found["half_open"], events, breaker.stats().state) == (1, [], CircuitState.OPEN)
 
 
@@ -528,7 +528,7 @@ def test_retracking_a_rebuilt_breaker_replaces_it(
     adapter.track_circuit_breaker(old)
     rebuilt = resilient.circuit_breaker(name="payments")
     adapter.track_circuit_breaker(rebuilt)  # `old` is still alive
-    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found["closed"] == 1
 
 
@@ -543,9 +543,9 @@ def test_tracked_bulkhead_in_use(adapter: OpenTelemetryAdapter, reader: InMemory
         seen.append(points(reader, "resilient.bulkhead.in_use"))
 
     asyncio.run(query())
-    assert (seen, points(reader, "resilient.bulkhead.limit")) == (
-        [[({"resilient.name": "db"}, 1)]],
-        [({"resilient.name": "db"}, 4)],
+    assert (seen, points(reader, "resilient.bulkhead.max_concurrent")) == (
+        [[({"name": "db"}, 1)]],
+        [({"name": "db"}, 4)],
     )
 
 

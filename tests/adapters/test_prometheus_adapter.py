@@ -45,6 +45,11 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, 
     }
 
 
+def full(fn: Callable[..., Any]) -> str:
+    """The operation label of a guarded function: its module-qualified name."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
 def value(registry: CollectorRegistry, metric: str, /, **labels: str) -> float | None:
     """One sample's value from the exposition text, or None if absent."""
     return scrape(registry).get((metric, frozenset(labels.items())))
@@ -59,7 +64,10 @@ def test_success_counted(
 ) -> None:
     """A successful call increments calls_total with outcome="success"."""
     run_guarded(0, resilient.retry(clock=clock, bus=bus))
-    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success") == 1.0
+    assert (
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="success")
+        == 1.0
+    )
 
 
 def test_failure_counted(
@@ -73,7 +81,10 @@ def test_failure_counted(
     assert isinstance(
         run_guarded(5, resilient.retry(attempts=2, backoff=0.1, clock=clock, bus=bus)), ConnectionError
     )
-    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="failure") == 1.0
+    assert (
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="failure")
+        == 1.0
+    )
 
 
 def test_duration_histogram(
@@ -85,7 +96,7 @@ def test_duration_histogram(
 ) -> None:
     """The call duration (virtual time spent in backoff) lands in the histogram."""
     run_guarded(2, resilient.retry(attempts=3, backoff=0.2, clock=clock, bus=bus))
-    labels = {"operation": "fetch_user", "name": "", "outcome": "success"}
+    labels = {"operation": "app.fetch_user", "name": "", "outcome": "success", "error_type": ""}
     found: tuple[Any, ...] = (
         value(registry, "resilient_call_duration_seconds_count", **labels),
         value(registry, "resilient_call_duration_seconds_sum", **labels),
@@ -105,11 +116,11 @@ def test_retries_and_exhaustion(
     """Each scheduled retry counts once; giving up counts with its reason."""
     run_guarded(5, resilient.retry(attempts=3, backoff=0.1, name="db", clock=clock, bus=bus))
     assert (
-        value(registry, "resilient_retries_total", operation="fetch_user", name="db"),
+        value(registry, "resilient_retries_total", operation="app.fetch_user", name="db"),
         value(
             registry,
             "resilient_retries_exhausted_total",
-            operation="fetch_user",
+            operation="app.fetch_user",
             name="db",
             reason="attempts",
         ),
@@ -123,12 +134,13 @@ def test_fallback_counted(
     adapter: PrometheusAdapter,
     registry: CollectorRegistry,
 ) -> None:
-    """A failure replaced by a fallback counts in fallbacks_total, and the call as a success."""
+    """A failure replaced by a fallback counts in fallbacks_total, and the call with outcome "fallback"."""
     assert run_guarded(1, resilient.fallback("cached", bus=bus)) == "cached"
     assert (
-        value(registry, "resilient_fallbacks_total", operation="fetch_user", name=""),
-        value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success"),
-    ) == (1.0, 1.0)
+        value(registry, "resilient_fallbacks_total", operation="app.fetch_user", name=""),
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="fallback"),
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="success"),
+    ) == (1.0, 1.0, None)
 
 
 async def test_timeout_counted(
@@ -142,7 +154,7 @@ async def test_timeout_counted(
 
     with pytest.raises(TimeoutError):
         await slow()
-    assert value(registry, "resilient_timeouts_total", operation=slow.__qualname__, name="t") == 1.0
+    assert value(registry, "resilient_timeouts_total", operation=full(slow), name="t") == 1.0
 
 
 def test_circuit_breaker_rejection_and_state(
@@ -159,7 +171,7 @@ def test_circuit_breaker_rejection_and_state(
         charge()
     with pytest.raises(CircuitOpenError):
         charge()
-    op = charge.__qualname__
+    op = full(charge)
     assert (
         value(
             registry, "resilient_rejections_total", operation=op, name="payments", policy="circuit_breaker"
@@ -351,6 +363,7 @@ def test_custom_buckets(registry: CollectorRegistry, bus: EventBus) -> None:
             operation="f",
             name="",
             outcome="success",
+            error_type="",
             le="60.0",
         )
         == 1.0
@@ -383,10 +396,10 @@ def test_other_buckets_for_an_existing_namespace(registry: CollectorRegistry) ->
         PrometheusAdapter(registry, buckets=[1.0])
 
 
-def test_cancelled_call_not_counted(
+def test_cancelled_call_counted_as_cancelled(
     clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
 ) -> None:
-    """A cancelled call propagates CancelledError and counts as no call, failure or retry."""
+    """A cancelled call propagates CancelledError and counts as "cancelled", never as a failure or retry."""
 
     @resilient.retry(attempts=3, clock=clock, bus=bus)
     async def hang() -> None:
@@ -400,10 +413,15 @@ def test_cancelled_call_not_counted(
             await task
 
     asyncio.run(scenario())
-    counted = [
-        n for (n, _), _v in scrape(registry).items() if n.startswith(("resilient_calls", "resilient_retries"))
-    ]
-    assert counted == []
+    counted = {
+        (n, dict(labels).get("outcome"), dict(labels).get("error_type"))
+        for (n, labels), _v in scrape(registry).items()
+        if n in ("resilient_calls_total", "resilient_retries_total", "resilient_call_duration_seconds_count")
+    }
+    assert counted == {
+        ("resilient_calls_total", "cancelled", None),
+        ("resilient_call_duration_seconds_count", "cancelled", "asyncio.exceptions.CancelledError"),
+    }
 
 
 def test_circuit_state_from_events_tracks_latest(registry: CollectorRegistry, bus: EventBus) -> None:
