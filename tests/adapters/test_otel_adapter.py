@@ -17,7 +17,7 @@ import resilient
 import resilient.testing
 from resilient import CircuitState
 from resilient.adapters.opentelemetry import OpenTelemetryAdapter
-from resilient.events import CircuitOpened, EventBus, TimeoutElapsed
+from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened, EventBus, TimeoutElapsed
 from resilient.testing import FakeClock
 
 Runner = Callable[..., Any]
@@ -561,3 +561,72 @@ def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception], param
     """Bad configuration fails at construction, naming the parameter."""
     with pytest.raises(error, match=param):
         OpenTelemetryAdapter(**kwargs)
+
+
+def test_allow_listed_call_attributes_on_metrics(
+    clock: FakeClock,
+    bus: EventBus,
+    meter_provider: MeterProvider,
+    tracer_provider: TracerProvider,
+    reader: InMemoryMetricReader,
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Only metric_attributes reach the metrics; every call attribute reaches the span."""
+    OpenTelemetryAdapter(meter_provider, tracer_provider, metric_attributes=["server.address"]).attach(bus)
+
+    @resilient.pipeline(
+        resilient.retry(bus=bus, clock=clock),
+        bus=bus,
+        attributes=lambda user: {"server.address": "api.example.com", "user.id": user},
+    )
+    def get(user: str) -> str:
+        return "ok"
+
+    get("alice")
+    ((attrs, _),) = points(reader, "resilient.calls")
+    span_attrs = only_span(exporter).attributes or {}
+    assert (attrs.get("server.address"), "user.id" in attrs, span_attrs["user.id"]) == (
+        "api.example.com",
+        False,
+        "alice",
+    )
+
+
+def test_cancelled_call_counted(
+    clock: FakeClock, bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """A cancelled call is counted with outcome "cancelled"; its duration carries error.type."""
+
+    @resilient.retry(clock=clock, bus=bus)
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(hang())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    ((calls, count),) = points(reader, "resilient.calls")
+    ((duration, _),) = points(reader, "resilient.call.duration")
+    assert (calls["outcome"], count, duration["error.type"]) == (
+        "cancelled",
+        1,
+        "asyncio.exceptions.CancelledError",
+    )
+
+
+def test_backend_degraded_gauge(
+    bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """BackendDegraded sets resilient.backend.degraded to 1, BackendRecovered to 0."""
+    base: dict[str, Any] = {"policy": "circuit_breaker", "name": "p", "operation": None, "time": 0.0}
+    bus.emit(BackendDegraded(**base, backend="redis", exception=None))
+    degraded = points(reader, "resilient.backend.degraded")
+    bus.emit(BackendRecovered(**base, backend="redis"))
+    assert (degraded, points(reader, "resilient.backend.degraded")) == (
+        [({"policy": "circuit_breaker", "name": "p"}, 1)],
+        [({"policy": "circuit_breaker", "name": "p"}, 0)],
+    )

@@ -463,3 +463,56 @@ def test_unreadable_breaker_does_not_fail_the_scrape(
         value(registry, "resilient_circuit_state", name="broken", state="closed"),
         "could not read the state" in caplog.text,
     ) == (1.0, None, True)
+
+
+def test_allow_listed_call_attributes_become_labels(
+    clock: FakeClock, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    """metric_attributes turns those call attributes into labels; other attributes stay off the metrics."""
+    PrometheusAdapter(registry, metric_attributes=["server.address", "tier"]).attach(bus)
+
+    @resilient.pipeline(
+        resilient.retry(bus=bus, clock=clock),
+        bus=bus,
+        attributes=lambda url, user: {"server.address": url.split("/")[2], "user.id": user},
+    )
+    def get(url: str, user: str) -> str:
+        return "ok"
+
+    get("https://api.example.com/a", "alice")
+    get("https://api.example.com/b", "bob")
+    series = [dict(labels) for (n, labels), _ in scrape(registry).items() if n == "resilient_calls_total"]
+    assert series == [
+        {
+            "operation": full(get),
+            "name": "",
+            "outcome": "success",
+            "server_address": "api.example.com",
+            "tier": "",
+        }
+    ]
+    assert value(registry, "resilient_calls_total", **series[0]) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("keys", "error", "match"),
+    [
+        ("server.address", TypeError, "sequence"),
+        ([3], TypeError, "str"),
+        ([""], ValueError, "usable"),
+        (["operation"], ValueError, "built-in"),
+        (["error.type"], ValueError, "built-in"),
+        (["a.b", "a_b"], ValueError, "both"),
+    ],
+)
+def test_bad_metric_attributes(keys: Any, error: type[Exception], match: str) -> None:
+    """Unusable metric_attributes fail at construction, naming the parameter."""
+    with pytest.raises(error, match=f"metric_attributes.*{match}"):
+        PrometheusAdapter(CollectorRegistry(), metric_attributes=keys)
+
+
+def test_other_metric_attributes_for_an_existing_namespace(registry: CollectorRegistry) -> None:
+    """A second adapter asking for other label attributes in one registry and namespace is refused."""
+    PrometheusAdapter(registry, metric_attributes=["tier"])
+    with pytest.raises(ValueError, match="metric_attributes"):
+        PrometheusAdapter(registry)
