@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import CodeType, FrameType, MappingProxyType
@@ -28,7 +29,15 @@ from ._clock import Clock
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
 
-__all__ = ["AttributeValue", "CallContext", "clean_attributes", "current_call", "remaining"]
+__all__ = [
+    "AttributeValue",
+    "CallContext",
+    "clean_attributes",
+    "current_call",
+    "delivered_call",
+    "delivering",
+    "remaining",
+]
 
 logger = logging.getLogger("resilient")
 
@@ -253,6 +262,28 @@ class CallContext:
 
     def __repr__(self) -> str:
         return f"<CallContext operation={self.operation!r} attempt={self.attempt} deadline={self.deadline}>"
+
+
+class _Delivery(threading.local):
+    ctx: CallContext | None = None
+
+
+delivering = _Delivery()
+"""Per thread: the call whose lifecycle event the pipeline is emitting (see :func:`delivered_call`)."""
+
+
+def delivered_call() -> CallContext | None:
+    """Return the call whose lifecycle event (``CallStarted``...) is being delivered here, or None.
+
+    The pipeline sets it around emitting its own call events, so adapters
+    find the call without walking the stack (a sync handler runs inline,
+    and no other task runs while it does). For a policy's events, use
+    :func:`current_call`.
+
+    Returns:
+        The call's context, or None.
+    """
+    return delivering.ctx
 
 
 def current_call() -> CallContext | None:

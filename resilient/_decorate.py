@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import wrapt
 
-from ._introspect import full_name, kind_of, qualname, unwrap_descriptor
+from ._introspect import kind_of, module_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, Policy
 
 __all__ = ["decorate", "pipeline_of"]
@@ -90,8 +90,7 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
         The wrapper.
     """
     target = unwrap_descriptor(wrapped)
-    operation = qualname(target)
-    parts = pipeline.parts(is_async, operation, full_name(target, operation))
+    parts = pipeline.parts(is_async, qualname(target), module_of(target))
     namespace: dict[str, Any] = {"__slots__": (), "__call__": parts.caller(wrapped)}
     if isinstance(wrapped, types.FunctionType):
         method_type = types.MethodType

@@ -7,7 +7,7 @@ import inspect
 import types
 from typing import Any
 
-__all__ = ["full_name", "is_async_callable", "kind_of", "qualname", "unwrap_descriptor"]
+__all__ = ["full_name", "is_async_callable", "kind_of", "module_of", "qualname", "unwrap_descriptor"]
 
 
 def qualname(fn: object) -> str:
@@ -20,26 +20,27 @@ def qualname(fn: object) -> str:
     return type(fn).__qualname__
 
 
-def full_name(fn: object, qual: str | None = None) -> str:
-    """Return the module-qualified name of *fn* (``"myapp.client.Client.fetch"``).
-
-    Args:
-        fn: A function, method, partial or callable object.
-        qual: Its :func:`qualname`, if already known.
-
-    Returns:
-        ``module.qualname``, or the qualified name alone when no module is known.
-    """
-    if qual is None:
-        qual = qualname(fn)
+def module_of(fn: object) -> str | None:
+    """Return the module defining *fn* (a partial's function's, a callable object's class's), or None."""
     while isinstance(fn, functools.partial):
         fn = fn.func
     module = getattr(fn, "__module__", None)
     if not isinstance(module, str):
         module = getattr(type(fn), "__module__", None)
-    if isinstance(module, str) and module:
-        return f"{module}.{qual}"
-    return qual
+    return module if isinstance(module, str) and module else None
+
+
+def full_name(operation: str, module: str | None) -> str:
+    """Return the module-qualified name ``module.operation`` (``"myapp.client.Client.fetch"``).
+
+    Args:
+        operation: The qualified name (``__qualname__``).
+        module: The defining module, or None.
+
+    Returns:
+        ``module.operation``, or *operation* alone when no module is known.
+    """
+    return operation if module is None else f"{module}.{operation}"
 
 
 def unwrap_descriptor(fn: object) -> object:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._context import AttributeValue, CallContext, clean_attributes, register_layer
+from ._context import AttributeValue, CallContext, clean_attributes, delivering, register_layer
 from ._events import (
     CallCancelled,
     CallFailed,
@@ -26,7 +26,7 @@ from ._events import (
     default_bus,
     subscriptions_version,
 )
-from ._introspect import full_name, is_async_callable, kind_of, qualname
+from ._introspect import full_name, is_async_callable, kind_of, module_of, qualname
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = ["AsyncLayer", "Attributes", "Pipeline", "Policy", "SyncLayer", "pipeline"]
@@ -295,7 +295,7 @@ class Pipeline(Policy):
         return any(p.bus.wants(t) for p in self._policies for t in p.emits)
 
     def runner(
-        self, is_async: bool, operation: str, full: str | None = None
+        self, is_async: bool, operation: str, module: str | None = None
     ) -> Callable[[Callable[..., Any], Args, Kwargs], Any]:
         """Return the function ``(fn, args, kwargs)`` that runs a call of *operation*.
 
@@ -308,19 +308,20 @@ class Pipeline(Policy):
         Args:
             is_async: Whether calls are coroutine functions.
             operation: The qualified name reported for the calls.
-            full: The module-qualified name (default: *operation*).
+            module: The module defining the function (for
+                :attr:`CallContext.full_name`), or None.
 
         Returns:
             The runner.
         """
-        return self.parts(is_async, operation, full).run
+        return self.parts(is_async, operation, module).run
 
-    def parts(self, is_async: bool, operation: str, full: str | None = None) -> _Parts:
+    def parts(self, is_async: bool, operation: str, module: str | None = None) -> _Parts:
         """The runner of *operation* and what it is built from (made once, then cached)."""
-        key = (is_async, operation, full)
+        key = (is_async, operation, module)
         found = self._parts.get(key)
         if found is None:
-            found = self._parts[key] = _Parts(self, is_async, operation, full)
+            found = self._parts[key] = _Parts(self, is_async, operation, full_name(operation, module))
         return found
 
     @overload
@@ -347,8 +348,7 @@ class Pipeline(Policy):
         is_async = kind_of(fn)
         if not is_async:
             self.check_sync(fn)
-        operation = qualname(fn)
-        return self.runner(is_async, operation, full_name(fn, operation))(fn, args, kwargs)
+        return self.runner(is_async, qualname(fn), module_of(fn))(fn, args, kwargs)
 
 
 class _Parts:
@@ -380,20 +380,27 @@ class _Parts:
                 ctx.attributes = clean_attributes(found, source)
             start = clock.monotonic()
             if bus.wants(CallStarted):
+                outer = delivering.ctx
+                delivering.ctx = ctx
                 try:
                     bus.emit(CallStarted(policy="pipeline", name=name, operation=operation, time=start))
                 except BaseException as interrupt:  # a handler's KeyboardInterrupt: close what others opened
                     if ctx._exits is not None:
                         ctx.run_exits(interrupt)
                     raise
+                finally:
+                    delivering.ctx = outer
             return start
 
         def finish(ctx: CallContext, start: float, exc: BaseException | None) -> None:
             # Raises only a control-flow exception from a handler or an exit
             # callback (the bus and run_exits contain the rest); exits run anyway.
+            outer = delivering.ctx
+            delivering.ctx = ctx
             try:
                 report(start, exc)
             finally:
+                delivering.ctx = outer
                 if ctx._exits is not None:
                     ctx.run_exits(exc)
 

@@ -11,6 +11,7 @@ import pytest
 
 import resilient
 from resilient import CallContext, EventBus
+from resilient._context import delivered_call
 from resilient.events import (
     CallCancelled,
     CallFailed,
@@ -526,3 +527,30 @@ def test_exit_callbacks_run_when_a_handler_interrupts(bus: EventBus, event_type:
     with first, second, pytest.raises(KeyboardInterrupt):
         work()
     assert closed == ["KeyboardInterrupt" if event_type is CallStarted else "NoneType"]
+
+
+def test_delivered_call_names_the_call_of_its_lifecycle_events(bus: EventBus) -> None:
+    """While a call's own events are delivered, delivered_call() is its context, as current_call() says."""
+    seen: list[tuple[str, bool]] = []
+
+    def check(event: Event) -> None:
+        seen.append((type(event).__name__, delivered_call() is resilient.current_call() is not None))
+
+    @resilient.retry(bus=bus)
+    def inner() -> None:
+        return None
+
+    def nested(event: CallSucceeded) -> None:
+        if event.operation == outer.__qualname__:
+            inner()  # a call made from a handler: its own events name it
+
+    @resilient.retry(bus=bus)
+    def outer() -> None:
+        return None
+
+    with bus.subscribe(check, CallStarted, CallSucceeded), bus.subscribe(nested, CallSucceeded):
+        outer()
+    assert (seen, delivered_call()) == (
+        [("CallStarted", True), ("CallSucceeded", True), ("CallStarted", True), ("CallSucceeded", True)],
+        None,
+    )

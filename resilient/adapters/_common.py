@@ -19,8 +19,17 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any, TypeAlias
 
-from resilient._context import current_call
-from resilient._events import Event, EventBus, Subscription, default_bus
+from resilient._context import CallContext, current_call, delivered_call
+from resilient._events import (
+    CallCancelled,
+    CallFailed,
+    CallStarted,
+    CallSucceeded,
+    Event,
+    EventBus,
+    Subscription,
+    default_bus,
+)
 from resilient._state import CircuitState
 
 __all__ = [
@@ -30,6 +39,7 @@ __all__ = [
     "attach",
     "breaker_state",
     "call_attributes",
+    "call_of",
     "check_level",
     "check_levels",
     "check_severity",
@@ -305,9 +315,32 @@ def cover(unwanted: Callable[[type[Event]], bool]) -> tuple[type[Event], ...]:
     return tuple(dict.fromkeys(walk(Event)))
 
 
-def call_attributes() -> Mapping[str, Any] | None:
-    """Return the attributes of the pipeline call running here (a sync handler is inline), or None."""
-    ctx = current_call()
+_LIFECYCLE = (CallStarted, CallSucceeded, CallFailed, CallCancelled)
+
+
+def call_of(event: Event) -> CallContext | None:
+    """Return the context of the pipeline call *event* happens in (a sync handler runs inline), or None.
+
+    A call's own lifecycle events name it directly (no stack walk: they
+    are on every observed call's path); any other event is placed with
+    :func:`resilient.current_call`.
+
+    Args:
+        event: The event being handled.
+
+    Returns:
+        The running call's context, or None outside any call.
+    """
+    if isinstance(event, _LIFECYCLE):
+        ctx = delivered_call()
+        if ctx is not None:
+            return ctx
+    return current_call()
+
+
+def call_attributes(event: Event) -> Mapping[str, Any] | None:
+    """Return the attributes of the pipeline call *event* happens in, or None if it has none."""
+    ctx = call_of(event)
     if ctx is None or not ctx.attributes:
         return None
     return ctx.attributes

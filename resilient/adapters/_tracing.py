@@ -32,7 +32,7 @@ from typing import Any
 
 from resilient._context import CallContext, current_call
 from resilient._events import CallStarted, Event, RetryScheduled
-from resilient.adapters._common import event_kind, exception_type
+from resilient.adapters._common import call_of, event_kind, exception_type
 
 __all__ = ["SpanRecorder", "span_event_attributes"]
 
@@ -145,7 +145,7 @@ class SpanRecorder:
         Args:
             event: The pipeline's ``CallStarted``, delivered inline.
         """
-        ctx = current_call()
+        ctx = call_of(event)
         if ctx is None or ctx.shared:
             return  # delivered outside its call (an async handler, a hand-made event)
         start_ns = time.time_ns()

@@ -22,8 +22,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from resilient._context import CallContext, current_call
+from resilient._context import CallContext
 from resilient._events import Event
+from resilient.adapters._common import call_of
 
 __all__ = [
     "METRICS",
@@ -278,7 +279,7 @@ def call_labels(event: Event) -> tuple[str, CallContext | None]:
     Returns:
         ``(operation label, context or None)``.
     """
-    ctx = current_call()
+    ctx = call_of(event)
     if ctx is not None and ctx.operation == event.operation:
         return ctx.full_name, ctx
     return event.operation or "", None

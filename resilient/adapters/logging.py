@@ -367,7 +367,7 @@ class LoggingAdapter:
         if not logger.isEnabledFor(level):
             return
         extra = record_extra(event)
-        attributes = call_attributes()
+        attributes = call_attributes(event)
         if attributes is not None:
             extra["resilient_attributes"] = dict(attributes)
         logger.log(level, render(event), extra=extra, exc_info=exc_info_of(event))

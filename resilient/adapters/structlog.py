@@ -146,7 +146,7 @@ class StructlogAdapter:
         if level < self.min_level:
             return
         name, fields = entry(event)
-        attributes = call_attributes()
+        attributes = call_attributes(event)
         if attributes is not None:
             fields["attributes"] = dict(attributes)
         exc = exc_info_of(event)
