@@ -6,7 +6,7 @@
 
     OpenTelemetryAdapter().attach()  # the global meter and tracer providers
 
-Only the OpenTelemetry *API* is used (``pip install 'resilient[otel]'``); the
+Only the OpenTelemetry *API* is used (``pip install 'resilient-policies[otel]'``); the
 application configures the SDK and exporters.
 
 Metrics: the vocabulary of :mod:`resilient.adapters._vocabulary`, which the
@@ -100,7 +100,7 @@ class OpenTelemetryAdapter:
             Spans get every call attribute whatever this says.
 
     Raises:
-        ImportError: opentelemetry-api is not installed (``pip install 'resilient[otel]'``).
+        ImportError: opentelemetry-api is not installed (``pip install 'resilient-policies[otel]'``).
         TypeError: A flag is not a bool, or *metric_attributes* not a
             sequence of str.
         ValueError: Both *metrics* and *traces* are off, or a

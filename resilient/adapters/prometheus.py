@@ -261,7 +261,7 @@ class PrometheusAdapter:
             listed stay on spans and log records.
 
     Raises:
-        ImportError: prometheus_client is not installed (``pip install 'resilient[prometheus]'``).
+        ImportError: prometheus_client is not installed (``pip install 'resilient-policies[prometheus]'``).
         TypeError: A parameter has the wrong type.
         ValueError: *namespace* is not a valid metric name prefix, *buckets*
             are not increasing positive numbers, a *metric_attributes* key

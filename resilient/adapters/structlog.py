@@ -97,7 +97,7 @@ class StructlogAdapter:
             callable every kind is subscribed.
 
     Raises:
-        ImportError: structlog is not installed (``pip install 'resilient[structlog]'``).
+        ImportError: structlog is not installed (``pip install 'resilient-policies[structlog]'``).
         TypeError: *logger* has no logging methods, or a *levels* entry,
             *min_level* or *severity* has the wrong type.
         ValueError: A level name is unknown.
