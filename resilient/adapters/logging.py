@@ -41,20 +41,8 @@ from resilient._events import (
 )
 from resilient._state import CircuitState
 
-from ._common import (
-    Severity,
-    attach,
-    call_attributes,
-    check_levels,
-    check_severity,
-    cover,
-    event_fields,
-    event_kind,
-    level_for,
-    pick_level,
-    short_repr,
-    subject,
-)
+from ._common import attach, call_attributes, event_fields, event_kind, short_repr, subject
+from ._levels import Severity, check_levels, check_severity, cover, level_for, pick_level
 
 __all__ = ["DEFAULT_LEVELS", "PER_CALL", "LoggingAdapter", "exc_info_of", "record_extra", "render"]
 

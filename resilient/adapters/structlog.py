@@ -21,17 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from resilient._events import Event, EventBus, Subscription
-from resilient.adapters._common import (
+from resilient.adapters._common import attach, call_attributes, event_fields, event_kind, import_optional
+from resilient.adapters._levels import (
     Severity,
-    attach,
-    call_attributes,
     check_level,
     check_levels,
     check_severity,
     cover,
-    event_fields,
-    event_kind,
-    import_optional,
     level_for,
     pick_level,
 )
