@@ -22,6 +22,9 @@ from resilient.events import (
 )
 from resilient.testing import FakeClock
 
+# A catch-all subscription (Event) skips the lifecycle-only events; name them to see every event.
+EVERY = (Event, CallStarted, CallCancelled)
+
 Body = Callable[[], Any]
 Runner = Callable[..., Any]
 
@@ -96,7 +99,7 @@ def fail_once() -> Body:
 
 def test_started_then_succeeded_once_per_call(run: Runner, bus: EventBus, clock: FakeClock) -> None:
     """A retried call emits CallStarted before its first attempt and CallSucceeded once at the end."""
-    with resilient.testing.capture_events(bus=bus) as events:
+    with resilient.testing.capture_events(*EVERY, bus=bus) as events:
         run(fail_once(), resilient.retry(backoff=0.5, clock=clock, bus=bus), bus=bus)
     assert kinds(events) == ["CallStarted", "RetryScheduled", "CallSucceeded"]
 
@@ -115,7 +118,7 @@ def test_failure_emits_call_failed(run: Runner, bus: EventBus) -> None:
     def body() -> None:
         raise ValueError("bad")
 
-    with resilient.testing.capture_events(bus=bus) as events:
+    with resilient.testing.capture_events(*EVERY, bus=bus) as events:
         run(body, resilient.fallback(0, on=KeyError, bus=bus), bus=bus)
     assert kinds(events) == ["CallStarted", "CallFailed"]
 
@@ -130,7 +133,7 @@ def test_control_flow_exception_emits_call_cancelled(
     def body() -> None:
         raise raised
 
-    with resilient.testing.capture_events(bus=bus) as events:
+    with resilient.testing.capture_events(*EVERY, bus=bus) as events:
         outcome = run(body, resilient.retry(bus=bus), resilient.fallback(0, bus=bus), bus=bus)
     assert (outcome, kinds(events), events[-1].exception) == (  # type: ignore[attr-defined]
         raised,
@@ -148,7 +151,7 @@ async def test_cancelled_task_emits_call_cancelled(bus: EventBus, clock: FakeClo
         entered.set()
         await asyncio.Event().wait()
 
-    with resilient.testing.capture_events(bus=bus) as events:
+    with resilient.testing.capture_events(*EVERY, bus=bus) as events:
         task = asyncio.create_task(hang())
         await entered.wait()
         clock.advance(2)
@@ -554,3 +557,23 @@ def test_delivered_call_names_the_call_of_its_lifecycle_events(bus: EventBus) ->
         [("CallStarted", True), ("CallSucceeded", True), ("CallStarted", True), ("CallSucceeded", True)],
         None,
     )
+
+
+def test_catch_all_subscription_sees_the_documented_stream(
+    run: Runner, bus: EventBus, clock: FakeClock
+) -> None:
+    """A subscription to every event (no types) gets no CallStarted/CallCancelled: the stream API.md lists."""
+    with resilient.testing.capture_events(bus=bus) as events:
+        run(fail_once(), resilient.retry(backoff=0.5, clock=clock, bus=bus), bus=bus)
+    assert kinds(events) == ["RetryScheduled", "CallSucceeded"]
+
+
+def test_catch_all_subscription_sees_nothing_for_a_cancelled_call(run: Runner, bus: EventBus) -> None:
+    """A call ended by KeyboardInterrupt emits nothing to a catch-all subscriber (not a failure)."""
+
+    def body() -> None:
+        raise KeyboardInterrupt
+
+    with resilient.testing.capture_events(bus=bus) as events:
+        run(body, resilient.retry(bus=bus), bus=bus)
+    assert events == []

@@ -16,7 +16,6 @@ from resilient.events import (
     BulkheadRejected,
     CallFailed,
     CallRejected,
-    CallStarted,
     CallSucceeded,
     CircuitClosed,
     CircuitHalfOpened,
@@ -356,15 +355,7 @@ async def test_handler_error_keeps_original_exception(
 
 # --- no allocation without subscribers --------------------------------------------------
 
-EMITTED = (
-    RetryScheduled,
-    RetriesExhausted,
-    TimeoutElapsed,
-    FallbackUsed,
-    CallStarted,
-    CallSucceeded,
-    CallFailed,
-)
+EMITTED = (RetryScheduled, RetriesExhausted, TimeoutElapsed, FallbackUsed, CallSucceeded, CallFailed)
 
 
 @pytest.fixture
@@ -475,7 +466,7 @@ async def test_implicit_pipeline_uses_policy_bus(clock: FakeClock) -> None:
     bus = EventBus()
     with capture_events() as on_default, capture_events(bus=bus) as on_private:
         await retry(clock=clock, bus=bus).call(clock.sleep, 0)
-    assert (on_default, [type(e) for e in on_private]) == ([], [CallStarted, CallSucceeded])
+    assert (on_default, [type(e) for e in on_private]) == ([], [CallSucceeded])
 
 
 async def test_explicit_pipeline_bus_wins(clock: FakeClock) -> None:
@@ -484,7 +475,7 @@ async def test_explicit_pipeline_bus_wins(clock: FakeClock) -> None:
     p = pipeline(retry(clock=clock, bus=policy_bus), bus=pipeline_bus)
     with capture_events(bus=policy_bus) as on_policy, capture_events(bus=pipeline_bus) as on_pipeline:
         await p.call(clock.sleep, 0)
-    assert (on_policy, [type(e) for e in on_pipeline]) == ([], [CallStarted, CallSucceeded])
+    assert (on_policy, [type(e) for e in on_pipeline]) == ([], [CallSucceeded])
 
 
 def test_bad_bus_rejected() -> None:
@@ -704,7 +695,6 @@ async def test_policy_strings(clock: FakeClock) -> None:
         ("RetriesExhausted", "retry"),
         ("TimeoutElapsed", "timeout"),
         ("FallbackUsed", "fallback"),
-        ("CallStarted", "pipeline"),
         ("CallSucceeded", "pipeline"),
         ("CallFailed", "pipeline"),
     }

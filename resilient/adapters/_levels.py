@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from resilient._events import Event
+from resilient._events import EXPLICIT_ONLY, Event
 
 __all__ = [
     "Severity",
@@ -130,7 +130,10 @@ def cover(unwanted: Callable[[type[Event]], bool]) -> tuple[type[Event], ...]:
             return [cls]
         return [found for child in cls.__subclasses__() for found in walk(child)]
 
-    return tuple(dict.fromkeys(walk(Event)))
+    found = walk(Event)
+    # A subscription to Event skips the explicit-only lifecycle events: name them.
+    found.extend(cls for cls in EXPLICIT_ONLY if not unwanted(cls))
+    return tuple(dict.fromkeys(found))
 
 
 def check_levels(

@@ -21,6 +21,7 @@ from typing import Any
 
 from resilient._context import current_call
 from resilient._events import (
+    ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
@@ -369,10 +370,10 @@ class LoggingAdapter:
             (:data:`PER_CALL`), the event classes covering every other kind.
         """
         if not self.skip_disabled or self.severity is not None:
-            return (Event,)
+            return ALL_EVENTS
         quiet = tuple(c for c in PER_CALL if not self.logger.isEnabledFor(self.level_of(c)))
         if not quiet:
-            return (Event,)
+            return ALL_EVENTS
         return cover(lambda cls: issubclass(cls, quiet))
 
     def attach(self, bus: EventBus | None = None) -> Subscription:

@@ -44,6 +44,7 @@ from typing import Any
 
 from resilient import __version__
 from resilient._events import (
+    ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
     CallCancelled,
@@ -346,7 +347,7 @@ class OpenTelemetryAdapter:
             TypeError: *bus* is not an EventBus.
         """
         # Spans want every event (any kind can become a span event); metrics alone need fewer.
-        return attach(self, (Event,) if self.traces else _EVENTS, bus)
+        return attach(self, ALL_EVENTS if self.traces else _EVENTS, bus)
 
 
 def _ignore(event: Event) -> None:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from resilient._events import Event, EventBus, Subscription
+from resilient._events import ALL_EVENTS, Event, EventBus, Subscription
 from resilient.adapters._common import attach, call_attributes, event_fields, event_kind, import_optional
 from resilient.adapters._levels import (
     Severity,
@@ -158,7 +158,7 @@ class StructlogAdapter:
             (``(Event,)`` with a *severity* callable).
         """
         if self.severity is not None:
-            return (Event,)
+            return ALL_EVENTS
         return cover(lambda cls: level_for(cls, self.levels) < self.min_level)
 
     def attach(self, bus: EventBus | None = None) -> Subscription:

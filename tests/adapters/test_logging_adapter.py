@@ -312,8 +312,8 @@ def test_quiet_kinds_are_not_subscribed(logger: logging.Logger, bus: EventBus) -
 
 
 def test_every_kind_subscribed_when_all_enabled(logger: logging.Logger) -> None:
-    """At DEBUG every event class is covered by one subscription to Event."""
-    assert LoggingAdapter(logger).wanted_types() == (Event,)
+    """At DEBUG one subscription covers Event and names the lifecycle-only events."""
+    assert LoggingAdapter(logger).wanted_types() == (Event, CallStarted, CallCancelled)
 
 
 def test_skip_disabled_off_subscribes_everything(logger: logging.Logger, bus: EventBus) -> None:

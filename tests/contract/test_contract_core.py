@@ -32,7 +32,7 @@ from resilient import (
     retry,
     timeout,
 )
-from resilient.events import CallStarted, CallSucceeded, Event, EventBus, RetriesExhausted
+from resilient.events import CallSucceeded, Event, EventBus, RetriesExhausted
 from resilient.testing import FakeClock, capture_events, set_testing
 
 CONTROL_FLOW: list[type[BaseException]] = [
@@ -703,7 +703,7 @@ def test_capture_events_only_while_open_and_only_default_bus() -> None:
         retry(attempts=1).call(lambda: 1)
         retry(attempts=1, bus=EventBus()).call(lambda: 1)
     retry(attempts=1).call(lambda: 1)
-    assert [type(e) for e in events] == [CallStarted, CallSucceeded]  # CallStarted: issue 13
+    assert [type(e) for e in events] == [CallSucceeded]
     assert all(isinstance(e, Event) for e in events)
 
 
@@ -779,7 +779,6 @@ async def test_each_policy_emits_its_policy_string(clock: FakeClock) -> None:
         "CircuitRejected": "circuit_breaker",
         "BulkheadRejected": "bulkhead",
         "FallbackUsed": "fallback",
-        "CallStarted": "pipeline",  # issue 13
         "CallFailed": "pipeline",
         "CallSucceeded": "pipeline",
     }

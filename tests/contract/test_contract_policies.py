@@ -779,7 +779,6 @@ async def test_policy_event_strings_and_fields(clock: FakeClock) -> None:
         assert await op() == "fb"
     kinds = [(type(e).__name__, e.policy, e.name) for e in events]
     assert kinds == [
-        ("CallStarted", "pipeline", None),  # issue 13
         ("RetryScheduled", "retry", "r"),
         ("RetryScheduled", "retry", "r"),
         ("TimeoutElapsed", "timeout", "t"),
@@ -787,7 +786,7 @@ async def test_policy_event_strings_and_fields(clock: FakeClock) -> None:
         ("CallSucceeded", "pipeline", None),
     ]
     assert all(e.operation == op.__qualname__ for e in events)
-    _, sched, _, elapsed, used, ok = events
+    sched, _, elapsed, used, ok = events
     assert isinstance(sched, RetryScheduled)
     assert isinstance(sched.exception, Boom)
     assert (sched.attempt, sched.delay, sched.result) == (1, 0.25, None)
@@ -843,8 +842,7 @@ def test_sync_handlers_inline_in_order_once(bus: EventBus, clock: FakeClock) -> 
         return "ok"
 
     run(retry(backoff=0, clock=clock, bus=bus), body, False)
-    # The Event handlers see CallStarted (issue 13) before the first attempt.
-    assert log[:7] == ["b", "c", "call", "a", "b", "c", "call"]
+    assert log[:5] == ["call", "a", "b", "c", "call"]
 
 
 async def test_async_handlers_and_drain(bus: EventBus, clock: FakeClock) -> None:
@@ -940,8 +938,8 @@ def test_capture_events_only_while_open(clock: FakeClock) -> None:
     count = len(events)
     with pytest.raises(Boom):
         run(policy, body, False)
-    assert count == 4  # CallStarted (issue 13), RetryScheduled, RetriesExhausted, CallFailed
-    assert len(events) == 4
+    assert count == 3
+    assert len(events) == 3
 
 
 # --- bad configuration ------------------------------------------------------------
