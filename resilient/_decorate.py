@@ -40,6 +40,7 @@ def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
             template.clock if template._explicit_clock else (inner.clock if inner._explicit_clock else None)
         ),
         bus=template.bus if template._explicit_bus else (inner.bus if inner._explicit_bus else None),
+        attributes=template.attributes if template.attributes is not None else inner.attributes,
     )
 
 

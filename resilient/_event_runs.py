@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._lazy import LazyModule
+from ._lazy import LazyLogger, LazyModule
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,16 +45,14 @@ else:
 
 __all__ = ["LOG_EVERY", "AsyncRuns", "Sub", "report"]
 
+logger = LazyLogger("resilient")  # logging loads with the first message
+
 LOG_EVERY = 10.0
 """Seconds between two log lines about dropped runs (the first drop is logged at once)."""
 
 
 def _get_running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
-
-
-def _logger() -> logging.Logger:
-    return logging.getLogger("resilient")
 
 
 class Sub:
@@ -77,7 +75,7 @@ class Sub:
 def report(sub: Sub, event: object) -> None:
     """Log a handler that raised when called; never raise (not even for a broken logging setup)."""
     try:
-        _logger().exception("resilient event handler %r failed on %r", sub.handler, event)
+        logger.exception("resilient event handler %r failed on %r", sub.handler, event)
     except Exception:  # a logging filter or handler that raises
         pass
 
@@ -85,7 +83,7 @@ def report(sub: Sub, event: object) -> None:
 def _log(level: int, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
     """Log on the ``resilient`` logger; a broken logging setup must not reach the caller."""
     try:
-        _logger().log(level, msg, *args, exc_info=exc_info)
+        logger.log(level, msg, *args, exc_info=exc_info)
     except Exception:  # pragma: no cover - a logging filter or handler that raises
         pass
 

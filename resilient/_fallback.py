@@ -144,6 +144,8 @@ class Fallback(Policy, Generic[R_co]):
         return super().call(fn, *args, **kwargs)
 
     def _used(self, ctx: CallContext, exc: BaseException) -> None:
+        if not ctx.shared:
+            ctx.fallback_used = True  # the call's outcome is "fallback", not "success"
         bus = self.bus
         if bus.wants(FallbackUsed):
             bus.emit(

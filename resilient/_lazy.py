@@ -10,7 +10,9 @@ module that uses it writes::
     else:
         asyncio = LazyModule("asyncio", globals())
 
-and uses ``asyncio.X`` as usual, only inside functions.
+and uses ``asyncio.X`` as usual, only inside functions. Modules that log
+(only when something fails) write ``logger = LazyLogger("resilient")``:
+``logging`` is imported by the first message.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LazyModule"]
+__all__ = ["LazyLogger", "LazyModule"]
 
 
 class LazyModule:
@@ -46,3 +48,24 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"
+
+
+class LazyLogger:
+    """``logging.getLogger(name)``, looked up (and ``logging`` imported) when a message is logged.
+
+    Args:
+        name: The logger's name.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy logger {self._name!r}>"

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import wrapt
 
-from ._introspect import qualname, unwrap_descriptor
+from ._introspect import full_name, module_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, _Parts
 
 __all__ = ["BoundWrapper", "FunctionWrapper", "Wrapper", "wrap"]
@@ -156,8 +156,14 @@ def _build(wrapper: Wrapper) -> None:
     wrapped = wrapper.__wrapped__
     # A plain function's wrapper binds with MethodType: only the (*args, **kwargs) form is called.
     bound_forms = not isinstance(wrapper, FunctionWrapper)
+    target = unwrap_descriptor(wrapped)
+    operation = qualname(target)
     parts = _Parts(
-        wrapper._self_pipeline, wrapper._self_is_async, qualname(unwrap_descriptor(wrapped)), run=bound_forms
+        wrapper._self_pipeline,
+        wrapper._self_is_async,
+        operation,
+        full_name(operation, module_of(target)),
+        run=bound_forms,
     )
     if bound_forms:
         _set_run(wrapper, parts.run)
