@@ -15,8 +15,6 @@ apart).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -25,8 +23,11 @@ from types import CodeType, FrameType, MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._clock import Clock
+from ._lazy import LazyLogger
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._pipeline import Pipeline
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
     "remaining",
 ]
 
-logger = logging.getLogger("resilient")
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 
 class Deadline:

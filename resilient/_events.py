@@ -8,7 +8,6 @@ allocates nothing.
 from __future__ import annotations
 
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -66,8 +65,6 @@ __all__ = [
     "default_bus",
     "subscribe",
 ]
-
-logger = logging.getLogger("resilient")
 
 EXPLICIT_ONLY: tuple[type[Event], ...] = (CallStarted, CallCancelled)
 """Events delivered only to subscriptions that name them (or a base other than ``Event``)."""
