@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import numbers
+from asyncio import current_task
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from . import _config
 from ._budget import RetryBudget
+from ._cancelling import cancel_requested
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
@@ -186,6 +187,10 @@ class Retry(Policy):
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             started = self._start() if needs_start else 0.0
+            # The cancellation count before the attempt: only an increase means
+            # a request during it (a swallowed one from before must not count).
+            task = current_task()
+            before = 0 if task is None else task.cancelling()
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -200,11 +205,10 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
-            task = asyncio.current_task()
             attempt = 1
             previous: float | None = None
             while True:
-                if last is not None and task is not None and task.cancelling():
+                if last is not None and task is not None and cancel_requested(task, before, last):
                     # Someone asked to cancel this task and the attempt turned
                     # the cancellation into an ordinary exception: never retry it.
                     raise last
@@ -224,6 +228,8 @@ class Retry(Policy):
                 attempt += 1
                 ctx.attempt = attempt
                 last = None
+                if task is not None:
+                    before = task.cancelling()
                 try:
                     result = await inner(ctx, fn, args, kwargs)
                 except Exception as exc:
