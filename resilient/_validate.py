@@ -23,6 +23,7 @@ __all__ = [
     "check_duration",
     "check_int",
     "check_name",
+    "every_leaf",
     "make_matcher",
 ]
 
@@ -180,16 +181,48 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
     norm = tuple(Exception if t is BaseException else t for t in types)
     group_types = tuple(t for t in norm if issubclass(t, BaseExceptionGroup))
 
+    def listed(exc: BaseException) -> bool:
+        return isinstance(exc, norm)
+
     def match(exc: BaseException) -> bool:
         if not isinstance(exc, Exception):
             return False
         if isinstance(exc, BaseExceptionGroup):
-            if group_types and isinstance(exc, group_types):
-                return True
-            return all(match(e) for e in exc.exceptions)
+            # A listed group type matches the group itself, whatever it holds.
+            return every_leaf(exc, listed, group_types)
         return isinstance(exc, norm)
 
     return match
+
+
+def every_leaf(
+    exc: BaseException,
+    test: Matcher,
+    whole: tuple[type[BaseExceptionGroup[Any]], ...] = (),
+) -> bool:
+    """Return True if every leaf exception of *exc* passes *test*.
+
+    The one exception-group walk of every policy (``on=``, ``ignore=``, the
+    breaker's "only rejections" check). A non-group is its own only leaf. It
+    is iterative, depth first and left to right, stopping at the first leaf
+    that fails: groups nested deeper than the recursion limit are fine.
+
+    Args:
+        exc: The exception (group) to examine.
+        test: The predicate each leaf must pass.
+        whole: Group types that count as one leaf (tested themselves, not opened).
+
+    Returns:
+        Whether every leaf passed (an empty group cannot be built, so never vacuous).
+    """
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup) and not (whole and isinstance(e, whole)):
+            stack.extend(reversed(e.exceptions))
+        elif not test(e):
+            return False
+    return True
 
 
 def _never(exc: BaseException) -> bool:
@@ -197,11 +230,14 @@ def _never(exc: BaseException) -> bool:
 
 
 def _predicate_matcher(param: str, pred: Callable[..., Any]) -> Matcher:
+    def leaf(exc: BaseException) -> bool:
+        return bool(pred(exc))
+
     def match(exc: BaseException) -> bool:
         if not isinstance(exc, Exception):
             return False
         if isinstance(exc, BaseExceptionGroup):
-            return all(match(e) for e in exc.exceptions)
+            return every_leaf(exc, leaf)
         return bool(pred(exc))
 
     return match
