@@ -187,12 +187,12 @@ class CircuitBreaker(BreakerCore, Policy):
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
         backend = self.backend
-        admit = self._admit
+        admit = self._admit_async
         settle = self._settle_async
         clock = self.clock
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            permit = admit(await backend.acquire_async(), ctx.operation)
+            permit = await admit(await backend.acquire_async(), ctx.operation)
             start = clock.monotonic()
             try:
                 result = await inner(ctx, fn, args, kwargs)
@@ -207,8 +207,10 @@ class CircuitBreaker(BreakerCore, Policy):
     # --- context managers ---------------------------------------------------------
 
     async def __aenter__(self) -> CircuitBreaker:
-        got = self.backend.acquire() if self._direct else await self.backend.acquire_async()
-        permit = self._admit(got, None)
+        if self._direct:
+            permit = self._admit(self.backend.acquire(), None)
+        else:
+            permit = await self._admit_async(await self.backend.acquire_async(), None)
         push_scope(self, (permit, self.clock.monotonic()))
         return self
 
