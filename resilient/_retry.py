@@ -17,6 +17,7 @@ from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
+    MAX_WAIT,
     ExceptionSpec,
     check_bus,
     check_clock,
@@ -114,10 +115,12 @@ class Retry(Policy):
         else:
             try:
                 delay = self.backoff.delay(attempt, previous, exc)
-                if not 0.0 <= delay < math.inf:  # NaN fails too
+                if not 0.0 <= delay <= MAX_WAIT:  # NaN fails too
                     # A custom strategy's bug; sleeping a negative or NaN
                     # delay would silently retry at once (or raise deep in a clock).
-                    raise ValueError(f"backoff {self.backoff!r} returned {delay!r}; need finite seconds >= 0")
+                    raise ValueError(
+                        f"backoff {self.backoff!r} returned {delay!r}; need seconds >= 0 and <= {MAX_WAIT:g}"
+                    )
             except Exception as bad:
                 if exc is not None:
                     raise bad from exc
@@ -125,7 +128,8 @@ class Retry(Policy):
             ra = _retry_after(exc)
             if ra is not None:
                 delay = max(delay, ra)
-                if delay > self.backoff.max_delay:
+                # Beyond MAX_WAIT no sleep can honour it (max_delay may be inf).
+                if delay > self.backoff.max_delay or delay > MAX_WAIT:
                     reason = "retry_after"
             # `>=`: a wait ending exactly at the deadline would leave no time
             # for the attempt after it.
