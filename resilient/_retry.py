@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from . import _config
 from ._budget import RetryBudget
-from ._cancelling import cancel_requested
+from ._cancelling import cancel_count, cancel_requested
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
@@ -193,8 +193,7 @@ class Retry(Policy):
             started = self._start() if needs_start else 0.0
             # The cancellation count before the attempt: only an increase means
             # a request during it (a swallowed one from before must not count).
-            task = current_task()
-            before = 0 if task is None else task.cancelling()
+            before = cancel_count()
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -209,6 +208,7 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
+            task = current_task()
             attempt = 1
             previous: float | None = None
             while True:

@@ -494,3 +494,40 @@ async def test_a_cancellation_after_a_taskgroup_failure_in_the_same_attempt_is_n
     with pytest.raises(ConnectionError):
         await task
     assert len(calls) == 1
+
+
+async def test_a_child_task_counts_its_own_cancellations(clock: FakeClock) -> None:
+    """A task started after its parent retried compares its own cancellation count, not its parent's."""
+    parent = asyncio.current_task()
+    assert parent is not None
+    parent.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        pass  # the parent's count stays at 1
+    calls: list[str] = []
+    started = asyncio.Event()
+
+    @retry(attempts=3, on=ConnectionError, backoff=0, clock=clock)
+    async def op(who: str) -> None:
+        calls.append(who)
+        if who == "parent":
+            if calls.count("parent") < 2:
+                raise ConnectionError
+            return
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("cancelled mid-request") from None
+
+    try:
+        await op("parent")  # retried despite the stale count
+        child = asyncio.create_task(op("child"))
+        await started.wait()
+        child.cancel()
+        with pytest.raises(ConnectionError):
+            await child
+    finally:
+        parent.uncancel()
+    assert calls == ["parent", "parent", "child"]
