@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import wrapt
 
-from ._introspect import kind_of, qualname, unwrap_descriptor
+from ._introspect import kind_of, module_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, Policy
 
 __all__ = ["decorate", "pipeline_of"]
@@ -89,7 +89,8 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
     Returns:
         The wrapper.
     """
-    parts = pipeline.parts(is_async, qualname(unwrap_descriptor(wrapped)))
+    target = unwrap_descriptor(wrapped)
+    parts = pipeline.parts(is_async, qualname(target), module_of(target))
     namespace: dict[str, Any] = {"__slots__": (), "__call__": parts.caller(wrapped)}
     if isinstance(wrapped, types.FunctionType):
         method_type = types.MethodType
@@ -115,6 +116,7 @@ def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
             template.clock if template._explicit_clock else (inner.clock if inner._explicit_clock else None)
         ),
         bus=template.bus if template._explicit_bus else (inner.bus if inner._explicit_bus else None),
+        attributes=template.attributes if template.attributes is not None else inner.attributes,
     )
 
 
