@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
-from ._clock import Clock, SystemClock, TimerHandle, call_later
+from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, active_clock, call_later
 from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, Event, EventBus
@@ -97,6 +97,11 @@ class _SyncWaiter:
         return True
 
 
+def _has_sync_timers(clock: Clock) -> bool:
+    """True if *clock* can wake a blocked thread in its own time (not the system clock)."""
+    return not isinstance(clock, SystemClock) and hasattr(clock, "call_later")
+
+
 _Waiter: TypeAlias = "_AsyncWaiter | _SyncWaiter"
 _FULL: Any = object()  # "rejected at once", returned by _join_locked
 
@@ -136,7 +141,7 @@ class Bulkhead(Policy):
         self._queued = 0
         # A thread has no event loop, so the system clock cannot time it out;
         # an injected clock (FakeClock) can, and wakes it in virtual time.
-        self._sync_timers = not isinstance(self.clock, SystemClock) and hasattr(self.clock, "call_later")
+        self._sync_timers = _has_sync_timers(self.clock)
 
     @property
     def max_concurrent(self) -> int:
@@ -295,7 +300,10 @@ class Bulkhead(Policy):
             if w.bound is None:
                 w.gate.acquire()
             else:
-                if self._sync_timers:
+                # A default clock may serve a virtual one now (a pipeline's, use_clock's).
+                if self._sync_timers or (
+                    type(clock) is DefaultClock and _has_sync_timers(active_clock(clock))
+                ):
                     try:
                         self._arm(w)
                     except RuntimeError:  # a clock whose timers need a running loop

@@ -9,10 +9,12 @@ Tests of code that uses ``resilient`` should never wait for real:
 - :func:`set_testing` — skip every backoff wait globally.
 """
 
-from ._clock import FakeClock
-from ._config import set_testing
-from ._events import capture_events
+from resilient._clock import use_clock
+from resilient._config import set_testing
+from resilient._events import capture_events
+from resilient._fakeclock import FakeClock
 
-__all__ = ["FakeClock", "capture_events", "set_testing"]
+__all__ = ["FakeClock", "capture_events", "set_testing", "use_clock"]
 
 FakeClock.__module__ = __name__
+use_clock.__module__ = __name__
