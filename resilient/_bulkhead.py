@@ -28,6 +28,7 @@ from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, Event, EventBus
 from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._tracking import track
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class Bulkhead(Policy):
         # A thread has no event loop, so the system clock cannot time it out;
         # an injected clock (FakeClock) can, and wakes it in virtual time.
         self._sync_timers = _has_sync_timers(self.clock)
+        track(self)  # weakly, for resilient.testing.reset_policies()
 
     @property
     def max_concurrent(self) -> int:
@@ -168,6 +170,22 @@ class Bulkhead(Policy):
         return (
             f"bulkhead({self._max}, max_queue={self._max_queue}, queue_timeout={self.queue_timeout!r}{extra})"
         )
+
+    def reset(self) -> None:
+        """Turn away every call waiting for a slot: each gets a fresh BulkheadFullError.
+
+        Calls running keep their slots until they finish: taking a slot from a
+        running call would let more than *max_concurrent* run at once.
+        """
+        with self._lock:
+            waiting = [w for w in self._queue if w.state == _QUEUED]
+            for w in waiting:
+                self._leave_locked(w)
+            self._queue.clear()
+        for w in waiting:
+            w.wake()  # outside the lock: the woken caller settles under it
+
+    _reset_for_tests = reset
 
     # --- slot bookkeeping (the *_locked methods run under self._lock) ----------
 
