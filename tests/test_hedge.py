@@ -7,6 +7,7 @@ import contextvars
 import gc
 import math
 import sys
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -85,7 +86,7 @@ async def settle(rounds: int = 10) -> None:
 
 def others() -> set[asyncio.Task[Any]]:
     """The tasks of the running loop other than the current one."""
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
 @pytest.fixture
@@ -582,16 +583,19 @@ async def test_stdlib_timeout_around_a_hedge_restores_cancelling(dep: Dependency
 
 
 async def test_task_group_sibling_failure_cancels_the_hedged_call(dep: Dependency, clock: FakeClock) -> None:
-    """In a TaskGroup, a failing sibling cancels the hedged call and all its attempts; only its error is raised."""
+    """In a TaskGroup a failing sibling cancels the hedged call and its attempts; only its error is raised."""
 
     async def sibling() -> None:
         await settle()
         raise ValueError("sibling")
 
+    async def group() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(hedge(delay=0, clock=clock).call(dep))
+            tg.create_task(sibling())
+
     with pytest.raises(ExceptionGroup) as info:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(hedge(delay=0, clock=clock).call(dep))
-            group.create_task(sibling())
+        await group()
     assert [type(e) for e in info.value.exceptions] == [ValueError]
     assert sorted(dep.cancelled) == [1, 2]
     assert others() == set()
@@ -632,6 +636,21 @@ async def test_delay_fires_when_the_clock_is_advanced_from_another_thread(
     assert dep.started == [1, 2]
     dep.answer(1, "one")
     assert await task == "one"
+
+
+async def test_a_timer_firing_from_a_thread_after_cancellation_starts_nothing(
+    dep: Dependency, clock: FakeClock
+) -> None:
+    """A delay that elapses (from another thread) while the cancelled call winds down starts no attempt."""
+    task = await start(hedge(delay=1, clock=clock), dep)
+    task.cancel()
+    thread = threading.Thread(target=clock.advance, args=(1,))
+    thread.start()
+    thread.join()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    assert dep.started == [1]
 
 
 async def test_system_clock_delay(dep: Dependency) -> None:
@@ -707,23 +726,31 @@ def test_sync_function_is_rejected_when_decorated() -> None:
     def op() -> None:
         pass
 
+    h: Any = hedge()  # statically, hedge() accepts only coroutine functions
     with pytest.raises(TypeError, match=r"hedge\(\).*async def"):
-        hedge()(op)  # type: ignore[type-var]
+        h(op)
 
 
 def test_sync_function_is_rejected_by_call() -> None:
     """hedge().call() on a sync function raises TypeError before calling it."""
     called: list[int] = []
 
+    h: Any = hedge()
     with pytest.raises(TypeError, match=r"hedge\(\)"):
-        hedge().call(lambda: called.append(1))  # type: ignore[arg-type,func-returns-value]
+        h.call(lambda: called.append(1))
     assert called == []
 
 
-def test_wrap_sync_refuses() -> None:
-    """The policy's sync layer cannot be built."""
+def test_wrap_sync_and_check_sync_refuse() -> None:
+    """The policy's sync layer cannot be built, and its sync check names the function."""
+
+    def blocking() -> None:
+        pass
+
     with pytest.raises(TypeError, match="async def"):
         hedge().wrap_sync(lambda ctx, fn, args, kwargs: None)
+    with pytest.raises(TypeError, match=r"hedge\(\) cannot guard the sync function .*blocking"):
+        hedge().check_sync(blocking)
 
 
 async def test_decorated_function_keeps_its_identity(clock: FakeClock) -> None:
