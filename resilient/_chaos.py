@@ -129,29 +129,50 @@ class ChaosPolicy(Policy):
         logger.exception("chaos policy %r: enabled() raised; nothing injected", self)
         return False
 
-    def _decider(self) -> Callable[[], bool] | None:
-        """The per-call decision, or None when this policy never injects."""
+    def _layer(self, inner: Callable[..., Any], inject: Callable[..., Any]) -> Callable[..., Any]:
+        """The layer around *inner* (async or sync alike), or *inner* itself if this policy never injects.
+
+        It is a plain function either way: when nothing is injected it hands
+        back what *inner* returns (for async code, inner's awaitable), at the
+        cost of one call to the switch and one test.
+        """
         enabled = self.enabled
         rate = self.rate
         if enabled is False or rate == 0.0:
-            return None
+            return inner
         draw = self.random.random
         toggle_failed = self._toggle_failed
-        if enabled is True:
-            if rate == 1.0:
-                return _always
-            return lambda: draw() < rate
-        switch: Callable[[], object] = enabled
 
-        def fires() -> bool:
-            try:
-                if not switch():
-                    return False
-            except Exception:
-                return toggle_failed()
+        def fires(on: object) -> bool:
+            if on is not True:
+                try:
+                    if not on:
+                        return False
+                except Exception:  # a switch answering with an object whose truth raises
+                    return toggle_failed()
             return rate == 1.0 or draw() < rate
 
-        return fires
+        if enabled is True:
+
+            def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                if fires(True):
+                    return inject(ctx, inner, fn, args, kwargs)
+                return inner(ctx, fn, args, kwargs)
+
+            return run
+
+        switch: Callable[[], object] = enabled
+
+        def run_switched(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+            try:
+                on = switch()
+            except Exception:
+                on = toggle_failed()
+            if on is not False and fires(on):
+                return inject(ctx, inner, fn, args, kwargs)
+            return inner(ctx, fn, args, kwargs)
+
+        return run_switched
 
     def inject_async(
         self, ctx: CallContext, inner: AsyncLayer, fn: Callable[..., Any], args: Args, kwargs: Kwargs
@@ -189,35 +210,14 @@ class ChaosPolicy(Policy):
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the layer that injects into some calls of *inner* (or *inner* itself if it never does)."""
-        fires = self._decider()
-        if fires is None:
-            return inner
-        inject = self.inject_async
-
-        # A plain function: when nothing is injected it hands back inner's
-        # awaitable, one call and one test per call.
-        def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            if fires():
-                return inject(ctx, inner, fn, args, kwargs)
-            return inner(ctx, fn, args, kwargs)
-
-        if is_frameless(inner):
-            mark_frameless(run)
-        return run
+        layer = self._layer(inner, self.inject_async)
+        if layer is not inner and is_frameless(inner):
+            mark_frameless(layer)
+        return layer
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
         """Return the sync layer that injects into some calls of *inner*."""
-        fires = self._decider()
-        if fires is None:
-            return inner
-        inject = self.inject_sync
-
-        def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            if fires():
-                return inject(ctx, inner, fn, args, kwargs)
-            return inner(ctx, fn, args, kwargs)
-
-        return run
+        return self._layer(inner, self.inject_sync)
 
     def _repr_options(self) -> str:
         parts = []
@@ -226,10 +226,6 @@ class ChaosPolicy(Policy):
         if self.enabled is not True:
             parts.append(f"enabled={self.enabled!r}")
         return "".join(f", {p}" for p in parts)
-
-
-def _always() -> bool:
-    return True
 
 
 class Fault(ChaosPolicy):

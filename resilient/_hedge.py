@@ -41,7 +41,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C")
 
-_Attempt: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Coroutine[Any, Any, Any]]
+_Attempt: TypeAlias = Callable[
+    [CallContext, Callable[..., Any], Args, Kwargs, "_Race", int], Coroutine[Any, Any, Any]
+]
 
 DEFAULT_DELAY = 2.0
 """Seconds without an answer before the next attempt starts, unless configured.
@@ -73,6 +75,7 @@ class _Race:
         "fn",
         "hedging",
         "kwargs",
+        "landed",
         "loop",
         "policy",
         "running",
@@ -99,7 +102,8 @@ class _Race:
         self.kwargs = kwargs
         self.loop = asyncio.get_running_loop()
         self.tasks: list[asyncio.Task[Any]] = []
-        self.finished: deque[asyncio.Task[Any]] = deque()
+        self.finished: deque[int] = deque()  # indexes into tasks, in the order they finished
+        self.landed: set[int] = set()
         self.wake: asyncio.Future[None] | None = None
         self.timer: TimerHandle | None = None
         self.due = False  # the hedging delay elapsed
@@ -109,11 +113,23 @@ class _Race:
 
     # -- callbacks (on the loop) ---------------------------------------------------------
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self.finished.append(task)
+    def land(self, index: int) -> None:
+        """Attempt *index* ended (called at the end of its coroutine, or when its task is done).
+
+        The attempt's coroutine reports itself as it ends, so the caller
+        wakes one loop iteration sooner than through a done callback; the
+        done callback remains for a task cancelled before it ever ran.
+        """
+        if index in self.landed:
+            return
+        self.landed.add(index)
+        self.finished.append(index)
         wake = self.wake
         if wake is not None and not wake.done():
             wake.set_result(None)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.land(self.tasks.index(task))
 
     def _timer_fired(self) -> None:
         # A FakeClock may be advanced from another thread: reach the loop safely.
@@ -175,7 +191,8 @@ class _Race:
             # Attempts run at the same time: each later one gets a context of its own.
             ctx = ctx.fork()
             ctx.attempt = n
-        task = self.loop.create_task(self.attempt(ctx, self.fn, self.args, self.kwargs))
+        # An eager task may run to its end (and land) inside create_task.
+        task = self.loop.create_task(self.attempt(ctx, self.fn, self.args, self.kwargs, self, n - 1))
         self.tasks.append(task)
         self.running += 1
         task.add_done_callback(self._done)
@@ -204,68 +221,81 @@ class _Race:
     async def run(self) -> Any:
         """Race the attempts; return the winner's result or raise the final exception."""
         try:
-            exc, result = await self.race()
+            self.begin()
+            while True:
+                while not self.finished and not self.due:
+                    self.wake = self.loop.create_future()
+                    await self.wake
+                self.wake = None
+                if self.due:
+                    self.due = False
+                    if self._may_start():
+                        self.start("delay")
+                        self.arm()
+                outcome = self.judge()
+                if outcome is not None:
+                    break
         except BaseException:
             # The caller was cancelled (or on_result raised): no attempt outlives the call.
             self.stop()
             await self.drain()
             raise
-        return await self.settle(exc, result)
-
-    async def race(self) -> tuple[BaseException | None, Any]:
-        """Start and watch attempts until the outcome is known: ``(exception or None, result)``."""
-        policy = self.policy
-        match = policy._match
-        on_result = policy.on_result
-        self.start(None)
-        if policy.delay == 0:
-            while self._may_start():
-                self.start("delay")
-        else:
-            self.arm()
-        while True:
-            while not self.finished and not self.due:
-                self.wake = self.loop.create_future()
-                await self.wake
-            self.wake = None
-            if self.due:
-                self.due = False
-                if self._may_start():
-                    self.start("delay")
-                    self.arm()
-            while self.finished:
-                task = self.finished.popleft()
-                self.running -= 1
-                if task.cancelled():
-                    # Cancelled by someone other than the hedge: control flow,
-                    # which is never handled.
-                    return _cancelled_error(task), None
-                exc = task.exception()
-                result: Any = None
-                if exc is not None:
-                    if not match(exc):
-                        return exc, None
-                else:
-                    result = task.result()
-                    if on_result is None or not on_result(result):
-                        return None, result
-                # A handled failure: the next attempt starts at once.
-                if self._may_start():
-                    self.start("failure")
-                    self.arm()
-                elif self.running == 0:
-                    # Every attempt failed: the last to finish propagates.
-                    return exc, result
-
-    async def settle(self, exc: BaseException | None, result: Any) -> Any:
-        """Cancel and await the other attempts, then return *result* or raise *exc*."""
         self.stop()
-        interrupted = await self.drain()
-        if interrupted is not None:
-            raise interrupted
+        if self.running:
+            # Attempts still running (or finished but not looked at): cancel and await them.
+            interrupted = await self.drain()
+            if interrupted is not None:
+                raise interrupted
+        exc, result = outcome
         if exc is not None:
             raise exc
         return result
+
+    def begin(self) -> None:
+        """Start the first attempt (every attempt, for ``delay=0``) and the hedging delay."""
+        self.start(None)
+        delay = self.policy.delay
+        if delay == 0:
+            while self._may_start():
+                self.start("delay")
+        elif delay is not None and not self.finished:
+            # Armed once the first attempt has taken its first step: an attempt
+            # that answers at once (the common case) never costs a timer.
+            self.loop.call_soon(self._arm_first)
+
+    def _arm_first(self) -> None:
+        if self.hedging and not self.landed:
+            self.arm()
+
+    def judge(self) -> tuple[BaseException | None, Any] | None:
+        """Look at finished attempts in order; return ``(exception, result)`` once the outcome is known."""
+        policy = self.policy
+        match = policy._match
+        on_result = policy.on_result
+        while self.finished:
+            task = self.tasks[self.finished.popleft()]
+            self.running -= 1
+            if task.cancelled():
+                # Cancelled by someone other than the hedge: control flow,
+                # which is never handled.
+                return _cancelled_error(task), None
+            exc = task.exception()
+            result: Any = None
+            if exc is not None:
+                if not match(exc):
+                    return exc, None
+            else:
+                result = task.result()
+                if on_result is None or not on_result(result):
+                    return None, result
+            # A handled failure: the next attempt starts at once.
+            if self._may_start():
+                self.start("failure")
+                self.arm()
+            elif self.running == 0:
+                # Every attempt failed: the last to finish propagates.
+                return exc, result
+        return None
 
     async def drain(self) -> asyncio.CancelledError | None:
         """Cancel every attempt still running and wait until all are done.
@@ -374,9 +404,14 @@ class Hedge(Policy):
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the layer that races attempts of *inner*."""
 
-        async def attempt(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+        async def attempt(
+            ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs, race: _Race, index: int
+        ) -> Any:
             # The root of each attempt's task: current_call() inside it finds this frame.
-            return await inner(ctx, fn, args, kwargs)
+            try:
+                return await inner(ctx, fn, args, kwargs)
+            finally:
+                race.land(index)
 
         register_layer(attempt)
         budget = self.budget

@@ -207,16 +207,25 @@ async def test_enabled_callable_is_read_on_every_call(target: Target, clock: Fak
     assert outcomes == ["real", "chaos", "chaos", "real", "real"]
 
 
-async def test_a_raising_switch_means_disabled_and_is_logged(
-    target: Target, clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A switch that raises injects nothing, the call goes through, and the error is logged."""
+class Undecided:
+    """A switch value whose truth cannot be told."""
 
-    def broken() -> bool:
+    def __bool__(self) -> bool:
         raise KeyError("CHAOS")
 
+
+def broken_switch() -> bool:
+    """A switch that raises."""
+    raise KeyError("CHAOS")
+
+
+@pytest.mark.parametrize("switch", [broken_switch, Undecided], ids=["raises", "truth-raises"])
+async def test_a_raising_switch_means_disabled_and_is_logged(
+    target: Target, clock: FakeClock, caplog: pytest.LogCaptureFixture, switch: Callable[[], object]
+) -> None:
+    """A switch that raises (or answers with an undecidable value) injects nothing and is logged."""
     with caplog.at_level(logging.ERROR, logger="resilient"):
-        assert await target.run(chaos.fault(ValueError, enabled=broken, clock=clock)) == ["real"]
+        assert await target.run(chaos.fault(ValueError, enabled=switch, clock=clock)) == ["real"]
     [record] = caplog.records
     assert "enabled() raised" in record.getMessage()
     assert record.exc_info is not None
