@@ -41,7 +41,7 @@ def add(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def policies(clock: FakeClock) -> tuple[Retry, Fallback]:
+def policies(clock: FakeClock) -> tuple[Retry, Fallback[Any]]:
     """Two policies that guard both sync and async functions."""
     return retry(attempts=2, clock=clock), fallback(0)
 
@@ -49,19 +49,21 @@ def policies(clock: FakeClock) -> tuple[Retry, Fallback]:
 # --- what the wrapper looks like -------------------------------------------------
 
 
-def test_signature_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_signature_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """A decorated function has the original's inspect.signature."""
     r, f = policies
     assert inspect.signature(f(r(add))) == inspect.signature(add)
 
 
-def test_iscoroutinefunction_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_iscoroutinefunction_preserved(
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """inspect.iscoroutinefunction answers the same for the wrapper as for the original."""
     r, f = policies
     assert inspect.iscoroutinefunction(f(r(add))) == inspect.iscoroutinefunction(add)
 
 
-def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """__name__, __qualname__, __doc__ and __module__ are the original's."""
     r, f = policies
     wrapped = f(r(add))
@@ -73,7 +75,9 @@ def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fall
     )
 
 
-def test_wrapped_is_original_when_stacked(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_wrapped_is_original_when_stacked(
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """__wrapped__ of a stacked wrapper is the original function, not an inner wrapper."""
     r, f = policies
     wrapped: Any = f(r(add))
@@ -81,14 +85,15 @@ def test_wrapped_is_original_when_stacked(add: Callable[..., Any], policies: tup
     assert inspect.unwrap(wrapped) is add
 
 
-async def test_arguments_pass_through(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_arguments_pass_through(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """Positional, default and keyword-only arguments reach the function unchanged."""
     r, f = policies
-    assert await resolve(f(r(add))(2, 3, scale=10)) == 50
+    guarded: Callable[..., Any] = f(r(add))
+    assert await resolve(guarded(2, 3, scale=10)) == 50
 
 
 def test_stacked_decorators_fold_into_one_wrapper(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Stacking gives one pipeline, top decorator outermost."""
     r, f = policies
@@ -97,7 +102,7 @@ def test_stacked_decorators_fold_into_one_wrapper(
 
 
 def test_stacking_does_not_change_the_inner_wrapper(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Decorating an already decorated function leaves the first wrapper's pipeline alone."""
     r, f = policies
@@ -121,14 +126,14 @@ def test_decorator_syntax_top_is_outermost(clock: FakeClock) -> None:
     assert pipeline_of(op).policies == (f, t, r)
 
 
-def test_pipeline_object_decorates(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_pipeline_object_decorates(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """A Pipeline used as a decorator is the decorated function's pipeline."""
     p = pipeline(*policies)
     assert pipeline_of(p(add)) is p
 
 
 def test_pipeline_stacked_on_policy_flattens(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """A pipeline stacked on a decorated function lists its policies first."""
     r, f = policies
@@ -143,13 +148,13 @@ def test_pipeline_of_undecorated_raises() -> None:
         pipeline_of(sync_add)
 
 
-def test_sync_function_stays_sync(policies: tuple[Retry, Fallback]) -> None:
+def test_sync_function_stays_sync(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Calling a decorated sync function returns the value, not an awaitable."""
     r, _ = policies
     assert r(sync_add)(1, 2) == 3
 
 
-async def test_async_function_returns_coroutine(policies: tuple[Retry, Fallback]) -> None:
+async def test_async_function_returns_coroutine(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Calling a decorated async function returns an awaitable of the value."""
     r, _ = policies
     result = r(async_add)(1, 2)
@@ -172,7 +177,7 @@ async def agen() -> AsyncIterator[int]:
 
 @pytest.mark.parametrize("target", [gen, agen], ids=["generator", "async-generator"])
 def test_generator_rejected_at_decoration(
-    target: Callable[..., Any], policies: tuple[Retry, Fallback]
+    target: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Generator and async-generator functions are rejected with TypeError when decorated."""
     r, _ = policies
@@ -181,7 +186,9 @@ def test_generator_rejected_at_decoration(
 
 
 @pytest.mark.parametrize("target", [gen, agen], ids=["generator", "async-generator"])
-def test_generator_rejected_by_call(target: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_generator_rejected_by_call(
+    target: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """policy.call rejects generator functions with TypeError."""
     r, _ = policies
     with pytest.raises(TypeError, match="generator"):
@@ -189,7 +196,7 @@ def test_generator_rejected_by_call(target: Callable[..., Any], policies: tuple[
 
 
 @pytest.mark.parametrize("target", [None, 42, "fn", object()], ids=repr)
-def test_non_callable_rejected(target: Any, policies: tuple[Retry, Fallback]) -> None:
+def test_non_callable_rejected(target: Any, policies: tuple[Retry, Fallback[Any]]) -> None:
     """Decorating something that is not callable raises TypeError."""
     r, _ = policies
     with pytest.raises(TypeError, match="callable"):
@@ -462,7 +469,7 @@ async def test_one_policy_on_two_functions(clock: FakeClock) -> None:
     assert pipeline_of(one).policies == pipeline_of(two).policies == (r,)
 
 
-async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback]) -> None:
+async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback[Any]]) -> None:
     """An object with `async def __call__` is decorated as an async function."""
 
     class Handler:
@@ -474,13 +481,13 @@ async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback]) 
     assert await wrapped(4) == 8
 
 
-def test_partial_of_sync_function(policies: tuple[Retry, Fallback]) -> None:
+def test_partial_of_sync_function(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A functools.partial of a sync function is decorated as sync."""
     r, _ = policies
     assert r(functools.partial(sync_add, 1))(2) == 3
 
 
-async def test_partial_of_async_function(policies: tuple[Retry, Fallback]) -> None:
+async def test_partial_of_async_function(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A functools.partial of a coroutine function is decorated as async."""
     r, _ = policies
     assert await r(functools.partial(async_add, 1))(2) == 3
@@ -505,14 +512,14 @@ async def test_sync_async_decided_at_decoration(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("fn", [sync_add, async_add], ids=["sync", "async"])
-async def test_policy_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_policy_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """policy.call(fn, *args, **kwargs) runs fn with those arguments under the policy."""
     r, f = policies
     assert (await resolve(r.call(fn, 1, 2, scale=3)), await resolve(f.call(fn, 2, y=2))) == (9, 4)
 
 
 @pytest.mark.parametrize("fn", [sync_add, async_add], ids=["sync", "async"])
-async def test_pipeline_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_pipeline_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """pipeline(...).call(fn, *args, **kwargs) runs fn under every policy."""
     assert await resolve(pipeline(*policies).call(fn, 4, scale=2)) == 10
 
@@ -528,7 +535,7 @@ def test_timeout_call_rejects_sync_function(clock: FakeClock) -> None:
         timeout(1, clock=clock).call(sync_add, 1)  # type: ignore[arg-type,unused-coroutine]
 
 
-async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback]) -> None:
+async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A keyword argument named fn reaches the function (the policy's own parameter is positional-only)."""
 
     def takes_fn(fn: str) -> str:
@@ -538,7 +545,7 @@ async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback]) ->
     assert r.call(takes_fn, fn="value") == "value"
 
 
-def test_module_function_pickles_by_reference(policies: tuple[Retry, Fallback]) -> None:
+def test_module_function_pickles_by_reference(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A decorated module-level function pickles by reference, like a plain function."""
     assert pickle.loads(pickle.dumps(decorated_module_function)) is decorated_module_function
 
@@ -549,13 +556,13 @@ def decorated_module_function() -> int:
     return 1
 
 
-def test_policy_is_exported_base(policies: tuple[Retry, Fallback]) -> None:
+def test_policy_is_exported_base(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Every policy object is a resilient.Policy, and so is a pipeline and a timeout."""
     assert all(isinstance(p, Policy) for p in (*policies, pipeline(*policies), timeout(1)))
     assert isinstance(timeout(1), Timeout)
 
 
-async def test_coroutine_not_awaited_is_harmless(policies: tuple[Retry, Fallback]) -> None:
+async def test_coroutine_not_awaited_is_harmless(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Creating the call's coroutine runs nothing until it is awaited."""
     calls: list[int] = []
     r, _ = policies
@@ -588,7 +595,7 @@ async def test_concurrent_calls_of_one_wrapper(clock: FakeClock) -> None:
     assert sorted(seen) == [(i, a) for i in range(3) for a in (1, 2)]
 
 
-def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fallback]) -> None:
+def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fallback[Any]]) -> None:
     """An object whose __call__ is a generator function is rejected like a generator function."""
 
     class Stream:

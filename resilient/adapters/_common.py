@@ -62,7 +62,7 @@ def import_optional(module: str, extra: str, adapter: str) -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             f"{adapter} needs the {module!r} package, which is not installed: "
-            f"pip install 'resilient[{extra}]'"
+            f"pip install 'resilient-policies[{extra}]'"
         ) from exc
 
 

@@ -6,7 +6,7 @@
 
     OpenTelemetryAdapter().attach()  # the global meter and tracer providers
 
-Only the OpenTelemetry *API* is used (``pip install 'resilient[otel]'``); the
+Only the OpenTelemetry *API* is used (``pip install 'resilient-policies[otel]'``); the
 application configures the SDK and exporters. Metric names follow the
 semantic conventions (dotted, units in UCUM, no ``_total``):
 
@@ -102,7 +102,7 @@ class OpenTelemetryAdapter:
             span at once (the excess, oldest first, loses its span events).
 
     Raises:
-        ImportError: opentelemetry-api is not installed (``pip install 'resilient[otel]'``).
+        ImportError: opentelemetry-api is not installed (``pip install 'resilient-policies[otel]'``).
         TypeError: A flag is not a bool or *max_pending* not an int.
         ValueError: *max_pending* < 1, or both *metrics* and *traces* are off.
     """

@@ -245,7 +245,7 @@ class PrometheusAdapter:
             ``<namespace>_call_duration_seconds`` (default: prometheus_client's).
 
     Raises:
-        ImportError: prometheus_client is not installed (``pip install 'resilient[prometheus]'``).
+        ImportError: prometheus_client is not installed (``pip install 'resilient-policies[prometheus]'``).
         TypeError: A parameter has the wrong type.
         ValueError: *namespace* is not a valid metric name prefix, *buckets*
             are not increasing positive numbers, or the namespace already

@@ -81,7 +81,7 @@ class StructlogAdapter:
             the logger method (``debug`` ... ``critical``).
 
     Raises:
-        ImportError: structlog is not installed (``pip install 'resilient[structlog]'``).
+        ImportError: structlog is not installed (``pip install 'resilient-policies[structlog]'``).
         TypeError: *logger* has no logging methods, or a *levels* entry has the wrong type.
         ValueError: A level name is unknown.
     """

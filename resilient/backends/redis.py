@@ -31,7 +31,7 @@ try:
     import redis  # noqa: F401  (fail here, with the fix, when the extra is missing)
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "resilient.backends.redis needs the redis package: pip install 'resilient[redis]'"
+        "resilient.backends.redis needs the redis package: pip install 'resilient-policies[redis]'"
     ) from exc
 
 from resilient import _validate as _check

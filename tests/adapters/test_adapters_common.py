@@ -53,7 +53,7 @@ def test_missing_dependency_names_the_extra(
     """Without its dependency, an adapter raises ImportError telling which extra to install."""
     for name in modules:
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImportError, match=rf"pip install 'resilient\[{extra}\]'"):
+    with pytest.raises(ImportError, match=rf"pip install 'resilient-policies\[{extra}\]'"):
         factory()
 
 

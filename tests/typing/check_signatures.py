@@ -31,7 +31,7 @@ clock = FakeClock()
 
 assert_type(retry(), Retry)
 assert_type(timeout(1), Timeout)
-assert_type(fallback(None), Fallback)
+assert_type(fallback(None), Fallback[None])
 assert_type(pipeline(retry(), timeout(1)), Pipeline)
 
 
