@@ -135,6 +135,9 @@ class ChaosPolicy(Policy):
         It is a plain function either way: when nothing is injected it hands
         back what *inner* returns (for async code, inner's awaitable), at the
         cost of one call to the switch and one test.
+
+        Returns:
+            The layer.
         """
         enabled = self.enabled
         rate = self.rate

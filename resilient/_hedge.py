@@ -55,8 +55,8 @@ the tail.
 """
 
 
-def _sync_error(target: object) -> TypeError:
-    return TypeError(
+def _sync_message(target: object) -> str:
+    return (
         f"hedge() cannot guard the sync function {qualname(target)}: hedged attempts run "
         f"concurrently as asyncio tasks. Make it `async def` (run blocking code in it with "
         f"`await asyncio.to_thread(...)`)."
@@ -197,13 +197,14 @@ class _Race:
         self.running += 1
         task.add_done_callback(self._done)
 
-    def arm(self) -> None:
-        """(Re)start the hedging delay, if another attempt may follow."""
+    def arm(self, delay: float | None = None) -> None:
+        """(Re)start the hedging delay (or *delay* seconds), if another attempt may follow."""
         timer = self.timer
         if timer is not None:
             timer.cancel()
             self.timer = None
-        delay = self.policy.delay
+        if delay is None:
+            delay = self.policy.delay
         if delay is not None and self.hedging and self.started < self.policy.attempts:
             self.timer = call_later(self.policy.clock, delay, self._timer_fired)
 
@@ -259,13 +260,14 @@ class _Race:
             while self._may_start():
                 self.start("delay")
         elif delay is not None and not self.finished:
-            # Armed once the first attempt has taken its first step: an attempt
-            # that answers at once (the common case) never costs a timer.
-            self.loop.call_soon(self._arm_first)
+            # The timer is set once the first attempt has taken its first step,
+            # so an attempt that answers at once (the common case) costs none;
+            # it is still due `delay` after now, wherever the clock is by then.
+            self.loop.call_soon(self._arm_first, self.policy.clock.monotonic() + delay)
 
-    def _arm_first(self) -> None:
+    def _arm_first(self, due: float) -> None:
         if self.hedging and not self.landed:
-            self.arm()
+            self.arm(due - self.policy.clock.monotonic())
 
     def judge(self) -> tuple[BaseException | None, Any] | None:
         """Look at finished attempts in order; return ``(exception, result)`` once the outcome is known."""
@@ -399,7 +401,7 @@ class Hedge(Policy):
         Raises:
             TypeError: Always.
         """
-        raise _sync_error(target)
+        raise TypeError(_sync_message(target))
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the layer that races attempts of *inner*."""
@@ -429,7 +431,7 @@ class Hedge(Policy):
         Raises:
             TypeError: Always.
         """
-        raise _sync_error(inner)
+        raise TypeError(_sync_message(inner))
 
 
 def hedge(

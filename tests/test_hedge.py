@@ -142,6 +142,19 @@ async def test_elapsed_delay_starts_the_next_attempt(dep: Dependency, clock: Fak
     assert (started.attempt, started.reason, started.policy, started.time) == (2, "delay", "hedge", 1.0)
 
 
+async def test_delay_runs_from_the_call_even_if_the_clock_moves_at_once(
+    dep: Dependency, clock: FakeClock
+) -> None:
+    """Time that passes right after the call starts (before any attempt ran) counts toward the delay."""
+    task = asyncio.ensure_future(hedge(delay=1, clock=clock).call(dep))
+    await asyncio.sleep(0)  # the call has started; its first attempt has not run yet
+    clock.advance(1)
+    await settle()
+    assert dep.started == [1, 2]
+    dep.answer(2, "two")
+    assert await task == "two"
+
+
 async def test_each_start_rearms_the_delay(dep: Dependency, clock: FakeClock) -> None:
     """Attempt 3 starts one delay after attempt 2, and no attempt starts beyond `attempts`."""
     task = await start(hedge(attempts=3, delay=1, clock=clock), dep)
