@@ -96,9 +96,10 @@ async def main() -> None:
     ):
         print(f"{label}    {p(latencies, 50)}  {p(latencies, 95)}  {p(latencies, 99)}  {sent}")
 
-    assert hedged.requests == REQUESTS + len(hedges)
-    assert hedged.cancelled <= len(hedges)  # every loser was cancelled, none left running
-    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    # A hedge whose first attempt answers before the new one runs never sends its request.
+    assert REQUESTS <= hedged.requests <= REQUESTS + len(hedges)
+    assert hedged.cancelled <= len(hedges)  # losers were cancelled...
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]  # ...and none is left
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 import random as _random_module
 from collections.abc import Callable
@@ -13,12 +12,13 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext
 from ._events import ChaosInjected, Event, EventBus
+from ._lazy import LazyLogger
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer, is_frameless, mark_frameless
 from ._validate import check_bus, check_clock, check_duration, check_name
 
 __all__ = ["ChaosPolicy", "Fault", "Latency", "RandomSource", "Result", "fault", "latency", "result"]
 
-logger = logging.getLogger("resilient")
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 _NOTE = "injected by resilient.chaos.fault"
 

@@ -8,7 +8,6 @@ allocates nothing.
 from __future__ import annotations
 
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +19,10 @@ from ._event_types import (
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
     ChaosInjected,
     CircuitClosed,
@@ -38,13 +39,16 @@ from ._event_types import (
     TimeoutElapsed,
 )
 from ._introspect import is_async_callable
+from ._numbers import describe, plain_number
 
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
     "BulkheadRejected",
+    "CallCancelled",
     "CallFailed",
     "CallRejected",
+    "CallStarted",
     "CallSucceeded",
     "ChaosInjected",
     "CircuitClosed",
@@ -67,7 +71,10 @@ __all__ = [
     "subscribe",
 ]
 
-logger = logging.getLogger("resilient")
+EXPLICIT_ONLY: tuple[type[Event], ...] = (CallStarted, CallCancelled)
+"""Events delivered only to subscriptions that name them (or a base other than ``Event``)."""
+ALL_EVENTS: tuple[type[Event], ...] = (Event, *EXPLICIT_ONLY)
+"""Subscribe to these to receive every event, the explicit-only ones included."""
 
 
 # A sync handler's return value is ignored (unless it is awaitable), so any
@@ -141,8 +148,11 @@ class EventBus:
     """
 
     def __init__(self, *, max_pending: int = 10_000) -> None:
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
-            raise TypeError(f"max_pending must be an int, got {type(max_pending).__name__} {max_pending!r}")
+        # A plain int: an int subclass's comparisons could lie (see _numbers).
+        number = plain_number(max_pending)
+        if number is None or type(number) is float:
+            raise TypeError(f"max_pending must be an int, got {describe(max_pending)}")
+        max_pending = int(number)
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self._subs: list[Sub] = []
@@ -193,7 +203,15 @@ class EventBus:
         try:
             return cache[cls]
         except KeyError:
-            found = tuple(s for s in self._subs if issubclass(cls, s.types))
+            if issubclass(cls, EXPLICIT_ONLY):
+                # Call-lifecycle events that API.md's event list does not name
+                # reach only handlers that name them: a catch-all subscription
+                # (``Event``) sees the same stream as before they existed.
+                found = tuple(
+                    s for s in self._subs if any(issubclass(cls, t) and t is not Event for t in s.types)
+                )
+            else:
+                found = tuple(s for s in self._subs if issubclass(cls, s.types))
             cache[cls] = found
             return found
 

@@ -12,7 +12,6 @@ loser's error never surfaces.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -23,6 +22,7 @@ from ._clock import Clock, TimerHandle, call_later
 from ._context import CallContext, _deadline, register_layer
 from ._events import Event, EventBus, HedgeStarted
 from ._introspect import qualname
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
     ExceptionSpec,
@@ -34,6 +34,11 @@ from ._validate import (
     check_name,
     make_matcher,
 )
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["DEFAULT_DELAY", "Hedge", "hedge"]
 
@@ -69,7 +74,9 @@ class _Race:
     __slots__ = (
         "args",
         "attempt",
+        "contexts",
         "ctx",
+        "decider",
         "due",
         "finished",
         "fn",
@@ -102,6 +109,8 @@ class _Race:
         self.kwargs = kwargs
         self.loop = asyncio.get_running_loop()
         self.tasks: list[asyncio.Task[Any]] = []
+        self.contexts: list[CallContext] = []  # each attempt's
+        self.decider = 0  # the attempt whose outcome the caller gets
         self.finished: deque[int] = deque()  # indexes into tasks, in the order they finished
         self.landed: set[int] = set()
         self.wake: asyncio.Future[None] | None = None
@@ -187,10 +196,12 @@ class _Race:
                         reason=reason,
                     )
                 )
-        if n > 1 or ctx.attempt != 1:
-            # Attempts run at the same time: each later one gets a context of its own.
+        if n > 1 or not ctx.shared or ctx.attempt != 1:
+            # Attempts run at the same time: each gets a context of its own
+            # (but the first of an unobserved call, whose context is read-only).
             ctx = ctx.fork()
             ctx.attempt = n
+        self.contexts.append(ctx)
         # An eager task may run to its end (and land) inside create_task.
         task = self.loop.create_task(self.attempt(ctx, self.fn, self.args, self.kwargs, self, n - 1))
         self.tasks.append(task)
@@ -247,6 +258,7 @@ class _Race:
             interrupted = await self.drain()
             if interrupted is not None:
                 raise interrupted
+        self.adopt()
         exc, result = outcome
         if exc is not None:
             raise exc
@@ -275,7 +287,8 @@ class _Race:
         match = policy._match
         on_result = policy.on_result
         while self.finished:
-            task = self.tasks[self.finished.popleft()]
+            index = self.decider = self.finished.popleft()
+            task = self.tasks[index]
             self.running -= 1
             if task.cancelled():
                 # Cancelled by someone other than the hedge: control flow,
@@ -298,6 +311,22 @@ class _Race:
                 # Every attempt failed: the last to finish propagates.
                 return exc, result
         return None
+
+    def adopt(self) -> None:
+        """Give the call's context what the deciding attempt recorded in its own.
+
+        Its attributes (``set_attribute`` inside the attempt), whether a
+        fallback answered, and its number: after the call, ``attempt`` is
+        the attempt whose outcome the caller got.
+        """
+        call = self.ctx
+        if call.shared:
+            return
+        attempt = self.contexts[self.decider]
+        call.attributes = attempt.attributes
+        call.attempt = attempt.attempt
+        if attempt.fallback_used:
+            call.fallback_used = True
 
     async def drain(self) -> asyncio.CancelledError | None:
         """Cancel every attempt still running and wait until all are done.
