@@ -636,6 +636,64 @@ async def test_no_timer_outlives_a_cancelled_call(dep: Dependency) -> None:
     assert [handle.cancelled for handle in clock.handles] == [True]
 
 
+# --- policies inside the hedge ---------------------------------------------------------
+
+
+async def test_a_per_attempt_timeout_turns_a_hang_into_a_hedge(clock: FakeClock) -> None:
+    """A timeout inside the hedge fails a hung attempt, which starts the next one at once."""
+    hang = asyncio.Event()
+
+    @hedge(delay=None, clock=clock)
+    @timeout(1, clock=clock)
+    async def op() -> int:
+        ctx = current_call()
+        assert ctx is not None
+        if ctx.attempt == 1:
+            await hang.wait()
+        return ctx.attempt
+
+    task = asyncio.ensure_future(op())
+    await settle()
+    clock.advance(1)
+    assert await task == 2
+
+
+async def test_a_bulkhead_inside_frees_every_slot(clock: FakeClock) -> None:
+    """Attempts take bulkhead slots; a rejected hedge is a handled failure; losers give their slot back."""
+    pool = resilient.bulkhead(1)
+    release = asyncio.Event()
+
+    @hedge(attempts=3, delay=0, clock=clock)
+    @pool
+    async def op() -> str:
+        await release.wait()
+        return "done"
+
+    task = asyncio.ensure_future(op())
+    await settle()
+    assert pool.in_use == 1
+    release.set()
+    assert await task == "done"
+    assert pool.in_use == 0
+
+
+async def test_a_cancelled_loser_is_neutral_for_a_breaker_inside(clock: FakeClock) -> None:
+    """The breaker inside counts the winner; the cancelled loser counts as nothing."""
+    breaker = circuit_breaker(failure_threshold=1, clock=clock)
+
+    @hedge(delay=0, clock=clock)
+    @breaker
+    async def op() -> int:
+        ctx = current_call()
+        assert ctx is not None
+        if ctx.attempt == 1:
+            await asyncio.Event().wait()
+        return ctx.attempt
+
+    assert await op() == 2
+    assert breaker.state is resilient.CircuitState.CLOSED
+
+
 # --- clocks, loops, threads ------------------------------------------------------------
 
 
@@ -664,6 +722,18 @@ async def test_a_timer_firing_from_a_thread_after_cancellation_starts_nothing(
         await task
     await settle()
     assert dep.started == [1]
+
+
+def test_one_policy_across_event_loops(clock: FakeClock) -> None:
+    """A hedge binds no loop: the same hedged function runs under several asyncio.run() in a row."""
+
+    @hedge(delay=0, clock=clock)
+    async def op() -> int:
+        ctx = current_call()
+        assert ctx is not None
+        return ctx.attempt
+
+    assert [asyncio.run(op()) for _ in range(3)] == [1, 1, 1]
 
 
 async def test_system_clock_delay(dep: Dependency) -> None:
