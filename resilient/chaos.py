@@ -17,7 +17,8 @@ environment at run time), then draws against *rate*. An injection emits
 ``enabled=False`` costs nothing at all.
 """
 
-from ._chaos import ChaosPolicy, Fault, Latency, RandomSource, Result, fault, latency, result
+from ._chaos import ChaosPolicy, RandomSource
+from ._chaos_kinds import Fault, Latency, Result, fault, latency, result
 
 __all__ = ["ChaosPolicy", "Fault", "Latency", "RandomSource", "Result", "fault", "latency", "result"]
 
