@@ -1,11 +1,12 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
-Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
-``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into.
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
+``fallback`` and ``hedge`` (``resilient.chaos`` injects faults); stacked
+decorators fold into one pipeline; policies emit events on a bus that
+logging and metrics adapters plug into.
 """
 
-from . import backoff
+from . import backoff, chaos
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
@@ -16,6 +17,7 @@ from ._decorate import pipeline_of
 from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._hedge import Hedge, hedge
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -33,6 +35,7 @@ __all__ = [
     "Clock",
     "EventBus",
     "Fallback",
+    "Hedge",
     "Pipeline",
     "Policy",
     "ResilientError",
@@ -45,9 +48,11 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "chaos",
     "circuit_breaker",
     "current_call",
     "fallback",
+    "hedge",
     "pipeline",
     "pipeline_of",
     "remaining",
