@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import BuiltinFunctionType, FunctionType, TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from ._lazy import LazyModule
 
@@ -290,16 +290,19 @@ def active_clock(clock: Clock) -> Clock:
     return clock
 
 
-class _ClockOverride:
+C = TypeVar("C", bound="Clock | None")
+
+
+class _ClockOverride(Generic[C]):
     """Returned by :func:`use_clock`; restores the previous clock on exit."""
 
     __slots__ = ("_previous", "clock")
 
-    def __init__(self, clock: Clock | None, previous: Clock | None) -> None:
+    def __init__(self, clock: C, previous: Clock | None) -> None:
         self.clock = clock
         self._previous = previous
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> C:
         return self.clock
 
     def __exit__(
@@ -313,7 +316,7 @@ class _ClockOverride:
             _override = self._previous
 
 
-def use_clock(clock: Clock | None) -> _ClockOverride:
+def use_clock(clock: C) -> _ClockOverride[C]:
     """Make every policy given no clock use *clock* (None: the system clock again).
 
     Policies built with ``clock=`` keep theirs; every other one (module-level
@@ -343,7 +346,7 @@ def use_clock(clock: Clock | None) -> _ClockOverride:
     if clock is not None:
         from ._validate import check_clock
 
-        clock = check_clock(clock)
+        check_clock(clock)
     with _override_lock:
         previous, _override = _override, clock
     return _ClockOverride(clock, previous)
