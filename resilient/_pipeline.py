@@ -290,12 +290,16 @@ class Pipeline(Policy):
             )
         self.attributes = attributes
         self.name = check_name(name)
-        self.clock = check_clock(clock)
         self._explicit_clock = clock is not None
         if clock is not None:
+            self.clock = check_clock(clock)
             _give_clock(self._policies, self.clock)
+        elif not self._policies:
+            self.clock = check_clock(None)
         else:
-            # Call durations use the first injected clock, so FakeClock tests agree.
+            # Call durations use the first injected clock, so FakeClock tests
+            # agree; else the first policy's default clock (no new object).
+            self.clock = self._policies[0].clock
             for p in self._policies:
                 own = p.clock
                 if type(own) is not DefaultClock or own.target is not None:
