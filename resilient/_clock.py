@@ -35,13 +35,15 @@ else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = [
+    "MONOTONIC_CLOCK",
     "SYSTEM_CLOCK",
     "Clock",
     "DefaultClock",
+    "LoopClock",
+    "MonotonicClock",
     "SystemClock",
     "TimerHandle",
     "active_clock",
-    "loop_time",
     "use_clock",
 ]
 
@@ -100,30 +102,6 @@ def _is_virtual(cls: type) -> bool:
     return virtual
 
 
-def loop_time(loop: Any) -> float:
-    """Return the system clock's reading inside *loop* (the running loop).
-
-    The same reading as :meth:`SystemClock.monotonic` without looking the
-    loop up again: ``loop.time()`` if the loop keeps virtual time and
-    ``time.monotonic`` has not been replaced, else ``time.monotonic()``.
-
-    Args:
-        loop: The running event loop.
-
-    Returns:
-        Seconds from an arbitrary origin.
-    """
-    mono = time.monotonic
-    if type(mono) is BuiltinFunctionType:
-        virtual = _virtual.get(type(loop))
-        if virtual is None:
-            virtual = _is_virtual(type(loop))
-        if virtual:
-            now: float = loop.time()
-            return now
-    return mono()
-
-
 class SystemClock:
     """The real clock: the running loop's time (or ``time.monotonic``) and ``asyncio.sleep``.
 
@@ -142,17 +120,15 @@ class SystemClock:
         Returns:
             Seconds from an arbitrary origin.
         """
-        mono = time.monotonic
-        if type(mono) is BuiltinFunctionType:
-            loop = _running_loop()
-            if loop is not None:
-                virtual = _virtual.get(type(loop))
-                if virtual is None:
-                    virtual = _is_virtual(type(loop))
-                if virtual:
-                    now: float = loop.time()
-                    return now
-        return mono()
+        loop = _running_loop()
+        if loop is not None:
+            virtual = _virtual.get(type(loop))
+            if virtual is None:
+                virtual = _is_virtual(type(loop))
+            if virtual and type(time.monotonic) is BuiltinFunctionType:
+                now: float = loop.time()
+                return now
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         """Wait *seconds* with ``asyncio.sleep``.
@@ -187,6 +163,57 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+class MonotonicClock(SystemClock):
+    """The system clock where no loop keeps time of its own: ``time.monotonic()``.
+
+    A timeout's deadline is measured on it when the loop it was set on reads
+    ``time.monotonic`` too, so reading it later (from any thread) costs no
+    loop lookup.
+    """
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()``, looked up at call time.
+
+        Returns:
+            Seconds from an arbitrary origin.
+        """
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+MONOTONIC_CLOCK = MonotonicClock()
+
+
+class LoopClock(SystemClock):
+    """The system clock pinned to one virtual-time loop: its ``time()``, from any thread.
+
+    Args:
+        loop: The event loop whose time this clock reads.
+    """
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+
+    def monotonic(self) -> float:
+        """Return the loop's time.
+
+        Returns:
+            Seconds from the loop's origin.
+        """
+        now: float = self.loop.time()
+        return now
+
+    def __repr__(self) -> str:
+        return f"LoopClock({self.loop!r})"
+
 
 # --- one clock for every policy given none ---------------------------------------
 
@@ -223,18 +250,16 @@ class DefaultClock(SystemClock):
         clock = self.target
         if clock is None:
             clock = _override
-            if clock is None:
-                mono = time.monotonic
-                if type(mono) is BuiltinFunctionType:
-                    loop = _running_loop()
-                    if loop is not None:
-                        virtual = _virtual.get(type(loop))
-                        if virtual is None:
-                            virtual = _is_virtual(type(loop))
-                        if virtual:
-                            now: float = loop.time()
-                            return now
-                return mono()
+            if clock is None:  # the system clock, inlined (SystemClock.monotonic)
+                loop = _running_loop()
+                if loop is not None:
+                    virtual = _virtual.get(type(loop))
+                    if virtual is None:
+                        virtual = _is_virtual(type(loop))
+                    if virtual and type(time.monotonic) is BuiltinFunctionType:
+                        now: float = loop.time()
+                        return now
+                return time.monotonic()
         return clock.monotonic()
 
     async def sleep(self, seconds: float) -> None:

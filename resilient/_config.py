@@ -29,8 +29,8 @@ def attempts_in_test_mode(attempts: int) -> int:
         *attempts*, unless test mode sets them (``set_testing(True,
         attempts=N)``: N, or at most N with ``cap=True``).
     """
-    setting = _attempts
-    if setting is None or not _testing:
+    setting = _attempts  # set only while test mode is on
+    if setting is None:
         return attempts
     limit, cap = setting
     return min(limit, attempts) if cap else limit

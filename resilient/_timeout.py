@@ -10,13 +10,23 @@ expiry, and the task's ``cancelling()`` count is restored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from types import TracebackType
+from types import BuiltinFunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
 from . import _clock
-from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, loop_time
+from ._clock import (
+    MONOTONIC_CLOCK,
+    Clock,
+    DefaultClock,
+    LoopClock,
+    SystemClock,
+    TimerHandle,
+    _is_virtual,
+    _virtual,
+)
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
@@ -165,6 +175,7 @@ class Timeout(Policy):
             raise RuntimeError("timeout() must be used inside an asyncio task")
         clock = self.clock
         schedule = self._schedule
+        system = self._system
         if self._default:
             serving = clock.target  # type: ignore[attr-defined]
             if serving is None:
@@ -172,6 +183,7 @@ class Timeout(Policy):
             if serving is not None:
                 clock = serving
                 schedule = getattr(serving, "call_later", None)
+                system = False
         seconds = self.seconds
         ambient = _deadline.get()
         if ambient is not None:
@@ -198,8 +210,20 @@ class Timeout(Policy):
                 scope.token = _deadline.set(scope)
                 _arm(scope, loop, max(0.0, left), schedule)
                 return scope
-        # The system clock in this loop, without looking the loop up again.
-        now = loop_time(loop) if clock is self.clock and self._system else clock.monotonic()
+        if system:
+            # The system clock's reading (see SystemClock.monotonic), inlined
+            # and without looking the loop up again: this is the hot path.
+            virtual = _virtual.get(type(loop))
+            if virtual is None:
+                virtual = _is_virtual(type(loop))
+            if virtual and type(time.monotonic) is BuiltinFunctionType:  # freezegun's wins
+                now = loop.time()
+                clock = LoopClock(loop)  # remaining() reads this loop's time, from any thread
+            else:
+                now = time.monotonic()
+                clock = MONOTONIC_CLOCK  # no loop lookup when remaining() reads it
+        else:
+            now = clock.monotonic()
         scope = _Scope(task, now + seconds, clock, seconds)
         scope.token = _deadline.set(scope)
         _arm(scope, loop, seconds, schedule)

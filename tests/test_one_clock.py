@@ -221,7 +221,7 @@ def test_pipeline_clock_leaves_explicit_clocks_alone(clock: FakeClock) -> None:
     explicit = retry(clock=own)
     implicit = circuit_breaker()
     pipeline(explicit, implicit, clock=clock)
-    assert (explicit.clock, active_clock(implicit.clock)) == (own, clock)
+    assert (active_clock(explicit.clock), active_clock(implicit.clock)) == (own, clock)
 
 
 def test_pipeline_clock_drives_breaker_recovery(clock: FakeClock) -> None:

@@ -11,7 +11,7 @@ import looptime
 import pytest
 
 import resilient
-from resilient import CircuitState, circuit_breaker, retry, timeout
+from resilient import CircuitState, SystemClock, circuit_breaker, retry, timeout
 from resilient._clock import SYSTEM_CLOCK
 from resilient.events import CallFailed, RetriesExhausted
 from resilient.testing import capture_events
@@ -135,3 +135,28 @@ def test_sync_code_reads_time_monotonic(monkeypatch: pytest.MonkeyPatch) -> None
     """With no running loop the system clock reads time.monotonic."""
     monkeypatch.setattr(time, "monotonic", lambda: 42.0)
     assert SYSTEM_CLOCK.monotonic() == 42.0
+
+
+def test_remaining_in_a_worker_thread_reads_loop_time() -> None:
+    """A deadline set on a virtual loop is read on that loop's clock from a worker thread too."""
+
+    async def main() -> tuple[float | None, float]:
+        loop = asyncio.get_running_loop()
+        async with timeout(10):
+            await asyncio.sleep(4)
+            return await asyncio.to_thread(lambda: (resilient.remaining(), loop.time()))
+
+    left, now = in_loop_time(main)
+    assert left is not None
+    assert left == pytest.approx(10.0 - now)
+    assert 0 < left <= 6.0
+
+
+def test_an_explicit_system_clock_follows_the_loop_too() -> None:
+    """SystemClock() given explicitly reads the virtual loop's time as the default clock does."""
+
+    async def main() -> tuple[float, float]:
+        await asyncio.sleep(12)
+        return SystemClock().monotonic(), asyncio.get_running_loop().time()
+
+    assert in_loop_time(main) == (12.0, 12.0)
