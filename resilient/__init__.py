@@ -13,9 +13,10 @@ from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining
 from ._decorate import pipeline_of
-from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._errors import BulkheadFullError, CircuitOpenError, FailedResult, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._outcome import Outcome, gather_outcomes, outcome
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -32,7 +33,9 @@ __all__ = [
     "CircuitState",
     "Clock",
     "EventBus",
+    "FailedResult",
     "Fallback",
+    "Outcome",
     "Pipeline",
     "Policy",
     "ResilientError",
@@ -48,6 +51,8 @@ __all__ = [
     "circuit_breaker",
     "current_call",
     "fallback",
+    "gather_outcomes",
+    "outcome",
     "pipeline",
     "pipeline_of",
     "remaining",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing"]
+PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing", "resilient.http"]
 
 # What the contract (API.md) promises in each module; modules may add more.
 REQUIRED = {
@@ -62,6 +62,7 @@ REQUIRED = {
     },
     "resilient.backoff": {"exponential"},
     "resilient.testing": {"FakeClock", "capture_events", "set_testing"},
+    "resilient.http": {"parse_retry_after", "RetryableHTTPError", "raise_for_retryable", "retryable_status"},
 }
 
 
@@ -187,9 +188,9 @@ def test_version_string() -> None:
 
 def test_import_does_not_import_optional_dependencies() -> None:
     """Importing resilient (and its public modules) imports no optional dependency."""
-    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx"]
+    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx", "aiohttp"]
     code = (
-        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing\n"
+        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing, resilient.http\n"
         f"print([m for m in {optional!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,249 @@
+"""Outcomes: a call's value or its failure, as data.
+
+``await outcome(aw)`` never raises an ``Exception``: it returns an
+:class:`Outcome` holding the value or the exception. ``gather_outcomes``
+runs several awaitables concurrently and returns one outcome each, in
+order; one failing (or timing out) never cancels or loses the others.
+Control-flow exceptions (cancellation, ``KeyboardInterrupt``,
+``SystemExit``) are never captured: they propagate as the same object.
+
+Not to be confused with :class:`resilient.backends.Outcome`, the enum a
+breaker backend records (success, failure, slow): that one is for backend
+authors and lives in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Generic, Never, TypeVar, overload
+
+__all__ = ["Outcome", "gather_outcomes", "outcome"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Outcome(Generic[T_co]):
+    """What an awaitable produced: a value, or the ``Exception`` it raised.
+
+    A frozen dataclass. Build one with ``Outcome(value)`` or
+    ``Outcome(exception=exc)``, or get one from :func:`outcome` and
+    :func:`gather_outcomes`. Outcomes compare equal when they hold equal
+    values, or the same exception object.
+
+    Attributes:
+        value: The value, or None for a failure (check :attr:`ok`: a success
+            may hold None too).
+        exception: The exception, or None for a success.
+    """
+
+    value: T_co | None
+    exception: Exception | None
+
+    @overload
+    def __init__(self, value: T_co) -> None: ...
+    @overload
+    def __init__(self: Outcome[Never], *, exception: Exception) -> None: ...
+    def __init__(self, value: Any = None, *, exception: Exception | None = None) -> None:
+        if exception is not None:
+            if not isinstance(exception, Exception):
+                raise TypeError(
+                    "exception must be an Exception (control-flow exceptions are never captured), "
+                    f"got {exception!r}"
+                )
+            if value is not None:
+                raise TypeError("an Outcome holds a value or an exception, not both")
+        # A frozen dataclass sets its fields this way too.
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "exception", exception)
+
+    @property
+    def ok(self) -> bool:
+        """True for a value, False for an exception."""
+        return self.exception is None
+
+    def unwrap(self) -> T_co:
+        """Return the value, or raise the exception (the same object, traceback intact).
+
+        Returns:
+            The value.
+
+        Raises:
+            Exception: The captured exception, for a failure.
+        """
+        if self.exception is not None:
+            raise self.exception
+        return self.value  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        if self.exception is not None:
+            return f"Outcome(exception={self.exception!r})"
+        return f"Outcome({self.value!r})"
+
+
+def _check_awaitable(aw: object, where: str) -> None:
+    if not inspect.isawaitable(aw):
+        raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {aw!r}")
+
+
+def _cancel_pending() -> int:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop: another framework runs the coroutine
+        return 0
+    return 0 if task is None else task.cancelling()
+
+
+async def outcome(aw: Awaitable[T]) -> Outcome[T]:
+    """Await *aw* and return its :class:`Outcome` instead of raising.
+
+    An ``Exception`` becomes ``Outcome(exception=exc)``. Control-flow
+    exceptions (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
+    or a group holding one) propagate as the same object. So does an
+    exception raised while a cancellation of the awaiting task was pending:
+    it may be that cancellation, converted by the awaited code, and
+    capturing it would swallow the cancellation.
+
+    Args:
+        aw: A coroutine, task, future or other awaitable.
+
+    Returns:
+        The outcome.
+
+    Raises:
+        TypeError: *aw* is not awaitable.
+    """
+    _check_awaitable(aw, "aw")
+    before = _cancel_pending()
+    try:
+        value = await aw
+    except Exception as exc:
+        if _cancel_pending() > before:
+            raise
+        return Outcome(exception=exc)
+    return Outcome(value)
+
+
+class _Interrupted:
+    """A child ended by a control-flow exception (kept as the same object)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _child(aw: Awaitable[Any]) -> Outcome[Any] | _Interrupted:
+    try:
+        value = await aw
+    except Exception as exc:
+        return Outcome(exception=exc)
+    except asyncio.CancelledError as exc:
+        # Raised inside the child (it awaited something cancelled): kept to
+        # be re-raised by the caller, as the same object, once all are done.
+        return _Interrupted(exc)
+    return Outcome(value)
+
+
+async def _finish(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the children once and wait until every one has ended, however often we are cancelled.
+
+    As ``asyncio.TaskGroup`` does, a further cancellation of the caller is
+    not passed on: a child cleaning up after the first one may finish it.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for t in pending:
+        t.cancel()
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            pending = {t for t in pending if not t.done()}
+
+
+@overload
+async def gather_outcomes() -> tuple[()]: ...
+@overload
+async def gather_outcomes(aw1: Awaitable[T1], /) -> tuple[Outcome[T1]]: ...
+@overload
+async def gather_outcomes(aw1: Awaitable[T1], aw2: Awaitable[T2], /) -> tuple[Outcome[T1], Outcome[T2]]: ...
+@overload
+async def gather_outcomes(
+    aw1: Awaitable[T1], aw2: Awaitable[T2], aw3: Awaitable[T3], /
+) -> tuple[Outcome[T1], Outcome[T2], Outcome[T3]]: ...
+@overload
+async def gather_outcomes(
+    aw1: Awaitable[T1], aw2: Awaitable[T2], aw3: Awaitable[T3], aw4: Awaitable[T4], /
+) -> tuple[Outcome[T1], Outcome[T2], Outcome[T3], Outcome[T4]]: ...
+@overload
+async def gather_outcomes(
+    aw1: Awaitable[T1], aw2: Awaitable[T2], aw3: Awaitable[T3], aw4: Awaitable[T4], aw5: Awaitable[T5], /
+) -> tuple[Outcome[T1], Outcome[T2], Outcome[T3], Outcome[T4], Outcome[T5]]: ...
+@overload
+async def gather_outcomes(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    aw6: Awaitable[T6],
+    /,
+) -> tuple[Outcome[T1], Outcome[T2], Outcome[T3], Outcome[T4], Outcome[T5], Outcome[T6]]: ...
+@overload
+async def gather_outcomes(*aws: Awaitable[T]) -> tuple[Outcome[T], ...]: ...
+async def gather_outcomes(*aws: Awaitable[Any]) -> tuple[Outcome[Any], ...]:
+    """Run *aws* concurrently and return their :class:`Outcome` s, in order.
+
+    Each awaitable runs in a task of its own. One that fails (a timeout
+    included) becomes a failed outcome and never cancels or sinks the
+    others. If the caller is cancelled, every child still running is
+    cancelled and awaited before the cancellation propagates: no task
+    outlives the call. A child that raises ``CancelledError`` by itself (it
+    awaited something cancelled elsewhere) is not captured either: once
+    every other child has finished, that same exception is raised.
+
+    Unlike ``asyncio.gather``, the result is a tuple (so type checkers know
+    each position's type), and a non-awaitable argument fails before any
+    child starts: no task is left running, and the coroutines passed are
+    closed (never "never awaited").
+
+    Args:
+        *aws: Coroutines, tasks, futures or other awaitables.
+
+    Returns:
+        One outcome per awaitable, in argument order.
+
+    Raises:
+        TypeError: An argument is not awaitable.
+    """
+    given: tuple[object, ...] = aws
+    for i, aw in enumerate(given):
+        if not inspect.isawaitable(aw):
+            for other in given:
+                if inspect.iscoroutine(other):
+                    other.close()
+            raise TypeError(f"gather_outcomes() argument {i + 1} must be awaitable, got {aw!r}")
+    if not aws:
+        return ()
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(_child(aw)) for aw in aws]
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        await _finish(tasks)
+        raise
+    results = [t.result() for t in tasks]
+    for r in results:
+        if isinstance(r, _Interrupted):
+            raise r.exc
+    return tuple(results)  # type: ignore[arg-type]
