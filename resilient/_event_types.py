@@ -7,10 +7,13 @@ that delivers them; :mod:`resilient.events` is the public face of both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if not TYPE_CHECKING:
+    from ._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
+    from dataclasses import dataclass
+
     from ._state import CircuitState
 
 __all__ = [

@@ -232,8 +232,11 @@ class Fallback(Policy, Generic[R_co]):
 
         return run_results
 
-    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
-        """Return the sync layer; an async handler cannot serve a sync function.
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError when the handler is async: it cannot serve a sync function.
+
+        Args:
+            target: The sync function about to be guarded.
 
         Raises:
             TypeError: The handler is a coroutine function.
@@ -243,6 +246,14 @@ class Fallback(Policy, Generic[R_co]):
                 f"fallback handler {self.default!r} is async but the protected function is sync; "
                 "use a sync handler"
             )
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Return the sync layer; an async handler cannot serve a sync function.
+
+        Raises:
+            TypeError: The handler is a coroutine function.
+        """
+        self.check_sync(None)
         match = self._match
         on_result = self.on_result
         answer = self._answer_sync

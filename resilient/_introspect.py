@@ -58,8 +58,19 @@ def is_async_callable(fn: object) -> bool:
     return inspect.iscoroutinefunction(inspect.getattr_static(type(fn), "__call__", None))
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
 def kind_of(fn: object) -> bool:
     """Return True for an async target, False for sync; reject the rest."""
+    if type(fn) is types.FunctionType:
+        # The common case, read off the code flags (decorating is on import's path).
+        flags = fn.__code__.co_flags
+        if flags & inspect.CO_COROUTINE:
+            return True
+        if not flags & _GENERATOR_FLAGS:
+            # inspect also honours markcoroutinefunction (3.12+).
+            return inspect.iscoroutinefunction(fn)
     target: Any = unwrap_descriptor(fn)
     if getattr(type(target), "__resilient_wrapper__", False):
         target = target.__wrapped__

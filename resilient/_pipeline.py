@@ -10,9 +10,8 @@ the function; decorating stacks into ONE wrapper holding one pipeline.
 from __future__ import annotations
 
 import abc
-import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import AttributeValue, CallContext, clean_attributes, delivering, register_layer
@@ -27,11 +26,12 @@ from ._events import (
     subscriptions_version,
 )
 from ._introspect import full_name, is_async_callable, kind_of, module_of, qualname
+from ._lazy import LazyLogger
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = ["AsyncLayer", "Attributes", "Pipeline", "Policy", "SyncLayer", "pipeline"]
 
-logger = logging.getLogger("resilient")
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,6 +45,10 @@ AsyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs]
 """``(ctx, fn, args, kwargs) -> awaitable result``: one async layer of a pipeline."""
 SyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Any]
 """``(ctx, fn, args, kwargs) -> result``: one sync layer of a pipeline."""
+
+
+_CALL_CACHE_SIZE = 128
+"""How many operations' runners a pipeline keeps for ``.call()``."""
 
 
 def _terminal(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -108,6 +112,26 @@ class Policy(abc.ABC):
         """This policy as a one-element tuple (a Pipeline lists its own)."""
         return (self,)
 
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError if this policy cannot guard the sync function *target*.
+
+        Called when a sync function is decorated or passed to ``call``,
+        before any layer is built (layers are folded on the first call), so
+        a policy that refuses a target says so at decoration time.
+
+        Args:
+            target: The sync function about to be guarded.
+
+        Raises:
+            TypeError: The policy does not support sync functions.
+        """
+        if not self.supports_sync:
+            raise TypeError(
+                f"{self.kind}() cannot guard the sync function {qualname(target)}: "
+                f"a running thread cannot be interrupted. Make it `async def`, or run it "
+                f"with `await asyncio.to_thread(...)` inside an async function."
+            )
+
     @overload
     def __call__(self, fn: classmethod[C, P, T]) -> classmethod[C, P, T]: ...
     @overload
@@ -129,9 +153,7 @@ class Policy(abc.ABC):
             TypeError: *fn* is not callable, is a generator function, or is
                 sync while a policy needs async.
         """
-        from ._decorate import decorate  # the decorating module builds on this one
-
-        return decorate(self, fn)
+        return _decorate.decorate(self, fn)
 
     @overload
     def call(
@@ -162,10 +184,21 @@ class Policy(abc.ABC):
         return solo.call(fn, *args, **kwargs)
 
 
+def is_pipeline(obj: object) -> TypeGuard[Pipeline]:
+    """``isinstance(obj, Pipeline)`` without ABCMeta's Python-level instance check (a third of a µs)."""
+    return Pipeline in type(obj).__mro__
+
+
 def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
+    if len(policies) == 1:
+        (p,) = policies
+        if is_pipeline(p):
+            return p.policies
+        if Policy in type(p).__mro__:
+            return policies  # type: ignore[return-value]
     out: list[Policy] = []
     for i, p in enumerate(policies):
-        if isinstance(p, Pipeline):
+        if is_pipeline(p):
             out.extend(p.policies)
         elif isinstance(p, Policy):
             out.append(p)
@@ -219,7 +252,8 @@ class Pipeline(Policy):
                     break
         self._async_chain: AsyncLayer | None = None
         self._sync_chain: SyncLayer | None = None
-        self._parts: dict[tuple[bool, str, str | None], _Parts] = {}
+        # `.call()`'s runners by (is_async, operation, module), made on first use.
+        self._parts: dict[tuple[bool, str, str | None], _Parts] | None = None
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -278,14 +312,13 @@ class Pipeline(Policy):
         return self._sync_chain
 
     def check_sync(self, target: object) -> None:
-        """Raise TypeError if a policy here cannot guard the sync *target*."""
+        """Raise TypeError if a policy here cannot guard the sync *target*.
+
+        Args:
+            target: The sync function about to be guarded.
+        """
         for p in self._policies:
-            if not p.supports_sync:
-                raise TypeError(
-                    f"{p.kind}() cannot guard the sync function {qualname(target)}: "
-                    f"a running thread cannot be interrupted. Make it `async def`, or run it "
-                    f"with `await asyncio.to_thread(...)` inside an async function."
-                )
+            p.check_sync(target)
 
     def _observed(self) -> bool:
         """True while some subscriber would receive an event of this pipeline's calls."""
@@ -314,14 +347,32 @@ class Pipeline(Policy):
         Returns:
             The runner.
         """
-        return self.parts(is_async, operation, module).run
+        run = self.parts(is_async, operation, module).run
+        assert run is not None  # parts() builds the run form
+        return run
 
     def parts(self, is_async: bool, operation: str, module: str | None = None) -> _Parts:
-        """The runner of *operation* and what it is built from (made once, then cached)."""
+        """The runner of *operation* and what it is built from.
+
+        Cached for the last 128 operations (``_CALL_CACHE_SIZE``): ``.call()``
+        of a few functions builds each runner once, and one pipeline called
+        with ever new functions keeps its memory bounded.
+
+        Returns:
+            The parts; ``.run`` is the runner.
+        """
+        cache = self._parts
+        if cache is None:
+            cache = self._parts = {}
         key = (is_async, operation, module)
-        found = self._parts.get(key)
+        found = cache.get(key)
         if found is None:
-            found = self._parts[key] = _Parts(self, is_async, operation, full_name(operation, module))
+            if len(cache) >= _CALL_CACHE_SIZE:
+                try:  # the oldest entry (dicts keep insertion order); another thread may be here too
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
+            found = cache[key] = _Parts(self, is_async, operation, full_name(operation, module))
         return found
 
     @overload
@@ -356,7 +407,12 @@ class _Parts:
 
     __slots__ = ("chain", "full_name", "observed", "operation", "pipeline", "run", "seen", "static")
 
-    def __init__(self, pipeline: Pipeline, is_async: bool, operation: str, full: str | None = None) -> None:
+    run: Callable[..., Any] | None
+
+    def __init__(
+        self, pipeline: Pipeline, is_async: bool, operation: str, full: str | None = None, *, run: bool = True
+    ) -> None:
+        # run=False: no `run` form (a plain function's wrapper only calls `caller(fn)`'s).
         self.pipeline = pipeline
         self.operation = operation
         self.full_name = operation if full is None else full
@@ -475,7 +531,7 @@ class _Parts:
         if not pipeline.policies:
             # No policy layer's frame would carry the context: always observe.
             self.seen[0] = None
-        self.run = self.caller(None)
+        self.run = self.caller(None) if run else None
 
     def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
         """Build the function that runs a call of this operation.
@@ -484,8 +540,8 @@ class _Parts:
         wrapper's form closes over it so its call path reads no attribute.
 
         Args:
-            wrapped: None for ``run(fn, args, kwargs)``; a function for the
-                ``__call__(self, *args, **kwargs)`` of its wrapper.
+            wrapped: None for ``run(fn, args, kwargs)``; a function for
+                ``call(*args, **kwargs)``, what its ready wrapper calls.
 
         Returns:
             The runner.
@@ -512,14 +568,14 @@ class _Parts:
 
             return run
 
-        def __call__(_: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             if seen[0] != version[0]:
                 refresh()
             if seen[1]:
                 return observed(context(operation, pipeline, False, full), wrapped, args, kwargs)
             return chain(static, wrapped, args, kwargs)
 
-        return __call__
+        return call
 
     def refresh(self) -> None:
         """Re-check whether anyone observes these calls (subscriptions changed)."""
@@ -566,3 +622,7 @@ def pipeline(
             sync callable.
     """
     return Pipeline(*policies, name=name, clock=clock, bus=bus, attributes=attributes)
+
+
+# The decorating module builds on this one: imported last, whichever loads first.
+from . import _decorate  # noqa: E402
