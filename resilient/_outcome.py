@@ -14,11 +14,16 @@ authors and lives in its own module.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Any, Generic, Never, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, overload
+
+from ._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["Outcome", "gather_outcomes", "outcome"]
 
@@ -32,23 +37,21 @@ T5 = TypeVar("T5")
 T6 = TypeVar("T6")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class Outcome(Generic[T_co]):
     """What an awaitable produced: a value, or the ``Exception`` it raised.
 
-    A frozen dataclass. Build one with ``Outcome(value)`` or
-    ``Outcome(exception=exc)``, or get one from :func:`outcome` and
-    :func:`gather_outcomes`. Outcomes compare equal when they hold equal
-    values, or the same exception object.
-
-    Attributes:
-        value: The value, or None for a failure (check :attr:`ok`: a success
-            may hold None too).
-        exception: The exception, or None for a success.
+    Frozen: its attributes cannot be set or deleted. Build one with
+    ``Outcome(value)`` or ``Outcome(exception=exc)``, or get one from
+    :func:`outcome` and :func:`gather_outcomes`. Outcomes compare equal when
+    they hold equal values, or the same exception object; they hash and
+    pickle. (Not a dataclass, which would cost ``import resilient`` about half
+    a millisecond to build.)
     """
 
-    value: T_co | None
-    exception: Exception | None
+    __slots__ = ("_exception", "_value")
+
+    _value: T_co | None
+    _exception: Exception | None
 
     @overload
     def __init__(self, value: T_co) -> None: ...
@@ -63,14 +66,23 @@ class Outcome(Generic[T_co]):
                 )
             if value is not None:
                 raise TypeError("an Outcome holds a value or an exception, not both")
-        # A frozen dataclass sets its fields this way too.
-        object.__setattr__(self, "value", value)
-        object.__setattr__(self, "exception", exception)
+        object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_exception", exception)
+
+    @property
+    def value(self) -> T_co | None:
+        """The value, or None for a failure (check :attr:`ok`: a success may hold None too)."""
+        return self._value
+
+    @property
+    def exception(self) -> Exception | None:
+        """The exception (the same object that was raised), or None for a success."""
+        return self._exception
 
     @property
     def ok(self) -> bool:
         """True for a value, False for an exception."""
-        return self.exception is None
+        return self._exception is None
 
     def unwrap(self) -> T_co:
         """Return the value, or raise the exception (the same object, traceback intact).
@@ -81,27 +93,46 @@ class Outcome(Generic[T_co]):
         Raises:
             Exception: The captured exception, for a failure.
         """
-        if self.exception is not None:
-            raise self.exception
-        return self.value  # type: ignore[return-value]
+        if self._exception is not None:
+            raise self._exception
+        return self._value  # type: ignore[return-value]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Outcome is frozen: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Outcome is frozen: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        if self._exception is not None or other._exception is not None:
+            return self._exception is other._exception
+        return bool(self._value == other._value)
+
+    def __hash__(self) -> int:
+        if self._exception is not None:
+            return hash((Outcome, id(self._exception)))
+        return hash((Outcome, self._value))
 
     def __repr__(self) -> str:
-        if self.exception is not None:
-            return f"Outcome(exception={self.exception!r})"
-        return f"Outcome({self.value!r})"
+        if self._exception is not None:
+            return f"Outcome(exception={self._exception!r})"
+        return f"Outcome({self._value!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._exception is not None:
+            return (_failed, (self._exception,))
+        return (Outcome, (self._value,))
+
+
+def _failed(exception: Exception) -> Outcome[Any]:
+    return Outcome(exception=exception)
 
 
 def _check_awaitable(aw: object, where: str) -> None:
     if not inspect.isawaitable(aw):
         raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {aw!r}")
-
-
-def _cancel_pending() -> int:
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no asyncio loop: another framework runs the coroutine
-        return 0
-    return 0 if task is None else task.cancelling()
 
 
 async def outcome(aw: Awaitable[T]) -> Outcome[T]:
@@ -110,9 +141,9 @@ async def outcome(aw: Awaitable[T]) -> Outcome[T]:
     An ``Exception`` becomes ``Outcome(exception=exc)``. Control-flow
     exceptions (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
     or a group holding one) propagate as the same object. So does an
-    exception raised while a cancellation of the awaiting task was pending:
-    it may be that cancellation, converted by the awaited code, and
-    capturing it would swallow the cancellation.
+    exception raised while a cancellation of the awaiting task was requested
+    during the await: it may be that cancellation, converted by the awaited
+    code, and capturing it would swallow the cancellation.
 
     Args:
         aw: A coroutine, task, future or other awaitable.
@@ -124,12 +155,20 @@ async def outcome(aw: Awaitable[T]) -> Outcome[T]:
         TypeError: *aw* is not awaitable.
     """
     _check_awaitable(aw, "aw")
-    before = _cancel_pending()
+    # Loaded with the first call (it needs asyncio), then a dict lookup.
+    from ._cancelling import cancel_count, cancel_requested
+
+    try:
+        before = cancel_count()
+    except RuntimeError:  # no asyncio loop: another framework runs the coroutine
+        before = -1
     try:
         value = await aw
     except Exception as exc:
-        if _cancel_pending() > before:
-            raise
+        if before >= 0:
+            task = asyncio.current_task()
+            if task is not None and cancel_requested(task, before, exc):
+                raise
         return Outcome(exception=exc)
     return Outcome(value)
 
@@ -241,6 +280,12 @@ async def gather_outcomes(*aws: Awaitable[Any]) -> tuple[Outcome[Any], ...]:
         await asyncio.wait(tasks)
     except BaseException:
         await _finish(tasks)
+        for t in tasks:
+            # A child's KeyboardInterrupt or SystemExit already went out
+            # through the event loop: mark it seen, so that asyncio does not
+            # log "exception was never retrieved" when the task is collected.
+            if not t.cancelled():
+                t.exception()
         raise
     results = [t.result() for t in tasks]
     for r in results:

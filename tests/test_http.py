@@ -16,7 +16,16 @@ from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient import CircuitState, ResilientError, backoff, circuit_breaker, retry, set_testing
+from resilient import (
+    CircuitState,
+    FailedResult,
+    ResilientError,
+    backoff,
+    circuit_breaker,
+    fallback,
+    retry,
+    set_testing,
+)
 from resilient.events import RetriesExhausted
 from resilient.http import (
     DEFAULT_CAP,
@@ -307,6 +316,94 @@ async def test_a_hint_beyond_max_delay_gives_up_at_once(clock: FakeClock) -> Non
     assert [e.reason for e in events if isinstance(e, RetriesExhausted)] == ["retry_after"]
 
 
+# --- retry(on_result=retryable_status()): the response itself carries the hint --------------
+
+
+async def test_result_retry_waits_the_responses_retry_after(clock: FakeClock) -> None:
+    """on_result=retryable_status() retries a 429 response and waits its Retry-After; the 200 comes back."""
+    transport, seen = scripted((429, {"Retry-After": "2"}), (200, {}))
+
+    @retry(on_result=retryable_status(), backoff=backoff.exponential(initial=0.1, max_delay=5), clock=clock)
+    async def get(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get("https://api.test/items")
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await get(client)
+    assert (response.status_code, clock.sleeps, len(seen)) == (200, [2.0], 2)
+
+
+def test_result_retry_reads_an_http_date_on_the_predicates_clock(clock: FakeClock) -> None:
+    """The predicate's now= converts an HTTP-date hint; a sync client retries after it."""
+    transport, _ = scripted((503, {"Retry-After": DATE}), (200, {}))
+
+    @retry(
+        on_result=retryable_status(now=at(DATE_EPOCH - 4)),
+        backoff=backoff.exponential(max_delay=5),
+        clock=clock,
+    )
+    def get(client: httpx.Client) -> httpx.Response:
+        return client.get("https://api.test/")
+
+    with httpx.Client(transport=transport) as client:
+        assert get(client).status_code == 200
+    assert clock.sleeps == [4.0]
+
+
+async def test_a_long_result_hint_gives_up_or_caps(clock: FakeClock) -> None:
+    """A 60 s hint beyond max_delay=10: by default the 429 comes back at once; with "cap", 10 s is waited."""
+    for mode, sleeps, status in (("give_up", [], 429), ("cap", [10.0], 200)):
+        transport, _ = scripted((429, {"Retry-After": "60"}), (200, {}))
+        policy = retry(
+            on_result=retryable_status(),
+            backoff=backoff.exponential(max_delay=10),
+            long_retry_after=mode,  # type: ignore[arg-type]
+            clock=clock,
+        )
+        clock.sleeps.clear()
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await policy.call(client.get, "https://api.test/")
+        assert (response.status_code, clock.sleeps) == (status, sleeps)
+
+
+async def test_a_result_aware_backoff_sees_the_response(clock: FakeClock) -> None:
+    """A three-parameter backoff gets the retried response (here: waits longer on a 503 than on a 429)."""
+    transport, _ = scripted((503, {}), (429, {}), (200, {}))
+    seen: list[int] = []
+
+    def by_status(attempt: int, exc: BaseException | None, result: httpx.Response | None) -> float:
+        assert result is not None
+        seen.append(result.status_code)
+        return 3.0 if result.status_code == 503 else 1.0
+
+    @retry(attempts=3, on_result=retryable_status(), backoff=by_status, clock=clock)
+    async def get(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get("https://api.test/")
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await get(client)).status_code == 200
+    assert (seen, clock.sleeps) == ([503, 429], [3.0, 1.0])
+
+
+async def test_fallback_answers_a_retryable_response() -> None:
+    """fallback(on_result=retryable_status(...)) replaces a 503; the handler sees it in a FailedResult."""
+    transport, _ = scripted((503, {"Retry-After": "30"}))
+    seen: list[int] = []
+
+    def cached(exc: Exception, client: httpx.AsyncClient) -> str:
+        assert isinstance(exc, FailedResult)
+        assert isinstance(exc.result, httpx.Response)
+        seen.append(exc.result.status_code)
+        return "cached"
+
+    @fallback(cached, on_result=retryable_status({500, 502, 503, 504}))
+    async def get(client: httpx.AsyncClient) -> httpx.Response | str:
+        return await client.get("https://api.test/")
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert await get(client) == "cached"
+    assert seen == [503]
+
+
 # --- a real local server ----------------------------------------------------------------
 
 
@@ -379,6 +476,18 @@ async def test_aiohttp_against_a_flaky_server_honours_retry_after(
     async with aiohttp.ClientSession() as session:
         assert await get(session) == "hit 3"
     assert (clock.sleeps, server.hits) == ([7.0, 7.0], 3)
+
+
+async def test_result_retry_against_a_flaky_server(server: FlakyServer, clock: FakeClock) -> None:
+    """on_result=retryable_status() over a real connection: two 7 s waits (virtual), then the 200 response."""
+
+    @retry(attempts=5, on_result=retryable_status(), backoff=backoff.exponential(max_delay=10), clock=clock)
+    async def get(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(server.url)
+
+    async with httpx.AsyncClient() as client:
+        response = await get(client)
+    assert (response.status_code, response.text, clock.sleeps) == (200, "hit 3", [7.0, 7.0])
 
 
 async def test_in_test_mode_the_hints_are_not_waited(server: FlakyServer) -> None:
