@@ -20,7 +20,10 @@ PASS/FAIL budget column:
   at most 1 KB kept per decorated function; ``import resilient`` no slower
   than ``import stamina``; and today's per-call numbers as the floor:
   ``@retry`` success at most 1.1x the hand-written loop, the five-policy
-  stack at most 0.85x the hand-written stack.
+  stack at most 0.85x the hand-written stack;
+- the issue 12 (outcomes, HTTP) budgets, from ``outcomes_http.py``:
+  ``outcome()`` at most 1 µs over a hand-written ``try``, ``gather_outcomes``
+  at most 1.2x ``asyncio.gather(return_exceptions=True)``.
 
 Usage::
 
@@ -55,6 +58,9 @@ from _harness import (
     verdict,
     versions,
 )
+from outcomes_http import async_variants as outcome_variants
+from outcomes_http import report as outcomes_report
+from outcomes_http import sync_variants as http_variants
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
 from startup import (
     decoration_checks,
@@ -268,6 +274,7 @@ def run(
     async def main() -> tuple[dict[str, Stats], tuple[dict[str, list[float]], dict[str, str]], Any, Any]:
         av = _build(rows, sync=False)
         av.update(_event_variants())
+        av.update(outcome_variants())
         astats = await measure_async(av, settings)
         tp = await throughput(trounds, tasks, calls)
         mem = memory(mem_n)
@@ -275,7 +282,9 @@ def run(
         return astats, tp, mem, deco
 
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
-    sstats = measure_sync(_build(rows, sync=True), settings)
+    sv = _build(rows, sync=True)
+    sv.update(http_variants())
+    sstats = measure_sync(sv, settings)
     stats = {**astats, **sstats}
     mem["retry, after its first call (sync)"] = memory_after_first_call(mem_n - 1)
     imports = import_times(iruns)
@@ -293,6 +302,8 @@ def run(
     extra_checks(rows, stats, checks)
     print("\n## Events with no subscriber\n")
     print(event_checks(stats, checks))
+    print("\n## Outcomes, result checks and Retry-After parsing\n")
+    print(outcomes_report(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
     print(throughput_table(tp, tp_missing, checks))
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")

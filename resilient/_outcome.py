@@ -15,7 +15,8 @@ authors and lives in its own module.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, overload
 
 from ._lazy import LazyModule
@@ -126,13 +127,42 @@ class Outcome(Generic[T_co]):
         return (Outcome, (self._value,))
 
 
+# Building outcomes on the hot paths: the slots' own setters, no validation
+# (what is stored is known to be a value, or an Exception).
+_new = object.__new__
+_set_value: Callable[[Outcome[Any], Any], None] = vars(Outcome)["_value"].__set__
+_set_exception: Callable[[Outcome[Any], Exception | None], None] = vars(Outcome)["_exception"].__set__
+
+
+def _succeeded(value: Any) -> Outcome[Any]:
+    o: Outcome[Any] = _new(Outcome)
+    _set_value(o, value)
+    _set_exception(o, None)
+    return o
+
+
 def _failed(exception: Exception) -> Outcome[Any]:
-    return Outcome(exception=exception)
+    o: Outcome[Any] = _new(Outcome)
+    _set_value(o, None)
+    _set_exception(o, exception)
+    return o
 
 
 def _check_awaitable(aw: object, where: str) -> None:
-    if not inspect.isawaitable(aw):
+    if type(aw) is not _CoroutineType and not inspect.isawaitable(aw):
         raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {aw!r}")
+
+
+_probes: tuple[Callable[[], int], Callable[[Any, int, BaseException], bool]] | None = None
+
+
+def _load_probes() -> tuple[Callable[[], int], Callable[[Any, int, BaseException], bool]]:
+    # resilient._cancelling needs asyncio: loaded with the first call only.
+    global _probes
+    from ._cancelling import cancel_count, cancel_requested
+
+    _probes = (cancel_count, cancel_requested)
+    return _probes
 
 
 async def outcome(aw: Awaitable[T]) -> Outcome[T]:
@@ -155,9 +185,7 @@ async def outcome(aw: Awaitable[T]) -> Outcome[T]:
         TypeError: *aw* is not awaitable.
     """
     _check_awaitable(aw, "aw")
-    # Loaded with the first call (it needs asyncio), then a dict lookup.
-    from ._cancelling import cancel_count, cancel_requested
-
+    cancel_count, cancel_requested = _probes or _load_probes()
     try:
         before = cancel_count()
     except RuntimeError:  # no asyncio loop: another framework runs the coroutine
@@ -169,8 +197,8 @@ async def outcome(aw: Awaitable[T]) -> Outcome[T]:
             task = asyncio.current_task()
             if task is not None and cancel_requested(task, before, exc):
                 raise
-        return Outcome(exception=exc)
-    return Outcome(value)
+        return _failed(exc)
+    return _succeeded(value)
 
 
 class _Interrupted:
@@ -186,12 +214,12 @@ async def _child(aw: Awaitable[Any]) -> Outcome[Any] | _Interrupted:
     try:
         value = await aw
     except Exception as exc:
-        return Outcome(exception=exc)
+        return _failed(exc)
     except asyncio.CancelledError as exc:
         # Raised inside the child (it awaited something cancelled): kept to
         # be re-raised by the caller, as the same object, once all are done.
         return _Interrupted(exc)
-    return Outcome(value)
+    return _succeeded(value)
 
 
 async def _finish(tasks: list[asyncio.Task[Any]]) -> None:

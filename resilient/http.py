@@ -114,8 +114,9 @@ def parse_retry_after(
         TypeError: *cap* is not a number or *now* not callable.
         ValueError: *cap* is negative, NaN or infinite.
     """
-    limit = _check_cap(cap)
-    _check_now(now)
+    limit = cap if cap is DEFAULT_CAP else _check_cap(cap)
+    if now is not None:
+        _check_now(now)
     return _parse(value, limit, now)
 
 
@@ -159,10 +160,13 @@ def _seconds_until(text: str, now: Callable[[], float] | None) -> float | None:
 
 
 def _status(response: object) -> int | None:
-    for attr in ("status_code", "status"):
-        status = getattr(response, attr, None)
-        if isinstance(status, int) and not isinstance(status, bool):
-            return int(status)
+    status = getattr(response, "status_code", None)  # httpx, requests
+    if status is None:
+        status = getattr(response, "status", None)  # aiohttp, urllib3, http.client
+    if type(status) is int:
+        return status
+    if isinstance(status, int) and not isinstance(status, bool):  # an IntEnum (HTTPStatus)
+        return int(status)
     return None
 
 
@@ -198,8 +202,9 @@ def retry_after_of(
         TypeError: *cap* is not a number or *now* not callable.
         ValueError: *cap* is negative, NaN or infinite.
     """
-    limit = _check_cap(cap)
-    _check_now(now)
+    limit = cap if cap is DEFAULT_CAP else _check_cap(cap)
+    if now is not None:
+        _check_now(now)
     return _parse(_header(response), limit, now)
 
 
@@ -287,8 +292,9 @@ def raise_for_retryable(
         ValueError: A parameter is out of range.
     """
     wanted = RETRYABLE_STATUSES if statuses is RETRYABLE_STATUSES else _check_statuses(statuses)
-    limit = _check_cap(cap)
-    _check_now(now)
+    limit = cap if cap is DEFAULT_CAP else _check_cap(cap)
+    if now is not None:
+        _check_now(now)
     status = _status(response)
     if status is None:
         raise TypeError(f"{response!r} has no integer status_code or status: not an HTTP response")
