@@ -1,11 +1,12 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
-Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
-``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into.
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
+``fallback`` and ``hedge`` (``resilient.chaos`` injects faults); stacked
+decorators fold into one pipeline; policies emit events on a bus that
+logging and metrics adapters plug into.
 """
 
-from . import backoff
+from . import backoff, chaos
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
@@ -16,6 +17,7 @@ from ._decorate import pipeline_of
 from ._errors import BulkheadFullError, CircuitOpenError, FailedResult, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._hedge import Hedge, hedge
 from ._outcome import Outcome, gather_outcomes, outcome
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
@@ -35,6 +37,7 @@ __all__ = [
     "EventBus",
     "FailedResult",
     "Fallback",
+    "Hedge",
     "Outcome",
     "Pipeline",
     "Policy",
@@ -48,10 +51,12 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "chaos",
     "circuit_breaker",
     "current_call",
     "fallback",
     "gather_outcomes",
+    "hedge",
     "outcome",
     "pipeline",
     "pipeline_of",

@@ -153,15 +153,15 @@ def _check_awaitable(aw: object, where: str) -> None:
         raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {aw!r}")
 
 
-_probes: tuple[Callable[[], int], Callable[[Any, int, BaseException], bool]] | None = None
+_probes: tuple[Callable[[], Any], Callable[[Any, int, BaseException], bool]] | None = None
 
 
-def _load_probes() -> tuple[Callable[[], int], Callable[[Any, int, BaseException], bool]]:
+def _load_probes() -> tuple[Callable[[], Any], Callable[[Any, int, BaseException], bool]]:
     # resilient._cancelling needs asyncio: loaded with the first call only.
     global _probes
-    from ._cancelling import cancel_count, cancel_requested
+    from ._cancelling import cancel_requested, running_task
 
-    _probes = (cancel_count, cancel_requested)
+    _probes = (running_task, cancel_requested)
     return _probes
 
 
@@ -185,18 +185,17 @@ async def outcome(aw: Awaitable[T]) -> Outcome[T]:
         TypeError: *aw* is not awaitable.
     """
     _check_awaitable(aw, "aw")
-    cancel_count, cancel_requested = _probes or _load_probes()
+    running_task, cancel_requested = _probes or _load_probes()
     try:
-        before = cancel_count()
+        task = running_task()
     except RuntimeError:  # no asyncio loop: another framework runs the coroutine
-        before = -1
+        task = None
+    before = 0 if task is None else task.cancelling()
     try:
         value = await aw
     except Exception as exc:
-        if before >= 0:
-            task = asyncio.current_task()
-            if task is not None and cancel_requested(task, before, exc):
-                raise
+        if task is not None and cancel_requested(task, before, exc):
+            raise
         return _failed(exc)
     return _succeeded(value)
 

@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "resilient.testing",
     "resilient.backoff",
     "resilient.http",
+    "resilient.chaos",
     "resilient.backends",
     "resilient.backends.redis",
     "resilient.adapters",

@@ -188,6 +188,13 @@ def test_raise_for_retryable_raises_with_status_hint_and_response() -> None:
         assert (info.value.status, info.value.retry_after, info.value.response) == (status, 2.0, response)
 
 
+def test_an_int_enum_status_counts() -> None:
+    """A status given as an IntEnum (http.HTTPStatus) is read as its number."""
+    from http import HTTPStatus
+
+    assert retryable_status()(Plain(HTTPStatus.SERVICE_UNAVAILABLE)) is True
+
+
 def test_raise_for_retryable_returns_other_responses_unchanged() -> None:
     """A 200, a 404 and a 500 (not retryable by default) come back as the same object."""
     responses = [httpx.Response(200), httpx.Response(404), Plain(500)]

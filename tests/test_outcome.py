@@ -7,7 +7,7 @@ import gc
 import inspect
 import pickle
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
@@ -403,3 +403,31 @@ async def test_a_task_group_failure_is_captured_not_taken_for_a_cancellation() -
     assert isinstance(got.exception, ExceptionGroup)
     later = await outcome(raising(Boom()))  # and the task is still usable afterwards
     assert isinstance(later.exception, Boom)
+
+
+def test_an_outcome_is_never_equal_to_a_bare_value() -> None:
+    """An Outcome compares only with outcomes: Outcome(1) is not 1."""
+    assert (Outcome(1) == 1, Outcome(1) != 1) == (False, True)
+
+
+def test_outcome_runs_outside_asyncio() -> None:
+    """Driven by something other than asyncio (no running loop), outcome() still captures failures."""
+
+    class Ready:
+        def __init__(self, error: Exception | None) -> None:
+            self.error = error
+
+        def __await__(self) -> Generator[None, None, int]:
+            if self.error is not None:
+                raise self.error
+            yield from ()  # a generator that never suspends
+            return 5
+
+    def drive(aw: Any) -> Any:
+        coro = outcome(aw)
+        with pytest.raises(StopIteration) as info:
+            coro.send(None)
+        return info.value.value
+
+    error = Boom()
+    assert (drive(Ready(None)), drive(Ready(error))) == (Outcome(5), Outcome(exception=error))

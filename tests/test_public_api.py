@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing", "resilient.http"]
+PUBLIC_MODULES = [
+    "resilient",
+    "resilient.events",
+    "resilient.backoff",
+    "resilient.chaos",
+    "resilient.testing",
+    "resilient.http",
+]
 
 # What the contract (API.md) promises in each module; modules may add more.
 REQUIRED = {
@@ -61,6 +68,7 @@ REQUIRED = {
         "CallFailed",
     },
     "resilient.backoff": {"exponential"},
+    "resilient.chaos": {"fault", "latency", "result"},
     "resilient.testing": {"FakeClock", "capture_events", "set_testing"},
     "resilient.http": {"parse_retry_after", "RetryableHTTPError", "raise_for_retryable", "retryable_status"},
 }
