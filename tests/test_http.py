@@ -497,6 +497,22 @@ async def test_result_retry_against_a_flaky_server(server: FlakyServer, clock: F
     assert (response.status_code, response.text, clock.sleeps) == (200, "hit 3", [7.0, 7.0])
 
 
+async def test_result_retry_with_aiohttp_responses(server: FlakyServer, clock: FakeClock) -> None:
+    """retryable_status() reads an aiohttp response's status and headers: each 429 is retried after 7 s."""
+    async with aiohttp.ClientSession() as session:
+
+        @retry(
+            attempts=5, on_result=retryable_status(), backoff=backoff.exponential(max_delay=10), clock=clock
+        )
+        async def fetch() -> aiohttp.ClientResponse:
+            async with session.get(server.url) as response:
+                await response.read()  # the body stays readable after the connection is released
+                return response
+
+        response = await fetch()
+        assert (response.status, await response.text(), clock.sleeps) == (200, "hit 3", [7.0, 7.0])
+
+
 async def test_in_test_mode_the_hints_are_not_waited(server: FlakyServer) -> None:
     """With set_testing, retry on the system clock skips the server's waits but still retries."""
 
