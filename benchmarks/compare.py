@@ -24,7 +24,10 @@ PASS/FAIL budget column:
 - the issue 12 budgets: ``@hedge`` whose first attempt answers at once costs
   no more than a hand-written ``asyncio.wait`` hedge (no peer has hedging);
   chaos that is switched off adds at most 100 ns to a call (the layer's own
-  cost: a pipeline with it against the same pipeline without it).
+  cost: a pipeline with it against the same pipeline without it);
+- the issue 12 (outcomes, HTTP) budgets, from ``outcomes_http.py``:
+  ``outcome()`` at most 1 µs over a hand-written ``try``, ``gather_outcomes``
+  at most 1.2x ``asyncio.gather(return_exceptions=True)``.
 
 Usage::
 
@@ -59,6 +62,9 @@ from _harness import (
     verdict,
     versions,
 )
+from outcomes_http import async_variants as outcome_variants
+from outcomes_http import report as outcomes_report
+from outcomes_http import sync_variants as http_variants
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
 from startup import (
     decoration_checks,
@@ -331,6 +337,7 @@ def run(
         av = _build(rows, sync=False)
         av.update(_event_variants())
         av.update(chaos_variants(sync=False))
+        av.update(outcome_variants())
         astats = await measure_async(av, settings)
         tp = await throughput(trounds, tasks, calls)
         mem = memory(mem_n)
@@ -340,6 +347,7 @@ def run(
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
     sv = _build(rows, sync=True)
     sv.update(chaos_variants(sync=True))
+    sv.update(http_variants())
     sstats = measure_sync(sv, settings)
     stats = {**astats, **sstats}
     mem["retry, after its first call (sync)"] = memory_after_first_call(mem_n - 1)
@@ -360,6 +368,8 @@ def run(
     print(chaos_checks(stats, checks))
     print("\n## Events with no subscriber\n")
     print(event_checks(stats, checks))
+    print("\n## Outcomes, result checks and Retry-After parsing\n")
+    print(outcomes_report(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
     print(throughput_table(tp, tp_missing, checks))
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")

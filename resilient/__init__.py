@@ -14,10 +14,11 @@ from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining, without_deadline
 from ._decorate import pipeline_of
-from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._errors import BulkheadFullError, CircuitOpenError, FailedResult, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
 from ._hedge import Hedge, hedge
+from ._outcome import Outcome, gather_outcomes, outcome
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -34,8 +35,10 @@ __all__ = [
     "CircuitState",
     "Clock",
     "EventBus",
+    "FailedResult",
     "Fallback",
     "Hedge",
+    "Outcome",
     "Pipeline",
     "Policy",
     "ResilientError",
@@ -52,7 +55,9 @@ __all__ = [
     "circuit_breaker",
     "current_call",
     "fallback",
+    "gather_outcomes",
     "hedge",
+    "outcome",
     "pipeline",
     "pipeline_of",
     "remaining",

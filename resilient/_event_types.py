@@ -163,7 +163,9 @@ class FallbackUsed(Event):
     """A fallback replaced a failure with its default.
 
     Attributes:
-        exception: The failure that was replaced.
+        exception: The failure that was replaced; for a result matching
+            ``on_result``, a :class:`resilient.FailedResult` whose
+            ``.result`` is that result.
     """
 
     exception: BaseException

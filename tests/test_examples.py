@@ -35,6 +35,8 @@ REQUIRED = {
     "prometheus_metrics.py",
     "fastapi_app.py",
     "aiohttp_app.py",
+    "http_retry_after.py",
+    "fan_out_outcomes.py",
     "hedging.py",
     "chaos_testing.py",
 }
