@@ -13,9 +13,17 @@ from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining
 from ._decorate import pipeline_of
-from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    ConfigError,
+    GateClosedError,
+    ResilientError,
+    TimeoutExceededError,
+)
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._gate import Gate, GateReport, gate
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -32,7 +40,11 @@ __all__ = [
     "CircuitState",
     "Clock",
     "EventBus",
+    "ConfigError",
     "Fallback",
+    "Gate",
+    "GateClosedError",
+    "GateReport",
     "Pipeline",
     "Policy",
     "ResilientError",
@@ -48,6 +60,7 @@ __all__ = [
     "circuit_breaker",
     "current_call",
     "fallback",
+    "gate",
     "pipeline",
     "pipeline_of",
     "remaining",
