@@ -2,7 +2,9 @@
 
 Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
 ``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into.
+on a bus that logging and metrics adapters plug into. ``gate`` shuts a
+service down gracefully; ``Registry`` builds pipelines per key, from code or
+from configuration, and reloads them.
 """
 
 from . import backoff
@@ -25,7 +27,9 @@ from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
 from ._gate import Gate, GateReport, gate
 from ._pipeline import Pipeline, Policy, pipeline
+from ._registry import Registry
 from ._retry import Retry, retry
+from ._spec import load_config, parse_config, pipeline_from_config
 from ._state import CircuitState
 from ._timeout import Timeout, timeout
 
@@ -39,14 +43,15 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Clock",
-    "EventBus",
     "ConfigError",
+    "EventBus",
     "Fallback",
     "Gate",
     "GateClosedError",
     "GateReport",
     "Pipeline",
     "Policy",
+    "Registry",
     "ResilientError",
     "Retry",
     "RetryBudget",
@@ -61,7 +66,10 @@ __all__ = [
     "current_call",
     "fallback",
     "gate",
+    "load_config",
+    "parse_config",
     "pipeline",
+    "pipeline_from_config",
     "pipeline_of",
     "remaining",
     "retry",

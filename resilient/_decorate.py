@@ -11,7 +11,7 @@ import wrapt
 from ._introspect import kind_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, Policy
 
-__all__ = ["decorate", "pipeline_of"]
+__all__ = ["decorate", "follow", "pipeline_of", "rebinder"]
 
 
 # wrapt's stubs type the wrapper callback as (wrapped, instance, args, kwargs);
@@ -77,7 +77,7 @@ class _Wrapper(_FunctionWrapperBase):  # type: ignore[misc]
         return self.__qualname__
 
 
-def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
+def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool, movable: bool = False) -> _Wrapper:
     """Build the one wrapper of *wrapped*: an instance of a subclass of its own.
 
     Reading an attribute of a wrapt proxy costs about 90 ns, so the call path
@@ -86,11 +86,22 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
     instead of through wrapt's costlier bound proxy; classmethods and
     staticmethods keep wrapt's binding.
 
+    A *movable* wrapper can be pointed at another pipeline later
+    (:func:`rebinder`): its class's ``__call__`` is replaced, and its bound
+    forms read the current runner from a cell.
+
     Returns:
         The wrapper.
     """
     parts = pipeline.parts(is_async, qualname(unwrap_descriptor(wrapped)))
+    run = parts.run
     namespace: dict[str, Any] = {"__slots__": (), "__call__": parts.caller(wrapped)}
+    if movable:
+        current = namespace["_resilient_run"] = [run]
+
+        def run(fn: Any, args: Any, kwargs: Any) -> Any:
+            return current[0](fn, args, kwargs)
+
     if isinstance(wrapped, types.FunctionType):
         method_type = types.MethodType
 
@@ -101,7 +112,7 @@ def _make_wrapper(wrapped: Any, pipeline: Pipeline, is_async: bool) -> _Wrapper:
 
         namespace["__get__"] = __get__
     cls = type("_Wrapper", (_Wrapper,), namespace)
-    return cls(wrapped, pipeline, is_async, parts.run)  # type: ignore[no-any-return]
+    return cls(wrapped, pipeline, is_async, run)  # type: ignore[no-any-return]
 
 
 def _merge(outer: Policy, inner: Pipeline) -> Pipeline:
@@ -124,6 +135,11 @@ def decorate(policy: Policy, fn: Any) -> Any:
         # @policy above @classmethod above another resilient decorator: fold inside.
         return type(fn)(decorate(policy, fn.__func__))
     if isinstance(fn, _Wrapper):
+        stack = getattr(fn, "_self_follow", None)
+        if stack is not None:
+            # A wrapper that follows a registry key: the registry folds the
+            # policy in, and keeps doing so when the key's pipeline changes.
+            return stack(policy)
         inner: Pipeline = fn._self_pipeline
         merged = _merge(policy, inner)
         is_async: bool = fn._self_is_async
@@ -135,6 +151,68 @@ def decorate(policy: Policy, fn: Any) -> Any:
     if not is_async:
         pipe.check_sync(unwrap_descriptor(fn))
     return _make_wrapper(fn, pipe, is_async)
+
+
+def follow(target: Any, pipeline: Pipeline, stack: Callable[[Policy], Any]) -> Any:
+    """Wrap *target* in a movable wrapper running *pipeline* (see :func:`rebinder`).
+
+    Args:
+        target: A function, method, classmethod or staticmethod (not a wrapper).
+        pipeline: The pipeline its calls run through, for now.
+        stack: Called with a policy that decorates the returned wrapper;
+            what it returns is the decorated result.
+
+    Returns:
+        The wrapper.
+
+    Raises:
+        TypeError: *target* cannot be decorated, or *pipeline* cannot guard it.
+    """
+    is_async = kind_of(target)
+    if not is_async:
+        pipeline.check_sync(unwrap_descriptor(target))
+    wrapper = _make_wrapper(target, pipeline, is_async, movable=True)
+    wrapper._self_follow = stack
+    return wrapper
+
+
+def merge(outer: Policy, inner: Pipeline) -> Pipeline:
+    """The pipeline of *outer* stacked on a function already guarded by *inner* (as decorating does)."""
+    return _merge(outer, inner)
+
+
+def rebinder(wrapper: Any, pipeline: Pipeline) -> Callable[[], None]:
+    """Prepare pointing the movable *wrapper* at *pipeline*; return what does it.
+
+    Everything that can fail (the pipeline cannot guard a sync function, a
+    layer refuses it) fails here; the returned function only assigns.
+    Calls already running finish on the pipeline they started on.
+
+    Args:
+        wrapper: A wrapper made by :func:`follow`.
+        pipeline: The pipeline its later calls run through.
+
+    Returns:
+        The function that points the wrapper at the pipeline.
+
+    Raises:
+        TypeError: *pipeline* cannot guard the wrapped function.
+    """
+    is_async: bool = wrapper._self_is_async
+    target = wrapper.__wrapped__
+    if not is_async:
+        pipeline.check_sync(unwrap_descriptor(target))
+    parts = pipeline.parts(is_async, qualname(unwrap_descriptor(target)))
+    caller = parts.caller(target)
+    cls = type(wrapper)
+    current: list[Any] = cls._resilient_run
+
+    def commit() -> None:
+        wrapper._self_pipeline = pipeline
+        cls.__call__ = caller
+        current[0] = parts.run
+
+    return commit
 
 
 def pipeline_of(fn: object) -> Pipeline:
