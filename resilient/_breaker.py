@@ -250,6 +250,21 @@ class CircuitBreaker(BreakerCore, Policy):
             self._emit(transition, None)
         return state
 
+    def peek_state(self) -> CircuitState:
+        """Return the state as :attr:`state` would, without moving the breaker or emitting anything.
+
+        A due OPEN -> HALF_OPEN move reads as HALF_OPEN but is not applied:
+        the next call (or :attr:`state`) applies it. Metrics scrapes use
+        this, so reading a gauge never changes what it measures.
+
+        Returns:
+            The current state.
+        """
+        stats = self.backend.stats()
+        if stats.state is CircuitState.OPEN and stats.retry_after is not None and stats.retry_after <= 0:
+            return CircuitState.HALF_OPEN
+        return stats.state
+
     def stats(self) -> BreakerStats:
         """Return a snapshot of the state and window statistics.
 

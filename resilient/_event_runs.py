@@ -21,28 +21,38 @@ The model (documented in ``docs/events.md``):
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import LazyLogger, LazyModule
+
 if TYPE_CHECKING:
+    import asyncio
+    import logging
     import threading
+    from typing import TypeAlias
 
     from ._event_types import Event
 
+    _Loop: TypeAlias = asyncio.AbstractEventLoop
+else:
+    # Loaded on first use: `import resilient` stays cheap (see _lazy).
+    asyncio = LazyModule("asyncio", globals())
+    logging = LazyModule("logging", globals())
+
 __all__ = ["LOG_EVERY", "AsyncRuns", "Sub", "report"]
 
-logger = logging.getLogger("resilient")
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 LOG_EVERY = 10.0
 """Seconds between two log lines about dropped runs (the first drop is logged at once)."""
 
-_get_running_loop = asyncio._get_running_loop
-_Loop = asyncio.AbstractEventLoop
+
+def _get_running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
 
 
 class Sub:

@@ -8,7 +8,6 @@ allocates nothing.
 from __future__ import annotations
 
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +19,10 @@ from ._event_types import (
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
     CircuitClosed,
     CircuitHalfOpened,
@@ -46,8 +47,10 @@ __all__ = [
     "BackendDegraded",
     "BackendRecovered",
     "BulkheadRejected",
+    "CallCancelled",
     "CallFailed",
     "CallRejected",
+    "CallStarted",
     "CallSucceeded",
     "CircuitClosed",
     "CircuitHalfOpened",
@@ -73,7 +76,10 @@ __all__ = [
     "subscribe",
 ]
 
-logger = logging.getLogger("resilient")
+EXPLICIT_ONLY: tuple[type[Event], ...] = (CallStarted, CallCancelled)
+"""Events delivered only to subscriptions that name them (or a base other than ``Event``)."""
+ALL_EVENTS: tuple[type[Event], ...] = (Event, *EXPLICIT_ONLY)
+"""Subscribe to these to receive every event, the explicit-only ones included."""
 
 
 # A sync handler's return value is ignored (unless it is awaitable), so any
@@ -199,7 +205,15 @@ class EventBus:
         try:
             return cache[cls]
         except KeyError:
-            found = tuple(s for s in self._subs if issubclass(cls, s.types))
+            if issubclass(cls, EXPLICIT_ONLY):
+                # Call-lifecycle events that API.md's event list does not name
+                # reach only handlers that name them: a catch-all subscription
+                # (``Event``) sees the same stream as before they existed.
+                found = tuple(
+                    s for s in self._subs if any(issubclass(cls, t) and t is not Event for t in s.types)
+                )
+            else:
+                found = tuple(s for s in self._subs if issubclass(cls, s.types))
             cache[cls] = found
             return found
 

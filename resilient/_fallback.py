@@ -144,6 +144,8 @@ class Fallback(Policy, Generic[R_co]):
         return super().call(fn, *args, **kwargs)
 
     def _used(self, ctx: CallContext, exc: BaseException) -> None:
+        if not ctx.shared:
+            ctx.fallback_used = True  # the call's outcome is "fallback", not "success"
         bus = self.bus
         if bus.wants(FallbackUsed):
             bus.emit(
@@ -180,8 +182,11 @@ class Fallback(Policy, Generic[R_co]):
 
         return run
 
-    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
-        """Return the sync layer; an async handler cannot serve a sync function.
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError when the handler is async: it cannot serve a sync function.
+
+        Args:
+            target: The sync function about to be guarded.
 
         Raises:
             TypeError: The handler is a coroutine function.
@@ -191,6 +196,14 @@ class Fallback(Policy, Generic[R_co]):
                 f"fallback handler {self.default!r} is async but the protected function is sync; "
                 "use a sync handler"
             )
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Return the sync layer; an async handler cannot serve a sync function.
+
+        Raises:
+            TypeError: The handler is a coroutine function.
+        """
+        self.check_sync(None)
         match = self._match
         default = self.default
         is_handler = self._is_handler

@@ -17,46 +17,62 @@ answering 503, a worker loop) goes on.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import functools
+import sys
 import threading
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._clock import Clock, call_later
 from ._context import CallContext
 from ._errors import GateClosedError
 from ._events import Event, EventBus, GateClosed, GateClosing, GateRejected
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_name
 
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
+    from dataclasses import dataclass
+else:
+    from ._dataclass import dataclass
+
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
+
 __all__ = ["Gate", "GateReport", "gate"]
 
-_get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
+_current: list[Callable[[], asyncio.Task[Any] | None]] = []
 
 
-def _select_current_task() -> Callable[[], asyncio.Task[Any] | None]:
-    """``asyncio.current_task``, or on CPython 3.11 (where it is Python code) the lookup it does."""
+def _current_task() -> Callable[[], asyncio.Task[Any] | None]:
+    """``asyncio.current_task``; on CPython 3.11 (where that is Python code), the lookup it does."""
+    if _current:
+        return _current[0]
     found: Any = asyncio.current_task
-    if isinstance(found, types.BuiltinFunctionType):  # C, from 3.12
-        return found
     tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if not isinstance(tasks, dict):  # pragma: no cover (no such map in this Python)
-        return found  # type: ignore[no-any-return]
-    get = tasks.get
+    if not isinstance(found, types.BuiltinFunctionType) and isinstance(tasks, dict):
+        get = tasks.get
+        running_loop = asyncio._get_running_loop
 
-    def current_task() -> asyncio.Task[Any] | None:
-        return get(_get_running_loop())
+        def current_task() -> asyncio.Task[Any] | None:
+            return get(running_loop())
 
-    return current_task
+        found = current_task
+    _current.append(found)
+    return found  # type: ignore[no-any-return]
 
 
-_current_task = _select_current_task()
+def _task_of_this_thread() -> asyncio.Task[Any] | None:
+    """The task running in this thread, if any (asyncio not even imported: none)."""
+    aio = sys.modules.get("asyncio")
+    if aio is None or aio._get_running_loop() is None:
+        return None
+    return _current_task()()
+
 
 # Phases of a close, in order.
 _GRACE = 0  # waiting for the calls in flight to finish
@@ -64,7 +80,7 @@ _CANCEL = 1  # the grace period ran out: async calls are cancelled
 _DONE = 2  # the report is written; later endings are not counted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GateReport:
     """What :meth:`Gate.close` did with the calls in flight (every count is of calls).
 
@@ -129,7 +145,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
     """Resolve *fut* from any thread (through its loop when called from elsewhere)."""
-    if _get_running_loop() is loop:
+    if asyncio._get_running_loop() is loop:
         _resolve(fut)
         return
     try:
@@ -270,7 +286,7 @@ class Gate(Policy):
         """Return the async layer that counts the call in flight (its task, for cancelling)."""
         lock = self._lock
         tasks = self._tasks
-        current_task = _current_task
+        current_task = _current_task()
         leave = self._leave_async
         me = self
 
@@ -317,9 +333,7 @@ class Gate(Policy):
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             ident = _get_ident()
             lock.acquire()
-            if me._closed and not me._admit_closed_locked(
-                None if _get_running_loop() is None else _current_task(), ident
-            ):
+            if me._closed and not me._admit_closed_locked(_task_of_this_thread(), ident):
                 lock.release()
                 raise me._reject(ctx.operation)
             threads[ident] = threads.get(ident, 0) + 1
@@ -369,9 +383,11 @@ class Gate(Policy):
             RuntimeError: Awaited inside a call this gate guards (it would
                 wait for itself).
         """
+        import concurrent.futures
+
         grace_s = check_duration("grace", grace, allow_zero=True) or 0.0
         unwind_s = check_duration("unwind", unwind, allow_zero=True) or 0.0
-        task = _current_task()
+        task = _current_task()()
         while True:
             in_flight = 0
             with self._lock:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._decorate import _Wrapper, follow, merge, rebinder
+from ._decorate import follow, merge, rebinder, under
 from ._errors import ConfigError
 from ._events import ConfigReloaded, ConfigReloadFailed, EventBus
 from ._introspect import qualname, unwrap_descriptor
@@ -146,7 +146,7 @@ class _KeyDecorator:
         return self._decorate(fn)
 
     def _decorate(self, fn: Any) -> Any:
-        if isinstance(fn, (classmethod, staticmethod)) and isinstance(fn.__func__, _Wrapper):
+        if isinstance(fn, (classmethod, staticmethod)) and under(fn.__func__)[1] is not None:
             # Above @classmethod above other policies: follow inside, as decorating folds.
             return type(fn)(self._decorate(fn.__func__))
         if getattr(fn, "_self_follow", None) is not None:
@@ -275,10 +275,9 @@ class Registry:
         return _KeyDecorator(self, key)
 
     def _follow(self, key: str, fn: Any, inner: Pipeline | None, outer: tuple[Policy, ...]) -> Any:
-        if inner is None and isinstance(fn, _Wrapper):
+        if inner is None:
             # Policies below the registry's decorator stay inside the key's pipeline.
-            inner = fn._self_pipeline
-            fn = fn.__wrapped__
+            fn, inner = under(fn)
         with self._lock:
             follower = _Follower(self, key, inner, outer)
             wrapper = follow(fn, follower.pipeline(self.get(key)), follower.stack)

@@ -19,12 +19,8 @@ itself. Every problem is reported with its place in the configuration
 from __future__ import annotations
 
 import importlib
-import inspect
-import json
 import os
-import tomllib
 from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from . import backoff as _backoff
@@ -208,7 +204,7 @@ def _call(
     extra: dict[str, Any] | None = None,
 ) -> Any:
     """Call *factory*, turning unknown keys and its TypeError/ValueError into path-located problems."""
-    params = [p for p in inspect.signature(factory).parameters if p not in excluded]
+    params = [p for p in _parameters(factory) if p not in excluded]
     for key in kwargs:
         if key not in params:
             raise _Invalid(f"{path}.{key}", f"unknown argument; expected one of {', '.join(params)}")
@@ -216,6 +212,19 @@ def _call(
         return factory(*args, **kwargs, **(extra or {}))
     except (TypeError, ValueError) as exc:
         raise _located(path, exc, params) from None
+
+
+_signatures: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
+def _parameters(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The names of *factory*'s parameters (``inspect`` is imported by the first configuration)."""
+    found = _signatures.get(factory)
+    if found is None:
+        import inspect
+
+        found = _signatures[factory] = tuple(inspect.signature(factory).parameters)
+    return found
 
 
 def _located(path: str, exc: Exception, params: list[str]) -> _Invalid:
@@ -260,6 +269,8 @@ class PolicySpec:
         return (self.kind, self.kwargs) == (other.kind, other.kwargs)
 
     def __hash__(self) -> int:
+        import json
+
         return hash((self.kind, json.dumps(self.kwargs, sort_keys=True, default=repr)))
 
     def __repr__(self) -> str:
@@ -415,11 +426,15 @@ def parse_config(text: str, format: Format = "json", *, source: str = "<config>"
         ValueError: *format* is neither ``"json"`` nor ``"toml"``.
     """
     if format == "json":
+        import json
+
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if format == "toml":
+        import tomllib
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -441,6 +456,8 @@ def load_config(path: str | os.PathLike[str]) -> Any:
         ValueError: The suffix is neither ``.json`` nor ``.toml``.
         OSError: The file cannot be read.
     """
+    from pathlib import Path
+
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".json", ".toml"):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import inspect
 import pickle
+import threading
+import tracemalloc
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 import resilient
 from resilient import Fallback, Policy, Retry, Timeout, fallback, pipeline, pipeline_of, retry, timeout
+from resilient._pipeline import AsyncLayer, SyncLayer
 from resilient.testing import FakeClock
 
 
@@ -605,3 +609,133 @@ def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fal
     r, _ = policies
     with pytest.raises(TypeError, match="generator"):
         r(Stream())
+
+
+# --- what decorating costs -----------------------------------------------------
+
+
+def fresh_functions(n: int) -> list[Callable[..., Any]]:
+    """*n* distinct function objects sharing sync_add's code."""
+    return [types.FunctionType(sync_add.__code__, sync_add.__globals__, f"fn{i}") for i in range(n)]
+
+
+def retained_per_decoration(decorate: Callable[[Callable[..., Any]], Any], n: int = 100) -> float:
+    """Bytes that stay allocated per function decorated by *decorate* (tracemalloc, after gc)."""
+    fns = fresh_functions(n + 1)
+    decorate(fns[0])  # module-level caches fill outside the measurement
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [decorate(f) for f in fns[1:]]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == n
+    return grown / n
+
+
+def test_decorating_keeps_under_a_kilobyte_per_function() -> None:
+    """`@retry(attempts=3)` above a function keeps at most 1 KB alive, the policy included."""
+    assert retained_per_decoration(lambda fn: retry(attempts=3)(fn)) <= 1024
+
+
+def test_decorated_functions_share_their_wrapper_class() -> None:
+    """Decorating builds no class per function: two decorated functions share one wrapper type."""
+    one, two = (retry(attempts=3)(f) for f in fresh_functions(2))
+    assert type(one) is type(two)
+
+
+class CountingRetry(Retry):
+    """A retry that counts how often its layers are folded."""
+
+    folds: list[str]
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Count, then fold the async layer."""
+        self.folds.append("async")
+        return super().wrap_async(inner)
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Count, then fold the sync layer."""
+        self.folds.append("sync")
+        return super().wrap_sync(inner)
+
+
+async def test_decorating_folds_nothing_until_the_first_call(add: Callable[..., Any]) -> None:
+    """Decorating only records the pipeline; the first call folds its layers, once for every call after."""
+    policy = CountingRetry(attempts=2)
+    policy.folds = []
+    guarded = policy(add)
+    assert policy.folds == []
+    assert [await resolve(guarded(1)) for _ in range(3)] == [2, 2, 2]
+    assert policy.folds == (["async"] if add is async_add else ["sync"])
+
+
+class Ready:
+    """A class with every kind of decorated method, for calls before and after the first."""
+
+    @retry(attempts=2)
+    def method(self, x: int) -> tuple[Any, int]:
+        """A method."""
+        return (self, x)
+
+    @retry(attempts=2)
+    @classmethod
+    def cls_method(cls, x: int) -> tuple[Any, int]:
+        """A classmethod below the decorator."""
+        return (cls, x)
+
+    @retry(attempts=2)
+    @staticmethod
+    def static(x: int) -> tuple[Any, int]:
+        """A staticmethod below the decorator."""
+        return (None, x)
+
+
+@pytest.mark.parametrize("name", ["method", "cls_method", "static"])
+def test_wrapper_behaves_the_same_after_its_first_call(name: str) -> None:
+    """The first call readies a wrapper in place: later calls, binding and metadata are unchanged."""
+    obj = Ready()
+    owner = {"method": obj, "cls_method": Ready, "static": None}[name]
+    before = (
+        inspect.signature(getattr(obj, name)),
+        getattr(Ready, name).__wrapped__,
+        pipeline_of(getattr(Ready, name)),
+    )
+    assert [getattr(obj, name)(i) for i in range(3)] == [(owner, i) for i in range(3)]
+    assert [getattr(Ready, name)(*([obj] if name == "method" else []), i) for i in range(2)] == [
+        (owner, i) for i in range(2)
+    ]
+    after = (
+        inspect.signature(getattr(obj, name)),
+        getattr(Ready, name).__wrapped__,
+        pipeline_of(getattr(Ready, name)),
+    )
+    assert after == before
+
+
+def test_unbound_staticmethod_wrapper_calls_through() -> None:
+    """A wrapper around a staticmethod object is callable by itself, before and after its first call."""
+    guarded = retry(attempts=2)(staticmethod(sync_add))
+    assert [guarded(i) for i in range(3)] == [1, 2, 3]
+
+
+def test_first_calls_from_many_threads_all_run() -> None:
+    """Threads racing to make a wrapper's first call each get the right result."""
+    guarded = retry(attempts=2)(sync_add)
+    start = threading.Barrier(8)
+    results: list[int] = []
+
+    def worker(i: int) -> None:
+        start.wait()
+        results.append(guarded(i))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [i + 1 for i in range(8)]
+    assert guarded(41) == 42

@@ -200,7 +200,11 @@ async def test_a_coroutine_driven_outside_any_task_is_refused(g: Gate) -> None:
 async def test_close_with_nothing_in_flight_reports_zeros(g: Gate) -> None:
     """Closing an idle gate returns at once with every count zero."""
     report = await g.close(grace=5)
-    assert (report, g.closed, g.report) == (GateReport(0, 0, 0, 0, 0), True, report)
+    assert (report, g.closed, g.report) == (
+        GateReport(in_flight=0, finished=0, cancelled=0, still_running=0, sync_running=0),
+        True,
+        report,
+    )
 
 
 async def test_a_closed_gate_refuses_calls_without_calling(g: Gate) -> None:
@@ -863,7 +867,9 @@ def test_an_interrupt_in_a_sync_call_frees_its_place() -> None:
 def test_close_from_a_sync_program_with_asyncio_run(clock: FakeClock) -> None:
     """A sync program closes its gate with asyncio.run(gate.close(...))."""
     g = gate(clock=clock)
-    assert asyncio.run(g.close(grace=1)) == GateReport(0, 0, 0, 0, 0)
+    assert asyncio.run(g.close(grace=1)) == GateReport(
+        in_flight=0, finished=0, cancelled=0, still_running=0, sync_running=0
+    )
 
 
 async def test_pipeline_of_a_gated_function_lists_the_gate(g: Gate) -> None:

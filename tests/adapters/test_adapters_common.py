@@ -110,7 +110,7 @@ def test_failing_adapter_does_not_change_the_outcome(
 
             return fail
 
-    StructlogAdapter(logger=Broken()).attach(bus)
+    StructlogAdapter(logger=Broken(), min_level=logging.DEBUG).attach(bus)
     attempts = iter([ConnectionError("refused")])
 
     @resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus)
