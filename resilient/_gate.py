@@ -1,11 +1,18 @@
 """``gate``: graceful shutdown. Stop admitting, let in-flight work finish, then cancel.
 
-A gate counts the calls in flight through it: async calls by their task
-(the task is what :meth:`Gate.close` cancels), sync calls by their thread.
-One ``threading.Lock`` guards both maps and the closed flag, so admission
-and :meth:`Gate.close` cannot race: a call is either counted before the
-gate closes, or refused. An open gate costs a call a task lookup, two lock
-round trips and two dictionary updates.
+A gate keeps the calls in flight through it in two maps: async calls by
+their task (the task is what :meth:`Gate.close` cancels), sync calls by
+their thread. Only a call's own task (or thread) writes its entry, so an
+open gate takes no lock: a call costs a task lookup and two dictionary
+updates, plus one attribute read each way.
+
+Closing takes the gate's lock, raises the closed flag, then copies the maps:
+the calls the close must account for. A call registers itself *before* it
+reads the flag, so a call that saw the gate open is in the copy; one that
+saw it closed sorts itself out under the lock (in the copy: admitted; made
+from inside a call in flight: admitted and added; otherwise: refused). Every
+change to the accounting happens under the lock, so the report always adds
+up.
 
 A call the gate cancels ends with :class:`GateClosedError` (``reason
 "cancelled"``), not ``CancelledError``: as ``timeout`` does, the gate
@@ -18,9 +25,7 @@ answering 503, a worker loop) goes on.
 from __future__ import annotations
 
 import functools
-import sys
 import threading
-import types
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +34,17 @@ from ._clock import Clock, call_later
 from ._context import CallContext
 from ._errors import GateClosedError
 from ._events import Event, EventBus, GateClosed, GateClosing, GateRejected
+from ._gate_state import (
+    CANCEL,
+    DONE,
+    GRACE,
+    Closing,
+    GateReport,
+    resolve,
+    task_lookup,
+    task_of_this_thread,
+    wake,
+)
 from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_name
@@ -36,122 +52,12 @@ from ._validate import check_bus, check_clock, check_duration, check_name
 if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
-    from dataclasses import dataclass
 else:
-    from ._dataclass import dataclass
-
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Gate", "GateReport", "gate"]
 
 _get_ident = threading.get_ident
-_current: list[Callable[[], asyncio.Task[Any] | None]] = []
-
-
-def _current_task() -> Callable[[], asyncio.Task[Any] | None]:
-    """``asyncio.current_task``; on CPython 3.11 (where that is Python code), the lookup it does."""
-    if _current:
-        return _current[0]
-    found: Any = asyncio.current_task
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if not isinstance(found, types.BuiltinFunctionType) and isinstance(tasks, dict):
-        get = tasks.get
-        running_loop = asyncio._get_running_loop
-
-        def current_task() -> asyncio.Task[Any] | None:
-            return get(running_loop())
-
-        found = current_task
-    _current.append(found)
-    return found  # type: ignore[no-any-return]
-
-
-def _task_of_this_thread() -> asyncio.Task[Any] | None:
-    """The task running in this thread, if any (asyncio not even imported: none)."""
-    aio = sys.modules.get("asyncio")
-    if aio is None or aio._get_running_loop() is None:
-        return None
-    return _current_task()()
-
-
-# Phases of a close, in order.
-_GRACE = 0  # waiting for the calls in flight to finish
-_CANCEL = 1  # the grace period ran out: async calls are cancelled
-_DONE = 2  # the report is written; later endings are not counted
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GateReport:
-    """What :meth:`Gate.close` did with the calls in flight (every count is of calls).
-
-    ``in_flight == finished + cancelled + still_running + sync_running``.
-
-    Attributes:
-        in_flight: Calls in flight when the close began, plus the calls they
-            made through the gate while it closed (admitted: see
-            :meth:`Gate.close`).
-        finished: Calls that ended without being cancelled: within the
-            grace period, or (sync calls) before the close returned.
-        cancelled: Async calls cancelled when the grace period ran out
-            that ended before the close returned.
-        still_running: Async calls cancelled that had not ended when the
-            close returned (they swallowed the cancellation, their cleanup
-            outlasted ``unwind``, or their event loop is gone).
-        sync_running: Sync calls still running when the close returned: a
-            thread cannot be cancelled, so the gate never tries.
-    """
-
-    in_flight: int
-    finished: int
-    cancelled: int
-    still_running: int
-    sync_running: int
-
-    @property
-    def running(self) -> int:
-        """Calls of either kind still running when the close returned."""
-        return self.still_running + self.sync_running
-
-
-class _Closing:
-    """A close in progress: its phase, its counts, and whom to wake when the gate empties."""
-
-    __slots__ = (
-        "cancelled",
-        "cancelled_tasks",
-        "finished",
-        "grace_end",
-        "in_flight",
-        "phase",
-        "report",
-        "waiter",
-    )
-
-    def __init__(self, in_flight: int, grace_end: float) -> None:
-        self.in_flight = in_flight
-        self.grace_end = grace_end
-        self.phase = _GRACE
-        self.finished = 0
-        self.cancelled = 0
-        self.cancelled_tasks: set[asyncio.Task[Any]] = set()
-        self.waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
-        self.report: GateReport | None = None
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-    """Resolve *fut* from any thread (through its loop when called from elsewhere)."""
-    if asyncio._get_running_loop() is loop:
-        _resolve(fut)
-        return
-    try:
-        loop.call_soon_threadsafe(_resolve, fut)
-    except RuntimeError:  # its loop is closed: nobody waits any more
-        pass
 
 
 class Gate(Policy):
@@ -174,7 +80,7 @@ class Gate(Policy):
         self._tasks: dict[asyncio.Task[Any], int] = {}  # task -> its calls in flight
         self._threads: dict[int, int] = {}  # thread ident -> its sync calls in flight
         self._closed = False
-        self._closing: _Closing | None = None
+        self._closing: Closing | None = None
         # Cancellations this gate requested and has not withdrawn yet:
         # task -> its cancelling() count before the request.
         self._cancels: dict[asyncio.Task[Any], int] = {}
@@ -194,15 +100,14 @@ class Gate(Policy):
     @property
     def in_flight(self) -> int:
         """Calls running through the gate right now (async and sync)."""
-        with self._lock:
-            return sum(self._tasks.values()) + sum(self._threads.values())
+        return sum(self._tasks.copy().values()) + sum(self._threads.copy().values())
 
     @property
     def report(self) -> GateReport | None:
         """The report of :meth:`close` once it has returned, else None."""
         return self._report
 
-    # --- admission and accounting (the *_locked methods run under self._lock) -----
+    # --- admission and accounting ---------------------------------------------------
 
     def _reject(self, operation: str | None) -> GateClosedError:
         bus = self.bus
@@ -218,38 +123,42 @@ class Gate(Policy):
             )
         return GateClosedError(self.name)
 
-    def _admit_closed_locked(self, task: asyncio.Task[Any] | None, ident: int | None) -> bool:
-        """A call after close() began: admitted only from inside a call in flight (nested)."""
-        closing = self._closing
-        inside = (task is not None and task in self._tasks) or (ident is not None and ident in self._threads)
-        if not inside or closing is None or closing.phase == _DONE:
-            return False
-        closing.in_flight += 1
-        return True
-
-    def _count_locked(self, closing: _Closing, task: asyncio.Task[Any] | None) -> None:
-        """One of the close's calls ended: count it, and wake the close if the gate is empty."""
-        if closing.phase == _DONE:
-            return
-        if task is not None and task in closing.cancelled_tasks:
-            closing.cancelled += 1
-        else:
-            closing.finished += 1
-        if closing.waiter is not None and not self._tasks and not self._threads:
-            _wake(*closing.waiter)
-
-    def _leave_async(self, task: asyncio.Task[Any], exc: BaseException | None) -> GateClosedError | None:
-        """An async call ended. Return the error to raise instead of *exc*, if any."""
+    def _enter_closed_async(self, task: asyncio.Task[Any], before: int, operation: str | None) -> None:
+        """An async call registered itself and then found the gate closed: admit it, or refuse it."""
         with self._lock:
-            n = self._tasks[task]
-            if n == 1:
-                del self._tasks[task]
-            else:
-                self._tasks[task] = n - 1
             closing = self._closing
-            if closing is None:
-                return None
-            self._count_locked(closing, task)
+            assert closing is not None
+            if closing.admit(closing.tasks, task, before, nested=before > 0):
+                return
+            if before:
+                self._tasks[task] = before
+            else:
+                del self._tasks[task]
+        raise self._reject(operation)
+
+    def _enter_closed_sync(self, ident: int, before: int, operation: str | None) -> None:
+        """A sync call registered itself and then found the gate closed: admit it, or refuse it."""
+        task = task_of_this_thread()
+        with self._lock:
+            closing = self._closing
+            assert closing is not None
+            nested = before > 0 or (task is not None and self._tasks.get(task, 0) > 0)
+            if closing.admit(closing.threads, ident, before, nested):
+                return
+            if before:
+                self._threads[ident] = before
+            else:
+                del self._threads[ident]
+        raise self._reject(operation)
+
+    def _exit_closing_async(
+        self, task: asyncio.Task[Any], exc: BaseException | None
+    ) -> GateClosedError | None:
+        """An async call ended while the gate closes. Return the error to raise instead of *exc*, if any."""
+        with self._lock:
+            closing = self._closing
+            assert closing is not None
+            closing.settle(closing.tasks, task, task in closing.cancelled_tasks)
             before = self._cancels.pop(task, None)
         if before is None:
             return None
@@ -259,22 +168,17 @@ class Gate(Policy):
             return GateClosedError(self.name, "cancelled")
         return None
 
-    def _leave_sync(self, ident: int) -> None:
+    def _exit_closing_sync(self, ident: int) -> None:
         with self._lock:
-            n = self._threads[ident]
-            if n == 1:
-                del self._threads[ident]
-            else:
-                self._threads[ident] = n - 1
             closing = self._closing
-            if closing is not None:
-                self._count_locked(closing, None)
+            assert closing is not None
+            closing.settle(closing.threads, ident, False)
 
     def _cancel(self, task: asyncio.Task[Any]) -> None:
-        """Cancel *task*'s call if it is still in flight (run on the task's own loop)."""
+        """Cancel *task*'s call if it is still in flight (run on the task's own loop: it is not running)."""
         with self._lock:
             closing = self._closing
-            if closing is None or task not in self._tasks or task in self._cancels:
+            if closing is None or not self._tasks.get(task) or task in self._cancels:
                 return
             self._cancels[task] = task.cancelling()
             closing.cancelled_tasks.add(task)
@@ -283,65 +187,67 @@ class Gate(Policy):
     # --- policy layers -------------------------------------------------------------
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
-        """Return the async layer that counts the call in flight (its task, for cancelling)."""
-        lock = self._lock
+        """Return the async layer that keeps the call in flight (its task, for cancelling)."""
         tasks = self._tasks
-        current_task = _current_task()
-        leave = self._leave_async
+        lookup = task_lookup()
+        running_loop = asyncio._get_running_loop
+        enter_closed = self._enter_closed_async
+        exit_closing = self._exit_closing_async
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            task = current_task()
+            task = lookup(running_loop())
             if task is None:
                 raise RuntimeError("gate() guards calls made inside an asyncio task")
-            lock.acquire()
-            if me._closed and not me._admit_closed_locked(task, None):
-                lock.release()
-                raise me._reject(ctx.operation)
-            tasks[task] = tasks.get(task, 0) + 1
-            lock.release()
+            before = tasks.get(task, 0)
+            tasks[task] = before + 1  # registered before reading the flag: see the module docstring
+            if me._closed:
+                enter_closed(task, before, ctx.operation)
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                converted = leave(task, exc)
-                if converted is not None:
-                    raise converted from exc
-                raise
-            # leave(), inlined for an open gate: the hot path.
-            lock.acquire()
-            if me._closing is None:
-                n = tasks[task]
-                if n == 1:
-                    del tasks[task]
+                if before:
+                    tasks[task] = before
                 else:
-                    tasks[task] = n - 1
-                lock.release()
-                return result
-            lock.release()
-            leave(task, None)
+                    del tasks[task]
+                if me._closing is not None:
+                    converted = exit_closing(task, exc)
+                    if converted is not None:
+                        raise converted from exc
+                raise
+            if before:
+                tasks[task] = before
+            else:
+                del tasks[task]
+            if me._closing is not None:
+                exit_closing(task, None)
             return result
 
         return run
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
-        """Return the sync layer that counts the call in flight (a thread is never cancelled)."""
-        lock = self._lock
+        """Return the sync layer that keeps the call in flight (a thread is never cancelled)."""
         threads = self._threads
-        leave = self._leave_sync
+        get_ident = _get_ident
+        enter_closed = self._enter_closed_sync
+        exit_closing = self._exit_closing_sync
         me = self
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            ident = _get_ident()
-            lock.acquire()
-            if me._closed and not me._admit_closed_locked(_task_of_this_thread(), ident):
-                lock.release()
-                raise me._reject(ctx.operation)
-            threads[ident] = threads.get(ident, 0) + 1
-            lock.release()
+            ident = get_ident()
+            before = threads.get(ident, 0)
+            threads[ident] = before + 1
+            if me._closed:
+                enter_closed(ident, before, ctx.operation)
             try:
                 return inner(ctx, fn, args, kwargs)
             finally:
-                leave(ident)
+                if before:
+                    threads[ident] = before
+                else:
+                    del threads[ident]
+                if me._closing is not None:
+                    exit_closing(ident)
 
         return run
 
@@ -387,13 +293,14 @@ class Gate(Policy):
 
         grace_s = check_duration("grace", grace, allow_zero=True) or 0.0
         unwind_s = check_duration("unwind", unwind, allow_zero=True) or 0.0
-        task = _current_task()()
+        aio_loop = asyncio.get_running_loop()
+        task = task_lookup()(aio_loop)
         while True:
             in_flight = 0
             with self._lock:
                 if self._report is not None:
                     return self._report
-                if task is not None and task in self._tasks:
+                if task is not None and self._tasks.get(task):
                     raise RuntimeError(
                         f"{self!r}.close() awaited inside a call it guards would wait for itself; "
                         "close the gate from outside (a signal handler, a lifespan's shutdown)"
@@ -404,9 +311,7 @@ class Gate(Policy):
                 if runner is None:
                     runner = self._runner = concurrent.futures.Future()
                 if began:
-                    self._closed = True
-                    in_flight = sum(self._tasks.values()) + sum(self._threads.values())
-                    self._closing = _Closing(in_flight, self.clock.monotonic() + grace_s)
+                    in_flight = self._begin_locked(grace_s)
             if began:
                 self._emit_closing(in_flight, grace_s)
             if not mine:
@@ -424,6 +329,18 @@ class Gate(Policy):
                 raise
             runner.set_result(report)
             return report
+
+    def _begin_locked(self, grace: float) -> int:
+        """Close the gate and copy what is in flight (under the lock); return how many calls that is."""
+        # In this order (see the module docstring): a call leaving from now on
+        # settles under the lock, after the copy; a call entering after the
+        # copy reads the flag raised.
+        closing = self._closing = Closing(self.clock.monotonic() + grace)
+        self._closed = True
+        closing.tasks = self._tasks.copy()
+        closing.threads = self._threads.copy()
+        closing.in_flight = sum(closing.tasks.values()) + sum(closing.threads.values())
+        return closing.in_flight
 
     def _emit_closing(self, in_flight: int, grace: float) -> None:
         bus = self.bus
@@ -443,10 +360,10 @@ class Gate(Policy):
         closing = self._closing
         assert closing is not None
         loop = asyncio.get_running_loop()
-        if closing.phase == _GRACE:
+        if closing.phase == GRACE:
             await self._wait_empty(closing, closing.grace_end)
             with self._lock:
-                closing.phase = _CANCEL
+                closing.phase = CANCEL
         if closing.report is None:
             await self._cancel_all(closing, loop, unwind)
             self._emit_closed(closing)
@@ -457,11 +374,11 @@ class Gate(Policy):
         self._report = report
         return report
 
-    async def _cancel_all(self, closing: _Closing, loop: asyncio.AbstractEventLoop, unwind: float) -> None:
+    async def _cancel_all(self, closing: Closing, loop: asyncio.AbstractEventLoop, unwind: float) -> None:
         """Cancel the async calls in flight, wait up to *unwind* for them, and write the report."""
         cancelled_at = self.clock.monotonic()
         with self._lock:
-            targets = [t for t in self._tasks if t not in self._cancels]
+            targets = [t for t in closing.tasks if t not in self._cancels]
         for task in targets:
             home = task.get_loop()
             if home is loop:
@@ -473,16 +390,16 @@ class Gate(Policy):
                     pass
         await self._wait_empty(closing, cancelled_at + unwind)
         with self._lock:
-            closing.phase = _DONE
+            closing.phase = DONE
             closing.report = GateReport(
                 in_flight=closing.in_flight,
                 finished=closing.finished,
                 cancelled=closing.cancelled,
-                still_running=sum(self._tasks.values()),
-                sync_running=sum(self._threads.values()),
+                still_running=sum(closing.tasks.values()),
+                sync_running=sum(closing.threads.values()),
             )
 
-    def _emit_closed(self, closing: _Closing) -> None:
+    def _emit_closed(self, closing: Closing) -> None:
         report = closing.report
         bus = self.bus
         if report is not None and bus.wants(GateClosed):
@@ -500,19 +417,19 @@ class Gate(Policy):
                 )
             )
 
-    async def _wait_empty(self, closing: _Closing, until: float) -> None:
+    async def _wait_empty(self, closing: Closing, until: float) -> None:
         """Wait until no call is in flight, or until the clock reads *until*."""
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:
-                if not self._tasks and not self._threads:
+                if not closing.tasks and not closing.threads:
                     return
                 left = until - self.clock.monotonic()
                 if left <= 0:
                     return
                 fut: asyncio.Future[None] = loop.create_future()
                 closing.waiter = (loop, fut)
-            handle = call_later(self.clock, left, functools.partial(_wake, loop, fut))
+            handle = call_later(self.clock, left, functools.partial(wake, loop, fut))
             try:
                 await fut
             finally:
@@ -524,8 +441,8 @@ class Gate(Policy):
         """Let the bus's async handlers of this loop finish, for at most *seconds*."""
         drain = loop.create_task(self.bus.drain())
         fut: asyncio.Future[None] = loop.create_future()
-        drain.add_done_callback(lambda _: _resolve(fut))
-        handle = call_later(self.clock, seconds, functools.partial(_wake, loop, fut))
+        drain.add_done_callback(lambda _: resolve(fut))
+        handle = call_later(self.clock, seconds, functools.partial(wake, loop, fut))
         try:
             await fut
         finally:

@@ -880,3 +880,158 @@ async def test_pipeline_of_a_gated_function_lists_the_gate(g: Gate) -> None:
         pass
 
     assert pipeline_of(work).policies == (g,)
+
+
+# --- the races the lock-free open gate must get right ---------------------------------------------
+
+
+class CloseOnRegistration(dict):  # type: ignore[type-arg]
+    """A map of calls in flight that closes the gate right after a call registers in it.
+
+    It puts a close's critical section exactly between a call's registration
+    and its reading of the closed flag: the interleaving another thread's
+    close() can produce, made deterministic.
+    """
+
+    def __init__(self, gate: Gate, after: int) -> None:
+        super().__init__()
+        self.gate = gate
+        self.after = after
+
+    def __setitem__(self, key: Any, value: int) -> None:
+        super().__setitem__(key, value)
+        self.after -= 1
+        if self.after == 0:
+            with self.gate._lock:
+                self.gate._begin_locked(60.0)
+
+
+async def test_a_call_registered_before_the_close_copies_the_maps_is_admitted(clock: FakeClock) -> None:
+    """A call that registered, then (after a close began) read the flag, is one of the close's calls."""
+    g = gate(clock=clock)
+    g._tasks = CloseOnRegistration(g, after=1)
+
+    @g
+    async def work() -> str:
+        return "ran"
+
+    assert await work() == "ran"
+    assert g._closing is not None
+    assert (g._closing.in_flight, g._closing.finished, g._closing.tasks) == (1, 1, {})
+
+
+def test_a_sync_call_registered_before_the_copy_is_admitted(clock: FakeClock) -> None:
+    """The same race for a sync call: admitted and accounted for."""
+    g = gate(clock=clock)
+    g._threads = CloseOnRegistration(g, after=1)
+
+    @g
+    def work() -> str:
+        return "ran"
+
+    assert work() == "ran"
+    assert g._closing is not None
+    assert (g._closing.in_flight, g._closing.finished) == (1, 1)
+
+
+def test_cancelling_a_call_that_already_ended_does_nothing(g: Gate) -> None:
+    """A cancellation handed to another loop that arrives after the call ended cancels nothing."""
+
+    async def main() -> bool:
+        async def idle() -> None:
+            await asyncio.sleep(0)
+
+        task = asyncio.create_task(idle())
+        with g._lock:
+            g._begin_locked(0.0)
+        g._cancel(task)  # not in flight through the gate
+        await task
+        return task.cancelled()
+
+    assert asyncio.run(main()) is False
+    assert g._cancels == {}
+
+
+async def test_after_the_close_returned_nested_calls_are_refused(g: Gate, clock: FakeClock) -> None:
+    """A call still running after close() returned may not start nested calls any more."""
+    release = asyncio.Event()
+
+    @g
+    async def step() -> str:
+        return "step"
+
+    async def stubborn() -> Any:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()
+        try:
+            return await step()
+        except GateClosedError as exc:
+            return exc
+
+    task = asyncio.create_task(g.call(stubborn))
+    await settle()
+    report = await g.close(grace=0, unwind=0)
+    release.set()
+    outcome = await task
+    assert (report.still_running, type(outcome), g.in_flight) == (1, GateClosedError, 0)
+
+
+def test_after_the_close_returned_a_thread_may_not_start_nested_calls(clock: FakeClock) -> None:
+    """A sync call still running after close() returned may not start nested calls; its own call ends."""
+    g = gate(clock=clock)
+    closed = threading.Event()
+    outcome: list[Any] = []
+
+    @g
+    def step() -> str:
+        return "step"
+
+    @g
+    def job() -> None:
+        assert closed.wait(30)
+        try:
+            outcome.append(step())
+        except GateClosedError as exc:
+            outcome.append(type(exc))
+
+    worker = threading.Thread(target=job, daemon=True)
+    worker.start()
+
+    async def close() -> GateReport:
+        await until(lambda: g.in_flight == 1)
+        return await g.close(grace=0, unwind=0)
+
+    report = asyncio.run(close())
+    closed.set()
+    worker.join(30)
+    assert (report.sync_running, outcome, g.in_flight) == (1, [GateClosedError], 0)
+
+
+def test_a_call_ending_after_the_closing_loop_is_gone_wakes_nothing(clock: FakeClock) -> None:
+    """A sync call ending after the loop running close() was closed: its wake-up is dropped quietly."""
+    g = gate(clock=clock)
+    release = threading.Event()
+    started = threading.Event()
+
+    @g
+    def job() -> None:
+        started.set()
+        assert release.wait(30)
+
+    worker = threading.Thread(target=job, daemon=True)
+    worker.start()
+    assert started.wait(30)
+    loop = asyncio.new_event_loop()
+    closer = loop.create_task(g.close(grace=60))
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))  # the close now waits for the call
+    assert g._closing is not None
+    assert g._closing.waiter is not None
+    loop.close()
+    release.set()
+    worker.join(30)
+    assert g.in_flight == 0
+    closer._log_destroy_pending = False  # type: ignore[attr-defined]
+    closer.get_coro().close()

@@ -560,3 +560,14 @@ def test_reloads_racing_sync_calls_in_threads(hammer: list[threading.Thread]) ->
     assert errors == []
     assert seen <= set(range(1, 60))
     assert [p.attempts for p in pipeline_of(query).policies] == [59]  # type: ignore[attr-defined]
+
+
+def test_a_rejected_reload_is_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """The logging adapter writes ConfigReloadFailed at ERROR level."""
+    from resilient.adapters.logging import LoggingAdapter
+
+    reg = Registry([{"retry": {}}], name="upstreams")
+    with LoggingAdapter().attach(), caplog.at_level("DEBUG", logger="resilient"), pytest.raises(ConfigError):
+        reg.reload([{"retry": {"attempts": 0}}])
+    logged = [(r.levelname, "config_reload_failed" in r.getMessage()) for r in caplog.records]
+    assert logged == [("ERROR", True)]

@@ -352,10 +352,10 @@ def test_parse_config_reads_text(fmt: Any, text: str) -> None:
 def test_a_file_that_does_not_parse_names_itself_and_the_line(tmp_path: Path) -> None:
     """A syntax error is a ConfigError naming the file and the line."""
     bad_json = tmp_path / "bad.json"
-    bad_json.write_text('{\n  "payments": [\n    {"timeout": 2},\n  ]\n}\n', encoding="utf-8")
+    bad_json.write_text('{\n  "payments": [\n    {"timeout" 2}\n  ]\n}\n', encoding="utf-8")
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("payments = [\n  { timeout = },\n]\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"bad\.json: line 4 column 3"):
+    with pytest.raises(ConfigError, match=r"bad\.json: line 3 column 16: Expecting ':' delimiter"):
         load_config(bad_json)
     with pytest.raises(ConfigError, match=r"bad\.toml: .*line 2"):
         load_config(bad_toml)

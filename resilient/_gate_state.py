@@ -1,0 +1,173 @@
+"""The bookkeeping of a gate's close: the report, the accounting, wake-ups, finding a task.
+
+Kept apart from :mod:`resilient._gate` (the policy and ``close()``) so each
+stays readable; nothing here is public but :class:`GateReport`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+    from dataclasses import dataclass
+else:
+    from ._dataclass import dataclass
+
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
+
+__all__ = [
+    "CANCEL",
+    "DONE",
+    "GRACE",
+    "Closing",
+    "GateReport",
+    "resolve",
+    "task_lookup",
+    "task_of_this_thread",
+    "wake",
+]
+
+_lookups: list[Callable[[Any], Any]] = []
+
+
+def task_lookup() -> Callable[[asyncio.AbstractEventLoop | None], asyncio.Task[Any] | None]:
+    """``(loop) -> its running task``: asyncio's own map where it has one (3.11-3.13), else ``current_task``.
+
+    On CPython 3.11 ``asyncio.current_task`` is Python code around this
+    lookup (and finding the running loop costs a ``getpid()`` system call
+    there, whatever one does); the map's ``get`` spares the frame.
+    """
+    if not _lookups:
+        found: Callable[[Any], Any] = asyncio.current_task
+        tasks = getattr(asyncio.tasks, "_current_tasks", None)
+        c_module = sys.modules.get("_asyncio")
+        if isinstance(tasks, dict) and (
+            c_module is None or getattr(c_module, "_current_tasks", None) is tasks
+        ):
+            found = tasks.get
+        _lookups.append(found)
+    return _lookups[0]
+
+
+def task_of_this_thread() -> asyncio.Task[Any] | None:
+    """The task running in this thread, if any (asyncio not even imported: none)."""
+    aio = sys.modules.get("asyncio")
+    loop = None if aio is None else aio._get_running_loop()
+    return None if loop is None else task_lookup()(loop)
+
+
+# Phases of a close, in order.
+GRACE = 0  # waiting for the calls in flight to finish
+CANCEL = 1  # the grace period ran out: async calls are cancelled
+DONE = 2  # the report is written; later endings are not counted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateReport:
+    """What :meth:`Gate.close` did with the calls in flight (every count is of calls).
+
+    ``in_flight == finished + cancelled + still_running + sync_running``.
+
+    Attributes:
+        in_flight: Calls in flight when the close began, plus the calls they
+            made through the gate while it closed (admitted: see
+            :meth:`Gate.close`).
+        finished: Calls that ended without being cancelled: within the
+            grace period, or (sync calls) before the close returned.
+        cancelled: Async calls cancelled when the grace period ran out
+            that ended before the close returned.
+        still_running: Async calls cancelled that had not ended when the
+            close returned (they swallowed the cancellation, their cleanup
+            outlasted ``unwind``, or their event loop is gone).
+        sync_running: Sync calls still running when the close returned: a
+            thread cannot be cancelled, so the gate never tries.
+    """
+
+    in_flight: int
+    finished: int
+    cancelled: int
+    still_running: int
+    sync_running: int
+
+    @property
+    def running(self) -> int:
+        """Calls of either kind still running when the close returned."""
+        return self.still_running + self.sync_running
+
+
+class Closing:
+    """A close in progress: its phase, its accounting, and whom to wake when nothing is left."""
+
+    __slots__ = (
+        "cancelled",
+        "cancelled_tasks",
+        "finished",
+        "grace_end",
+        "in_flight",
+        "phase",
+        "report",
+        "tasks",
+        "threads",
+        "waiter",
+    )
+
+    def __init__(self, grace_end: float) -> None:
+        # The calls still to account for, by task and by thread (no zero entries).
+        self.tasks: dict[asyncio.Task[Any], int] = {}
+        self.threads: dict[int, int] = {}
+        self.in_flight = 0
+        self.grace_end = grace_end
+        self.phase = GRACE
+        self.finished = 0
+        self.cancelled = 0
+        self.cancelled_tasks: set[asyncio.Task[Any]] = set()
+        self.waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self.report: GateReport | None = None
+
+    def settle(self, table: dict[Any, int], key: object, cancelled: bool) -> None:
+        """One of the calls of *key* ended: count it, and wake the close if none is left."""
+        left = table.get(key, 0)
+        if left == 0 or self.phase == DONE:
+            return  # not one of ours (it left before the close began), or too late to count
+        if left == 1:
+            del table[key]
+        else:
+            table[key] = left - 1
+        if cancelled:
+            self.cancelled += 1
+        else:
+            self.finished += 1
+        if self.waiter is not None and not self.tasks and not self.threads:
+            wake(*self.waiter)
+
+    def admit(self, table: dict[Any, int], key: object, before: int, nested: bool) -> bool:
+        """A call of *key* that found the gate closed (*before*: its key's calls before it)."""
+        left = table.get(key, 0)
+        if left > before:
+            return True  # registered before the close copied the maps: it is one of ours
+        if not nested or self.phase == DONE:
+            return False
+        table[key] = left + 1
+        self.in_flight += 1
+        return True
+
+
+def resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    """Resolve *fut* from any thread (through its loop when called from elsewhere)."""
+    if asyncio._get_running_loop() is loop:
+        resolve(fut)
+        return
+    try:
+        loop.call_soon_threadsafe(resolve, fut)
+    except RuntimeError:  # its loop is closed: nobody waits any more
+        pass
