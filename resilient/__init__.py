@@ -7,6 +7,8 @@ service down gracefully; ``Registry`` builds pipelines per key, from code or
 from configuration, and reloads them.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import backoff
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
@@ -25,13 +27,28 @@ from ._errors import (
 )
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
-from ._gate import Gate, GateReport, gate
 from ._pipeline import Pipeline, Policy, pipeline
-from ._registry import Registry
 from ._retry import Retry, retry
-from ._spec import load_config, parse_config, pipeline_from_config
 from ._state import CircuitState
 from ._timeout import Timeout, timeout
+
+if TYPE_CHECKING:
+    from ._gate import Gate, GateReport, gate
+    from ._loaders import load_config, parse_config
+    from ._registry import Registry
+    from ._spec import pipeline_from_config
+
+# Imported on first use: a service needs them at startup and shutdown, not on
+# every `import resilient` (the import-time budget of benchmarks/compare.py).
+_ON_FIRST_USE = {
+    "Gate": "._gate",
+    "GateReport": "._gate",
+    "gate": "._gate",
+    "Registry": "._registry",
+    "load_config": "._loaders",
+    "parse_config": "._loaders",
+    "pipeline_from_config": "._spec",
+}
 
 __version__ = "0.1.0"
 
@@ -79,7 +96,22 @@ __all__ = [
 ]
 
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if isinstance(_obj, type) and _obj.__module__.startswith("resilient._"):
         _obj.__module__ = __name__
 del _name, _obj
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    obj = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = obj
+    return obj
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ON_FIRST_USE})

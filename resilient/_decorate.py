@@ -122,6 +122,9 @@ def rebinder(wrapper: Any, pipeline: Pipeline) -> Callable[[], None]:
     layer refuses it) fails here; the returned function only assigns.
     Calls already running finish on the pipeline they started on.
 
+    Returns:
+        The function that moves the wrapper.
+
     Raises:
         TypeError: *pipeline* cannot guard the wrapped function.
     """

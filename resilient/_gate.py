@@ -480,3 +480,7 @@ def gate(*, name: str | None = None, clock: Clock | None = None, bus: EventBus |
         ValueError: *name* is empty.
     """
     return Gate(name=name, clock=clock, bus=bus)
+
+
+# Public as resilient.X (imported there on first use): say so wherever it is found.
+Gate.__module__ = "resilient"

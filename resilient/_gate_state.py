@@ -41,6 +41,9 @@ def task_lookup() -> Callable[[asyncio.AbstractEventLoop | None], asyncio.Task[A
     On CPython 3.11 ``asyncio.current_task`` is Python code around this
     lookup (and finding the running loop costs a ``getpid()`` system call
     there, whatever one does); the map's ``get`` spares the frame.
+
+    Returns:
+        The lookup, chosen once.
     """
     if not _lookups:
         found: Callable[[Any], Any] = asyncio.current_task
@@ -171,3 +174,7 @@ def wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
         loop.call_soon_threadsafe(resolve, fut)
     except RuntimeError:  # its loop is closed: nobody waits any more
         pass
+
+
+# Public as resilient.X (imported there on first use): say so wherever it is found.
+GateReport.__module__ = "resilient"

@@ -416,3 +416,7 @@ def _named(obj: object, key: str) -> Pipeline:
         clock=obj.clock if obj._explicit_clock else None,
         bus=obj.bus if obj._explicit_bus else None,
     )
+
+
+# Public as resilient.X (imported there on first use): say so wherever it is found.
+Registry.__module__ = "resilient"

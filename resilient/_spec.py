@@ -19,9 +19,8 @@ itself. Every problem is reported with its place in the configuration
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from . import backoff as _backoff
 from ._breaker import circuit_breaker
@@ -35,7 +34,7 @@ from ._pipeline import Pipeline, Policy
 from ._retry import retry
 from ._timeout import timeout
 
-__all__ = ["FACTORIES", "PolicySpec", "load_config", "parse_config", "parse_pipeline", "pipeline_from_config"]
+__all__ = ["FACTORIES", "PolicySpec", "parse_pipeline", "pipeline_from_config"]
 
 
 class _Invalid(Exception):
@@ -281,6 +280,9 @@ class PolicySpec:
     ) -> Policy:
         """Build the policy; *name* applies unless the configuration names it.
 
+        Returns:
+            The policy.
+
         Raises:
             ConfigError: An argument is invalid (the message names its path).
         """
@@ -390,7 +392,8 @@ def pipeline_from_config(
     for the schema.
 
     Args:
-        config: The list (from a dict, :func:`load_config` or :func:`parse_config`).
+        config: The list (a literal, or data from :func:`~resilient.load_config`
+            or :func:`~resilient.parse_config`).
         name: The pipeline's name, also given to each policy the
             configuration does not name (metrics are labelled by it).
         clock: Clock for every policy (default: the system clock).
@@ -405,62 +408,3 @@ def pipeline_from_config(
     """
     specs = parse_pipeline(config)
     return Pipeline(*(s.build(name, clock, bus) for s in specs), name=name, clock=clock, bus=bus)
-
-
-Format = Literal["json", "toml"]
-
-
-def parse_config(text: str, format: Format = "json", *, source: str = "<config>") -> Any:
-    """Parse configuration *text* (JSON or TOML) into plain data.
-
-    Args:
-        text: The text.
-        format: ``"json"`` or ``"toml"``.
-        source: Named in error messages (a file name).
-
-    Returns:
-        The data: for a registry, a mapping of keys to pipelines.
-
-    Raises:
-        ConfigError: The text does not parse (the message has the line).
-        ValueError: *format* is neither ``"json"`` nor ``"toml"``.
-    """
-    if format == "json":
-        import json
-
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if format == "toml":
-        import tomllib
-
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    raise ValueError(f"format must be 'json' or 'toml', got {format!r}")
-
-
-def load_config(path: str | os.PathLike[str]) -> Any:
-    """Read a configuration file: ``.json`` or ``.toml`` (by its suffix).
-
-    Args:
-        path: The file.
-
-    Returns:
-        Its data, for :class:`~resilient.Registry` or :func:`pipeline_from_config`.
-
-    Raises:
-        ConfigError: The file does not parse (the message names it, with the line).
-        ValueError: The suffix is neither ``.json`` nor ``.toml``.
-        OSError: The file cannot be read.
-    """
-    from pathlib import Path
-
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".json", ".toml"):
-        raise ValueError(f"path must end in .json or .toml, got {str(path)!r}")
-    fmt: Format = "json" if suffix == ".json" else "toml"
-    return parse_config(p.read_text(encoding="utf-8"), fmt, source=str(path))

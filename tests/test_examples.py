@@ -35,6 +35,8 @@ REQUIRED = {
     "prometheus_metrics.py",
     "fastapi_app.py",
     "aiohttp_app.py",
+    "graceful_shutdown.py",
+    "registry_config.py",
 }
 
 

@@ -1035,3 +1035,46 @@ def test_a_call_ending_after_the_closing_loop_is_gone_wakes_nothing(clock: FakeC
     assert g.in_flight == 0
     closer._log_destroy_pending = False  # type: ignore[attr-defined]
     closer.get_coro().close()
+
+
+async def test_closes_from_two_event_loops_share_one_report(g: Gate, other_loop: LoopThread) -> None:
+    """A close awaited in another loop's thread waits for the running one and gets its report."""
+    work = Work(g)
+    work.start(work.held)
+    await settle()
+    here = asyncio.create_task(g.close(grace=60))
+    await settle()
+    there = other_loop.submit(g.close(grace=1))
+    await until(lambda: g._runner is not None)
+    work.release.set()
+    report = await here
+    assert there.result(timeout=30) is report
+    assert report.finished == 1
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_control_flow_while_closing_propagates_and_counts_as_finished(
+    g: Gate, exc_type: type[BaseException]
+) -> None:
+    """A call raising KeyboardInterrupt/SystemExit during grace: the same object propagates, not converted."""
+    release = asyncio.Event()
+    exc = exc_type()
+
+    async def body() -> None:
+        await release.wait()
+        raise exc
+
+    async def caller() -> BaseException | None:
+        try:
+            await g.call(body)
+        except BaseException as caught:
+            return caught
+        return None
+
+    task = asyncio.create_task(caller())
+    await settle()
+    closer = asyncio.create_task(g.close(grace=5))
+    await settle()
+    release.set()
+    assert await task is exc
+    assert (await closer).finished == 1
