@@ -189,14 +189,13 @@ class Gate(Policy):
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async layer that keeps the call in flight (its task, for cancelling)."""
         tasks = self._tasks
-        lookup = task_lookup()
-        running_loop = asyncio._get_running_loop
+        current_task = task_lookup()
         enter_closed = self._enter_closed_async
         exit_closing = self._exit_closing_async
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            task = lookup(running_loop())
+            task = current_task()
             if task is None:
                 raise RuntimeError("gate() guards calls made inside an asyncio task")
             before = tasks.get(task, 0)
@@ -293,8 +292,7 @@ class Gate(Policy):
 
         grace_s = check_duration("grace", grace, allow_zero=True) or 0.0
         unwind_s = check_duration("unwind", unwind, allow_zero=True) or 0.0
-        aio_loop = asyncio.get_running_loop()
-        task = task_lookup()(aio_loop)
+        task = task_lookup()()
         while True:
             in_flight = 0
             with self._lock:

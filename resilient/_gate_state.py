@@ -32,36 +32,28 @@ __all__ = [
     "wake",
 ]
 
-_lookups: list[Callable[[Any], Any]] = []
 
+def task_lookup() -> Callable[[], asyncio.Task[Any] | None]:
+    """The function returning the running task: ``asyncio.current_task``, cached per task on CPython 3.11.
 
-def task_lookup() -> Callable[[asyncio.AbstractEventLoop | None], asyncio.Task[Any] | None]:
-    """``(loop) -> its running task``: asyncio's own map where it has one (3.11-3.13), else ``current_task``.
-
-    On CPython 3.11 ``asyncio.current_task`` is Python code around this
-    lookup (and finding the running loop costs a ``getpid()`` system call
-    there, whatever one does); the map's ``get`` spares the frame.
+    On 3.11 ``asyncio.current_task()`` costs a ``getpid()`` system call;
+    :func:`resilient._cancelling.running_task` remembers the task in its own
+    context instead (imported here, with asyncio, on first use).
 
     Returns:
-        The lookup, chosen once.
+        The function.
     """
-    if not _lookups:
-        found: Callable[[Any], Any] = asyncio.current_task
-        tasks = getattr(asyncio.tasks, "_current_tasks", None)
-        c_module = sys.modules.get("_asyncio")
-        if isinstance(tasks, dict) and (
-            c_module is None or getattr(c_module, "_current_tasks", None) is tasks
-        ):
-            found = tasks.get
-        _lookups.append(found)
-    return _lookups[0]
+    from ._cancelling import running_task
+
+    return running_task
 
 
 def task_of_this_thread() -> asyncio.Task[Any] | None:
     """The task running in this thread, if any (asyncio not even imported: none)."""
     aio = sys.modules.get("asyncio")
-    loop = None if aio is None else aio._get_running_loop()
-    return None if loop is None else task_lookup()(loop)
+    if aio is None or aio._get_running_loop() is None:
+        return None
+    return task_lookup()()
 
 
 # Phases of a close, in order.

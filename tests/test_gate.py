@@ -179,19 +179,25 @@ async def test_nested_calls_in_one_task_are_counted_each(g: Gate) -> None:
 
 
 async def test_a_coroutine_driven_outside_any_task_is_refused(g: Gate) -> None:
-    """A gated coroutine stepped by hand (no task to cancel) raises RuntimeError."""
+    """A gated coroutine stepped by hand, in a loop callback (no task to cancel), raises RuntimeError."""
 
     @g
     async def work() -> None:
         pass
 
     coro = work()
+    raised: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     def step() -> None:
-        coro.send(None)
+        try:
+            coro.send(None)
+        except BaseException as exc:
+            raised.set_result(exc)
 
-    with pytest.raises(RuntimeError, match="inside an asyncio task"):
-        await asyncio.get_running_loop().run_in_executor(None, step)
+    asyncio.get_running_loop().call_soon(step)
+    err = await raised
+    assert (type(err), str(err)) == (RuntimeError, "gate() guards calls made inside an asyncio task")
+    assert g.in_flight == 0
 
 
 # --- closing: admission ----------------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_a_bad_template_fails_at_construction() -> None:
         Registry({"payments": [{"retry": {"attempts": 0}}], "*": [{"timeout": -1}], "": []})
     assert info.value.errors == (
         "payments[0].retry.attempts: must be >= 1, got 0",
-        "*[0].timeout.seconds: must be > 0, got -1",
+        "*[0].timeout.seconds: must be > 0, got -1.0",
         "'': keys must be non-empty strings",
     )
     with pytest.raises(ConfigError, match=r"^invalid configuration: \[0\].timeout.seconds"):
