@@ -94,7 +94,7 @@ class _Entry:
 class _Follower:
     """A wrapper following a key, and how its pipeline is made from the key's."""
 
-    __slots__ = ("__weakref__", "inner", "key", "outer", "registry", "wrapper")
+    __slots__ = ("inner", "key", "outer", "registry", "wrapper")
 
     def __init__(
         self, registry: Registry, key: str, inner: Pipeline | None, outer: tuple[Policy, ...]
@@ -222,6 +222,9 @@ class Registry:
     def get(self, key: str) -> Pipeline:
         """Return the key's pipeline, building it the first time (once, whatever the threads).
 
+        If a callable template raises, its exception propagates and the key
+        stays unbuilt: the next ``get`` tries again.
+
         Args:
             key: The key (a host, a dependency's name).
 
@@ -282,7 +285,7 @@ class Registry:
             follower = _Follower(self, key, inner, outer)
             wrapper = follow(fn, follower.pipeline(self.get(key)), follower.stack)
             follower.wrapper = weakref.ref(wrapper)
-            self._followers = [f for f in self._followers if f.alive()]
+            self._followers = [f for f in self._followers if f.alive() is not None]
             self._followers.append(follower)
         return wrapper
 

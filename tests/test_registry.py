@@ -571,3 +571,21 @@ def test_a_rejected_reload_is_logged_as_an_error(caplog: pytest.LogCaptureFixtur
         reg.reload([{"retry": {"attempts": 0}}])
     logged = [(r.levelname, "config_reload_failed" in r.getMessage()) for r in caplog.records]
     assert logged == [("ERROR", True)]
+
+
+def test_a_template_raising_leaves_the_key_unbuilt_for_the_next_get() -> None:
+    """A callable template's exception propagates from get(); a later get builds the key."""
+    attempts: list[str] = []
+
+    def flaky(key: str) -> Policy:
+        attempts.append(key)
+        if len(attempts) == 1:
+            raise LookupError("settings not loaded yet")
+        return retry()
+
+    reg = Registry(flaky)
+    with pytest.raises(LookupError):
+        reg.get("db")
+    assert reg.keys() == ()
+    assert reg.get("db").name == "db"
+    assert attempts == ["db", "db"]
