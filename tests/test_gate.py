@@ -1084,3 +1084,26 @@ async def test_control_flow_while_closing_propagates_and_counts_as_finished(
     release.set()
     assert await task is exc
     assert (await closer).finished == 1
+
+
+async def test_a_call_retrying_under_the_gate_is_cancelled_not_retried(clock: FakeClock) -> None:
+    """The gate cancels a retrying call mid-attempt: not retried, the caller gets GateClosedError."""
+    from resilient import retry
+
+    g = gate(clock=clock)
+    attempts: list[int] = []
+
+    @g
+    @retry(attempts=5, on=ConnectionError, backoff=0.5, clock=clock)
+    async def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError
+        await asyncio.Event().wait()  # the second attempt hangs
+
+    task = asyncio.create_task(flaky())
+    await settle()
+    report = await g.close(grace=0)
+    with pytest.raises(GateClosedError):
+        await task
+    assert (len(attempts), report.cancelled) == (2, 1)
