@@ -1,15 +1,16 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
-Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
-``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into. ``gate`` shuts a
-service down gracefully; ``Registry`` builds pipelines per key, from code or
-from configuration, and reloads them.
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
+``fallback`` and ``hedge`` (``resilient.chaos`` injects faults); stacked
+decorators fold into one pipeline; policies emit events on a bus that
+logging and metrics adapters plug into. ``gate`` shuts a service down
+gracefully; ``Registry`` builds pipelines per key, from code or from
+configuration, and reloads them.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from . import backoff
+from . import backoff, chaos
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
@@ -27,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._hedge import Hedge, hedge
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -66,6 +68,7 @@ __all__ = [
     "Gate",
     "GateClosedError",
     "GateReport",
+    "Hedge",
     "Pipeline",
     "Policy",
     "Registry",
@@ -79,12 +82,14 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "chaos",
     "circuit_breaker",
     "current_call",
     "fallback",
     "gate",
     "load_config",
     "parse_config",
+    "hedge",
     "pipeline",
     "pipeline_from_config",
     "pipeline_of",

@@ -7,8 +7,9 @@ A pipeline is a list of one-key mappings, outermost first::
                 "backoff": {"exponential": {"initial": 0.1}}}},
      {"circuit_breaker": {"failure_threshold": 5}}]
 
-Each key names a factory; its value holds the factory's keyword arguments
-(or, for ``timeout``, ``bulkhead`` and ``fallback``, a bare value for their
+Each key names a factory (``timeout``, ``retry``, ``circuit_breaker``,
+``bulkhead``, ``fallback``, ``hedge``); its value holds the factory's keyword
+arguments (or, for ``timeout``, ``bulkhead`` and ``fallback``, a bare value for their
 first argument). Durations are numbers of seconds; exception types (and
 predicates) are dotted import paths; a fallback's default is the JSON value
 itself. Every problem is reported with its place in the configuration
@@ -30,6 +31,7 @@ from ._clock import Clock
 from ._errors import ConfigError
 from ._events import EventBus
 from ._fallback import fallback
+from ._hedge import hedge
 from ._pipeline import Pipeline, Policy
 from ._retry import retry
 from ._timeout import timeout
@@ -185,6 +187,7 @@ FACTORIES: dict[str, _Factory] = {
     "circuit_breaker": _Factory(circuit_breaker, None, {"on": _exceptions, "ignore": _exceptions}),
     "bulkhead": _Factory(bulkhead, "max_concurrent", {}),
     "fallback": _Factory(fallback, "default", {"on": _exceptions}),
+    "hedge": _Factory(hedge, None, {"on": _exceptions, "on_result": _predicate, "budget": _budget}),
 }
 """The factories a configuration may name, by key."""
 

@@ -37,6 +37,8 @@ REQUIRED = {
     "aiohttp_app.py",
     "graceful_shutdown.py",
     "registry_config.py",
+    "hedging.py",
+    "chaos_testing.py",
 }
 
 

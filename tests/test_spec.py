@@ -84,6 +84,17 @@ def test_each_key_builds_its_factory_outermost_first(clock: FakeClock) -> None:
     assert {x.clock for x in p.policies} == {clock}
 
 
+def test_hedge_is_configurable() -> None:
+    """hedge takes its keyword arguments, exceptions by import path and a budget table."""
+    (h,) = pipeline_from_config(
+        [{"hedge": {"attempts": 3, "delay": 0.05, "on": "ConnectionError", "budget": {"ratio": 0.1}}}]
+    ).policies
+    assert isinstance(h, resilient.Hedge)
+    assert isinstance(h.budget, RetryBudget)
+    assert (h.kind, h.attempts, h.delay, h.budget.ratio) == ("hedge", 3, 0.05, 0.1)
+    assert errors_of([{"hedge": {"attempts": 0}}]) == ("[0].hedge.attempts: must be >= 1, got 0",)
+
+
 def test_a_bare_value_is_the_first_argument() -> None:
     """timeout, bulkhead and fallback take their first argument as a bare value."""
     to, bh, fb = pipeline_from_config([{"timeout": 1.5}, {"bulkhead": 3}, {"fallback": None}]).policies
@@ -190,7 +201,7 @@ def test_on_result_is_a_dotted_predicate() -> None:
         (
             [3],
             "[0]: must be a table with one key, the policy (one of timeout, retry, circuit_breaker, "
-            "bulkhead, fallback), got 3",
+            "bulkhead, fallback, hedge), got 3",
         ),
         ([{"timeout": 1, "retry": {}}], "[0]: must be a table with one key"),
         ([{"tiemout": 1}], "[0]: unknown policy 'tiemout'; expected one of timeout, retry"),

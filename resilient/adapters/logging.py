@@ -30,12 +30,14 @@ from resilient._events import (
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
     ConfigReloadFailed,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -56,6 +58,8 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CircuitStateChanged: logging.WARNING,
     CallRejected: logging.WARNING,
     FallbackUsed: logging.WARNING,
+    HedgeStarted: logging.INFO,
+    ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
     CallStarted: logging.DEBUG,
@@ -67,10 +71,11 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
 """The default level of each event kind; subclasses inherit their base's level.
 
 A rejected configuration reload is ERROR. Retries, timeouts, circuit state
-changes, rejections, fallbacks and a degraded backend are WARNING; a failed
-call (the caller gets the exception and decides), a cancelled call and a
-recovered backend are INFO; a call's start and its success are DEBUG so
-production logs stay quiet.
+changes, rejections, fallbacks, chaos injections (an injected fault in the
+logs must say so) and a degraded backend are WARNING; a failed call (the
+caller gets the exception and decides), a cancelled call, a hedged attempt
+and a recovered backend are INFO; a call's start and its success are DEBUG
+so production logs stay quiet.
 """
 
 PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)
@@ -177,6 +182,25 @@ def _fallback_used(ev: FallbackUsed) -> str:
     return f"fallback used for {subject(ev)} after {ev.exception!r}"
 
 
+_HEDGE_REASONS = {"delay": "no answer within the delay", "failure": "an attempt failed"}
+
+
+def _hedge_started(ev: HedgeStarted) -> str:
+    why = _HEDGE_REASONS.get(ev.reason, ev.reason)
+    return f"hedge {_label(ev)} started attempt {ev.attempt} of {subject(ev)}: {why}"
+
+
+def _chaos_injected(ev: ChaosInjected) -> str:
+    head = f"chaos {_label(ev)} injected"
+    if ev.kind == "fault":
+        return f"{head} a fault into {subject(ev)}: {ev.exception!r}"
+    if ev.kind == "latency" and ev.seconds is not None:
+        return f"{head} a latency of {ev.seconds:g}s into {subject(ev)}"
+    if ev.kind == "result":
+        return f"{head} a result into {subject(ev)}"
+    return f"{head} {ev.kind} into {subject(ev)}"
+
+
 def _call_started(ev: CallStarted) -> str:
     return f"{subject(ev)} started"
 
@@ -216,6 +240,8 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     BulkheadRejected: _bulkhead_rejected,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
+    HedgeStarted: _hedge_started,
+    ChaosInjected: _chaos_injected,
     CallStarted: _call_started,
     CallSucceeded: _call_succeeded,
     CallFailed: _call_failed,
