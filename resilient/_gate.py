@@ -24,13 +24,12 @@ answering 503, a worker loop) goes on.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._clock import Clock, call_later
+from ._clock import Clock
 from ._context import CallContext
 from ._errors import GateClosedError
 from ._events import Event, EventBus, GateClosed, GateClosing, GateRejected
@@ -40,10 +39,10 @@ from ._gate_state import (
     GRACE,
     Closing,
     GateReport,
-    resolve,
+    drain,
     task_lookup,
     task_of_this_thread,
-    wake,
+    wait_empty,
 )
 from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
@@ -359,7 +358,7 @@ class Gate(Policy):
         assert closing is not None
         loop = asyncio.get_running_loop()
         if closing.phase == GRACE:
-            await self._wait_empty(closing, closing.grace_end)
+            await wait_empty(closing, self._lock, self.clock, closing.grace_end)
             with self._lock:
                 closing.phase = CANCEL
         if closing.report is None:
@@ -368,7 +367,7 @@ class Gate(Policy):
         report = closing.report
         assert report is not None
         if unwind > 0:
-            await self._drain(loop, unwind)
+            await drain(self.bus, self.clock, loop, unwind)
         self._report = report
         return report
 
@@ -386,7 +385,7 @@ class Gate(Policy):
                     home.call_soon_threadsafe(self._cancel, task)
                 except RuntimeError:  # its loop is closed: the task can never end
                     pass
-        await self._wait_empty(closing, cancelled_at + unwind)
+        await wait_empty(closing, self._lock, self.clock, cancelled_at + unwind)
         with self._lock:
             closing.phase = DONE
             closing.report = GateReport(
@@ -414,43 +413,6 @@ class Gate(Policy):
                     sync_running=report.sync_running,
                 )
             )
-
-    async def _wait_empty(self, closing: Closing, until: float) -> None:
-        """Wait until no call is in flight, or until the clock reads *until*."""
-        loop = asyncio.get_running_loop()
-        while True:
-            with self._lock:
-                if not closing.tasks and not closing.threads:
-                    return
-                left = until - self.clock.monotonic()
-                if left <= 0:
-                    return
-                fut: asyncio.Future[None] = loop.create_future()
-                closing.waiter = (loop, fut)
-            handle = call_later(self.clock, left, functools.partial(wake, loop, fut))
-            try:
-                await fut
-            finally:
-                handle.cancel()
-                with self._lock:
-                    closing.waiter = None
-
-    async def _drain(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        """Let the bus's async handlers of this loop finish, for at most *seconds*."""
-        drain = loop.create_task(self.bus.drain())
-        fut: asyncio.Future[None] = loop.create_future()
-        drain.add_done_callback(lambda _: resolve(fut))
-        handle = call_later(self.clock, seconds, functools.partial(wake, loop, fut))
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            if not drain.done():
-                drain.cancel()
-                # Let it unwind (our own cancellation, if any, still propagates).
-                await asyncio.wait({drain})
-        if not drain.cancelled():
-            drain.result()
 
 
 def gate(*, name: str | None = None, clock: Clock | None = None, bus: EventBus | None = None) -> Gate:

@@ -6,15 +6,20 @@ stays readable; nothing here is public but :class:`GateReport`.
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._clock import Clock, call_later
 from ._lazy import LazyModule
 
 if TYPE_CHECKING:
     import asyncio
     from dataclasses import dataclass
+
+    from ._events import EventBus
 else:
     from ._dataclass import dataclass
 
@@ -26,9 +31,11 @@ __all__ = [
     "GRACE",
     "Closing",
     "GateReport",
+    "drain",
     "resolve",
     "task_lookup",
     "task_of_this_thread",
+    "wait_empty",
     "wake",
 ]
 
@@ -166,6 +173,45 @@ def wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
         loop.call_soon_threadsafe(resolve, fut)
     except RuntimeError:  # its loop is closed: nobody waits any more
         pass
+
+
+async def wait_empty(closing: Closing, lock: threading.Lock, clock: Clock, until: float) -> None:
+    """Wait until none of the close's calls is left, or until *clock* reads *until*."""
+    loop = asyncio.get_running_loop()
+    while True:
+        with lock:
+            if not closing.tasks and not closing.threads:
+                return
+            left = until - clock.monotonic()
+            if left <= 0:
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            closing.waiter = (loop, fut)
+        handle = call_later(clock, left, functools.partial(wake, loop, fut))
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            with lock:
+                closing.waiter = None
+
+
+async def drain(bus: EventBus, clock: Clock, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """Let *bus*'s async handlers of this loop finish, for at most *seconds* of *clock*."""
+    running = loop.create_task(bus.drain())
+    fut: asyncio.Future[None] = loop.create_future()
+    running.add_done_callback(lambda _: resolve(fut))
+    handle = call_later(clock, seconds, functools.partial(wake, loop, fut))
+    try:
+        await fut
+    finally:
+        handle.cancel()
+        if not running.done():
+            running.cancel()
+            # Let it unwind (our own cancellation, if any, still propagates).
+            await asyncio.wait({running})
+    if not running.cancelled():
+        running.result()
 
 
 # Public as resilient.X (imported there on first use): say so wherever it is found.
