@@ -1,7 +1,7 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
-Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
-``fallback``; stacked decorators fold into one pipeline; policies emit events
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
+``rate_limiter`` and ``fallback``; stacked decorators fold into one pipeline; policies emit events
 on a bus that logging and metrics adapters plug into.
 """
 
@@ -13,10 +13,17 @@ from ._clock import Clock, SystemClock
 from ._config import set_testing
 from ._context import CallContext, current_call, remaining
 from ._decorate import pipeline_of
-from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    RateLimitedError,
+    ResilientError,
+    TimeoutExceededError,
+)
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
 from ._pipeline import Pipeline, Policy, pipeline
+from ._rate_limiter import RateLimiter, rate_limiter
 from ._retry import Retry, retry
 from ._state import CircuitState
 from ._timeout import Timeout, timeout
@@ -35,6 +42,8 @@ __all__ = [
     "Fallback",
     "Pipeline",
     "Policy",
+    "RateLimitedError",
+    "RateLimiter",
     "ResilientError",
     "Retry",
     "RetryBudget",
@@ -50,6 +59,7 @@ __all__ = [
     "fallback",
     "pipeline",
     "pipeline_of",
+    "rate_limiter",
     "remaining",
     "retry",
     "set_testing",

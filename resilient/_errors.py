@@ -5,6 +5,7 @@
     ResilientError(Exception)
     ├── CircuitOpenError          .name  .retry_after
     ├── BulkheadFullError         .name  .retry_after (None)
+    ├── RateLimitedError          .name  .retry_after
     └── TimeoutExceededError      .seconds        (also a builtin TimeoutError)
 
 Every rejection raises a fresh object, so tracebacks never grow. Exceptions
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
+    "RateLimitedError",
     "ResilientError",
     "TimeoutExceededError",
 ]
@@ -72,6 +74,32 @@ class BulkheadFullError(ResilientError):
 
     def __reduce__(self) -> tuple[type[BulkheadFullError], tuple[str | None, str]]:
         return (type(self), (self.name, self.reason))
+
+
+class RateLimitedError(ResilientError):
+    """A rate limiter rejected the call: no permit now, and none soon enough to wait for.
+
+    Attributes:
+        name: The limiter's name, or None.
+        retry_after: Seconds until a permit would be free for this call
+            (``retry`` waits at least that long before trying again).
+    """
+
+    name: str | None
+    retry_after: float | None
+
+    def __init__(self, name: str | None = None, retry_after: float | None = None) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        label = f"rate limit {name!r}" if name else "rate limit"
+        if retry_after is None:
+            msg = f"{label} exceeded"
+        else:
+            msg = f"{label} exceeded; retry after {retry_after:.3f}s"
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str | None, float | None]]:
+        return (type(self), (self.name, self.retry_after))
 
 
 class TimeoutExceededError(ResilientError, TimeoutError):

@@ -28,6 +28,7 @@ __all__ = [
     "CircuitStateChanged",
     "Event",
     "FallbackUsed",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutElapsed",
@@ -41,7 +42,7 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"fallback"`` or ``"pipeline"``.
+            ``"rate_limiter"``, ``"fallback"`` or ``"pipeline"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -149,6 +150,14 @@ class CircuitRejected(CallRejected):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BulkheadRejected(CallRejected):
     """A full bulkhead rejected a call, or its queue wait ran out."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimited(CallRejected):
+    """A rate limiter rejected a call: no permit now, and none within its wait bound.
+
+    ``retry_after`` is the seconds until a permit would be free.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

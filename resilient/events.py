@@ -5,6 +5,7 @@ matches its subclasses, so ``subscribe(h, CircuitStateChanged)`` sees every
 transition. With no subscriber for a type, emitting it allocates nothing.
 """
 
+from ._event_types import RateLimited
 from ._events import (
     BackendDegraded,
     BackendRecovered,
@@ -47,6 +48,7 @@ __all__ = [
     "EventBus",
     "FallbackUsed",
     "Handler",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "Subscription",
