@@ -23,14 +23,19 @@ queue back by its lateness, so late waiters never run in a bunch.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from collections import deque
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._clock import Clock, blocking_sleep
 from ._context import _deadline
+from ._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["EPSILON", "AsyncWaiter", "Gcra", "SyncWaiter"]
 
@@ -41,8 +46,6 @@ EPSILON = 1e-9
 _QUEUED = 0
 _DONE = 1  # admitted: its reservation is spent
 _GONE = 2  # left the queue (cancelled, interrupted, its loop closed): reservation returned
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -56,7 +59,7 @@ class AsyncWaiter:
     __slots__ = ("fut", "head", "loop", "state")
 
     def __init__(self) -> None:
-        loop = self.loop = _get_running_loop()
+        loop = self.loop = asyncio._get_running_loop()
         self.fut: asyncio.Future[None] = loop.create_future()  # type: ignore[union-attr]
         self.state = _QUEUED
         self.head = False
@@ -64,7 +67,7 @@ class AsyncWaiter:
     def wake(self) -> bool:
         """Tell the waiter it is the head, from any thread; False if its loop is gone."""
         loop = self.loop
-        if loop is _get_running_loop():
+        if loop is asyncio._get_running_loop():
             _resolve(self.fut)
             return True
         try:
