@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._errors import RateLimitedError
-from ._event_types import BackendDegraded, BackendRecovered, Event, RateLimited
-from ._events import EventBus
+from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
 from ._gcra import EPSILON, AsyncWaiter, Gcra, SyncWaiter
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name

@@ -5,7 +5,6 @@ matches its subclasses, so ``subscribe(h, CircuitStateChanged)`` sees every
 transition. With no subscriber for a type, emitting it allocates nothing.
 """
 
-from ._event_types import RateLimited
 from ._events import (
     BackendDegraded,
     BackendRecovered,
@@ -25,6 +24,7 @@ from ._events import (
     EventBus,
     FallbackUsed,
     Handler,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
