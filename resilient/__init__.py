@@ -11,7 +11,7 @@ from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
 from ._clock import Clock, SystemClock
 from ._config import set_testing
-from ._context import CallContext, current_call, remaining
+from ._context import CallContext, current_call, remaining, without_deadline
 from ._decorate import pipeline_of
 from ._errors import (
     BulkheadFullError,
@@ -65,6 +65,7 @@ __all__ = [
     "set_testing",
     "subscribe",
     "timeout",
+    "without_deadline",
 ]
 
 for _name in __all__:

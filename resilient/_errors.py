@@ -109,7 +109,9 @@ class TimeoutExceededError(ResilientError, TimeoutError):
     it. ``__cause__`` is the ``CancelledError`` that interrupted the work.
 
     Attributes:
-        seconds: The timeout that expired.
+        seconds: The length of the timeout whose deadline passed: the
+            policy's own, or that of an enclosing (or inherited) deadline
+            that cut it short.
     """
 
     seconds: float

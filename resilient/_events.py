@@ -38,6 +38,7 @@ from ._event_types import (
     TimeoutElapsed,
 )
 from ._introspect import is_async_callable
+from ._numbers import describe, plain_number
 
 __all__ = [
     "BackendDegraded",
@@ -145,8 +146,11 @@ class EventBus:
     """
 
     def __init__(self, *, max_pending: int = 10_000) -> None:
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
-            raise TypeError(f"max_pending must be an int, got {type(max_pending).__name__} {max_pending!r}")
+        # A plain int: an int subclass's comparisons could lie (see _numbers).
+        number = plain_number(max_pending)
+        if number is None or type(number) is float:
+            raise TypeError(f"max_pending must be an int, got {describe(max_pending)}")
+        max_pending = int(number)
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self._subs: list[Sub] = []

@@ -16,6 +16,7 @@ from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
 from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
+    MAX_WAIT,
     ExceptionSpec,
     check_bus,
     check_clock,
@@ -118,10 +119,12 @@ class Retry(Policy):
         else:
             try:
                 delay = self.backoff.delay(attempt, previous, exc)
-                if not 0.0 <= delay < math.inf:  # NaN fails too
+                if not 0.0 <= delay <= MAX_WAIT:  # NaN fails too
                     # A custom strategy's bug; sleeping a negative or NaN
                     # delay would silently retry at once (or raise deep in a clock).
-                    raise ValueError(f"backoff {self.backoff!r} returned {delay!r}; need finite seconds >= 0")
+                    raise ValueError(
+                        f"backoff {self.backoff!r} returned {delay!r}; need seconds >= 0 and <= {MAX_WAIT:g}"
+                    )
             except Exception as bad:
                 if exc is not None:
                     raise bad from exc
@@ -129,7 +132,8 @@ class Retry(Policy):
             ra = _retry_after(exc)
             if ra is not None:
                 delay = max(delay, ra)
-                if delay > self.backoff.max_delay:
+                # Beyond MAX_WAIT no sleep can honour it (max_delay may be inf).
+                if delay > self.backoff.max_delay or delay > MAX_WAIT:
                     reason = "retry_after"
             # `>=`: a wait ending exactly at the deadline would leave no time
             # for the attempt after it.
@@ -183,6 +187,9 @@ class Retry(Policy):
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async retry loop around *inner*."""
+        from ._cancelling import cancel_count, cancel_requested  # asyncio, loaded with the first call
+
+        current_task = asyncio.current_task
         match = self._match
         on_result = self.on_result
         decide = self._next_delay
@@ -191,6 +198,9 @@ class Retry(Policy):
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             started = self._start() if needs_start else 0.0
+            # The cancellation count before the attempt: only an increase means
+            # a request during it (a swallowed one from before must not count).
+            before = cancel_count()
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -205,11 +215,11 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
-            task = asyncio.current_task()
+            task = current_task()
             attempt = 1
             previous: float | None = None
             while True:
-                if last is not None and task is not None and task.cancelling():
+                if last is not None and task is not None and cancel_requested(task, before, last):
                     # Someone asked to cancel this task and the attempt turned
                     # the cancellation into an ordinary exception: never retry it.
                     raise last
@@ -229,6 +239,8 @@ class Retry(Policy):
                 attempt += 1
                 ctx.attempt = attempt
                 last = None
+                if task is not None:
+                    before = task.cancelling()
                 try:
                     result = await inner(ctx, fn, args, kwargs)
                 except Exception as exc:

@@ -22,6 +22,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal, TypeAlias
 
+from ._numbers import describe as _describe
+from ._numbers import plain_number as _plain_number
+from ._numbers import plain_seconds as _plain_seconds
+from ._validate import MAX_WAIT as _MAX_WAIT
 from ._validate import check_duration as _check_duration
 
 __all__ = [
@@ -51,15 +55,22 @@ def _check_jitter(value: object) -> Jitter:
 
 
 def _check_number(param: str, value: object, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
+    number = _plain_number(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number, got {_describe(value)}")
     try:
-        f = float(value)
+        f = float(number)
     except OverflowError:  # an int beyond any float
         f = math.inf
     if not math.isfinite(f) or f < minimum:
-        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {value!r}")
+        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {f!r}")
     return f
+
+
+def _max_delay(value: object, *, allow_inf: bool = False) -> float:
+    # Every delay a strategy returns is at most max_delay, so bounding it
+    # keeps every wait sleepable (see resilient._validate.MAX_WAIT).
+    return _check_duration("max_delay", value, allow_zero=True, allow_inf=allow_inf, maximum=_MAX_WAIT) or 0.0
 
 
 class Backoff(abc.ABC):
@@ -133,11 +144,11 @@ class Constant(Backoff):
         max_delay: Seconds | None = None,
     ) -> None:
         super().__init__(jitter, rng)
-        self.delay_seconds: float = _check_duration("delay", delay, allow_zero=True) or 0.0
+        self.delay_seconds: float = _check_duration("delay", delay, allow_zero=True, maximum=_MAX_WAIT) or 0.0
         if max_delay is None:
             self.max_delay = self.delay_seconds
         else:
-            self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+            self.max_delay = _max_delay(max_delay, allow_inf=True)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return the constant delay."""
@@ -163,7 +174,7 @@ class Linear(Backoff):
         super().__init__(jitter, rng)
         self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
         self.increment = _check_duration("increment", increment, allow_zero=True) or 0.0
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial + increment * (attempt - 1)`` (max_delay on overflow)."""
@@ -195,7 +206,7 @@ class Exponential(Backoff):
         super().__init__(jitter, rng)
         self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
         self.multiplier = _check_number("multiplier", multiplier, 1.0)
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial * multiplier ** (attempt - 1)`` (max_delay on overflow)."""
@@ -227,7 +238,7 @@ class Decorrelated(Backoff):
         super().__init__("none", rng)
         # initial=0 would pin every draw to [0, 0]: the sequence never grows.
         self.initial = _check_duration("initial", initial) or 0.0
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return a uniform draw in ``[initial, 3 * previous]``."""
@@ -253,7 +264,7 @@ class FromCallable(Backoff):
         if not callable(fn):
             raise TypeError(f"backoff must be callable, got {fn!r}")
         self.fn = fn
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+        self.max_delay = _max_delay(max_delay, allow_inf=True)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Unused: :meth:`delay` calls the function with the exception."""
@@ -275,16 +286,29 @@ class FromCallable(Backoff):
 
         Raises:
             TypeError: It returned something that is not a number or timedelta.
-            ValueError: It returned a negative, NaN or infinite number.
+            ValueError: It returned a negative, NaN or infinite number, or
+                (with no finite ``max_delay``) more than 1e9 seconds.
         """
         value = self.fn(attempt, exception)
-        if isinstance(value, timedelta):
-            value = value.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"backoff function {self.fn!r} returned {value!r}, not a number of seconds")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"backoff function {self.fn!r} returned {value!r}; need a finite number >= 0")
-        return min(float(value), self.max_delay)
+        number = _plain_seconds(value)
+        if number is None:
+            raise TypeError(
+                f"backoff function {self.fn!r} returned {_describe(value)}, not a number of seconds"
+            )
+        try:
+            seconds = float(number)
+        except OverflowError:  # an int beyond any float
+            seconds = math.inf
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"backoff function {self.fn!r} returned {_describe(value)}; need a finite number >= 0"
+            )
+        seconds = min(seconds, self.max_delay)
+        if seconds > _MAX_WAIT:
+            raise ValueError(
+                f"backoff function {self.fn!r} returned {seconds!r}; a wait is at most {_MAX_WAIT:g} seconds"
+            )
+        return seconds
 
     def __repr__(self) -> str:
         return f"FromCallable({getattr(self.fn, '__qualname__', None) or repr(self.fn)})"
@@ -410,7 +434,7 @@ def _to_backoff(value: object) -> Backoff:
     if isinstance(value, bool):
         raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
     if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):
-        return Constant(_check_duration("backoff", value, allow_zero=True) or 0.0)
+        return Constant(_check_duration("backoff", value, allow_zero=True, maximum=_MAX_WAIT) or 0.0)
     if callable(value):
         return FromCallable(value)
     raise TypeError(f"backoff must be a resilient.backoff strategy, seconds or a callable, got {value!r}")

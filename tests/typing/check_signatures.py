@@ -8,6 +8,7 @@ Not collected by pytest (the file name does not start with ``test_``). Each
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, assert_type
 
 import resilient
@@ -205,12 +206,18 @@ async def uses_context() -> None:
     async with timeout(1) as t:
         assert_type(t, Timeout)
     assert_type(resilient.remaining(), float | None)
+    assert_type(resilient.remaining(default=5.0), float)  # never None: safe to hand to a client
+    assert_type(resilient.remaining(default=timedelta(seconds=5)), float)
+    resilient.remaining(5.0)  # type: ignore[call-overload]
+    with resilient.without_deadline() as nothing:
+        assert_type(nothing, None)
     ctx = resilient.current_call()
     if ctx is not None:
         assert_type(ctx.operation, str)
         assert_type(ctx.attempt, int)
         assert_type(ctx.deadline, float | None)
         assert_type(ctx.remaining(), float | None)
+        assert_type(ctx.remaining(default=5.0), float)
     try:
         await timed(1)
     except TimeoutExceededError as exc:
