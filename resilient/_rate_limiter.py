@@ -27,21 +27,23 @@ from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
 from ._gcra import EPSILON, AsyncWaiter, Gcra, SyncWaiter
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
-from ._validate import check_bus, check_clock, check_duration, check_int, check_name
+from ._numbers import describe, plain_number
+from ._validate import MAX_WAIT, check_bus, check_clock, check_duration, check_int, check_name
 from .backends._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 
 __all__ = ["RateLimiter", "rate_limiter"]
 
 
 def _check_rate(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"rate must be a number of permits, got {type(value).__name__} {value!r}")
+    number = plain_number(value)
+    if number is None:
+        raise TypeError(f"rate must be a number of permits, got {describe(value)}")
     try:
-        rate = float(value)
+        rate = float(number)
     except OverflowError:
         raise ValueError("rate must be finite, got a huge integer") from None
     if math.isnan(rate) or math.isinf(rate) or rate <= 0:
-        raise ValueError(f"rate must be a finite number > 0, got {value!r}")
+        raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
     return rate
 
 
@@ -52,8 +54,17 @@ def _config(rate: object, per: object, burst: object) -> RateLimiterConfig:
     b = max(1, math.floor(r)) if burst is None else check_int("burst", burst, minimum=1)
     config = RateLimiterConfig(rate=r, per=p, burst=b)
     interval = config.interval
-    if not (0 < interval < math.inf and b * interval < math.inf):
-        raise ValueError(f"rate={rate!r} per={per!r} (burst={b}) is not a representable limit")
+    try:
+        limit = b * interval
+    except OverflowError:  # an int burst beyond any float
+        limit = math.inf
+    if not (0 < interval <= MAX_WAIT and limit < math.inf):
+        # A waiting call sleeps up to one interval: it must be a sleep the clock can honour.
+        shown = f"burst={b}" if b.bit_length() <= 64 else f"a burst of {b.bit_length()} bits"
+        raise ValueError(
+            f"rate={r:g} per per={p:g}s ({shown}) is not a limit that can be kept: "
+            f"a permit every {interval:g}s (at most {MAX_WAIT:g}s), up to burst * that ahead"
+        )
     return config
 
 
@@ -81,7 +92,7 @@ class RateLimiter(Policy):
         bus: EventBus | None = None,
     ) -> None:
         self.config = _config(rate, per, burst)
-        wait = check_duration("max_wait", max_wait, allow_zero=True, allow_inf=True)
+        wait = check_duration("max_wait", max_wait, allow_zero=True, allow_inf=True, maximum=MAX_WAIT)
         assert wait is not None
         self._max_wait = wait
         self.name = check_name(name)
@@ -335,7 +346,8 @@ def rate_limiter(
         burst: Permits that may be taken at once after an idle period, an
             int >= 1 (default: ``max(1, floor(rate))``).
         max_wait: The longest a call may wait for its permit: seconds >= 0
-            (``math.inf`` for no bound) or a ``timedelta``; 0 rejects at once.
+            (at most 1e9, or ``math.inf`` for no bound) or a ``timedelta``;
+            0 rejects at once.
         backend: Shared state for a fleet, e.g.
             ``resilient.backends.redis.RedisRateLimiterBackend``; None keeps
             the state in this process.
@@ -351,7 +363,8 @@ def rate_limiter(
     Raises:
         TypeError: A parameter has the wrong type.
         ValueError: A parameter is out of range (``rate`` or ``per`` not
-            finite and > 0, ``burst < 1``, ``max_wait`` negative or NaN).
+            finite and > 0, ``burst < 1``, ``max_wait`` negative or NaN, or
+            a permit less often than every 1e9 seconds).
     """
     return RateLimiter(
         rate, per=per, burst=burst, max_wait=max_wait, backend=backend, name=name, clock=clock, bus=bus

@@ -101,6 +101,9 @@ async def outcomes(invoke: Invoke, limiter: RateLimiter, clock: FakeClock, n: in
         ((1,), {"bus": "bus"}, TypeError, "bus"),
         ((1e-300,), {"per": 1e300}, ValueError, "rate"),
         ((1e300,), {"per": 1e-300}, ValueError, "rate"),
+        ((1e-10,), {}, ValueError, "rate"),
+        ((1,), {"burst": 10**400}, ValueError, "burst"),
+        ((1,), {"max_wait": 1e10}, ValueError, "max_wait"),
     ],
 )
 def test_bad_configuration_names_the_parameter(
