@@ -26,8 +26,8 @@ from ._context import CallContext, _deadline
 from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
 from ._gcra import EPSILON, AsyncWaiter, Gcra, SyncWaiter
-from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._numbers import describe, plain_number
+from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import MAX_WAIT, check_bus, check_clock, check_duration, check_int, check_name
 from .backends._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 
