@@ -89,14 +89,20 @@ class RateLimitedError(ResilientError):
     retry_after: float | None
 
     def __init__(self, name: str | None = None, retry_after: float | None = None) -> None:
+        # The message is formatted when it is read, not on every rejection: a
+        # saturated limiter rejects often, and formatting costs more than the
+        # rest of the rejection. (``args`` holds the two values.)
         self.name = name
         self.retry_after = retry_after
-        label = f"rate limit {name!r}" if name else "rate limit"
-        if retry_after is None:
-            msg = f"{label} exceeded"
-        else:
-            msg = f"{label} exceeded; retry after {retry_after:.3f}s"
-        super().__init__(msg)
+
+    def __str__(self) -> str:
+        label = f"rate limit {self.name!r}" if self.name else "rate limit"
+        if self.retry_after is None:
+            return f"{label} exceeded"
+        return f"{label} exceeded; retry after {self.retry_after:.3f}s"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
     def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str | None, float | None]]:
         return (type(self), (self.name, self.retry_after))

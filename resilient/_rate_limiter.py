@@ -17,11 +17,12 @@ local state takes over while that cannot be reached.
 from __future__ import annotations
 
 import math
+import time as _time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._clock import Clock, blocking_sleep
+from ._clock import Clock, SystemClock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
@@ -153,18 +154,20 @@ class RateLimiter(Policy):
     def _reject(self, operation: str | None, retry_after: float) -> RateLimitedError:
         """Emit ``RateLimited`` and return a fresh error to raise."""
         retry_after = max(0.0, retry_after)
-        bus = self.bus
-        if bus.wants(RateLimited):
-            bus.emit(
-                RateLimited(
-                    policy="rate_limiter",
-                    name=self.name,
-                    operation=operation,
-                    time=self.clock.monotonic(),
-                    retry_after=retry_after,
-                )
-            )
+        if self.bus.wants(RateLimited):
+            self._emit_rejected(operation, retry_after)
         return RateLimitedError(self.name, retry_after)
+
+    def _emit_rejected(self, operation: str | None, retry_after: float) -> None:
+        self.bus.emit(
+            RateLimited(
+                policy="rate_limiter",
+                name=self.name,
+                operation=operation,
+                time=self.clock.monotonic(),
+                retry_after=retry_after,
+            )
+        )
 
     def _take_local(self, factory: type[AsyncWaiter | SyncWaiter]) -> Any:
         """None (a permit now), a waiter to wait on, or the float retry_after of a rejection."""
@@ -258,42 +261,102 @@ class RateLimiter(Policy):
             return run_shared
 
         g = self._gcra
-        lock = g.lock
-        interval = g.interval
-        limit = g.limit + EPSILON
+        acquire, release = g.lock.acquire, g.lock.release
+        interval, limit = g.interval, g.limit
+        max_wait = self._max_wait
+        reject_above = max_wait + EPSILON
         monotonic = self.clock.monotonic
+        # The system clock's reading without its method call; still looked up
+        # at call time, so freezegun can move it.
+        system = type(self.clock) is SystemClock
         join = g.join_locked
-        wait = g.wait_async
+        wait_for = g.wait_async
+        wants = self.bus.wants
+        name = self.name
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            # _acquire_local_async inlined: a free permit is the hot path.
-            lock.acquire()
-            try:
-                now = monotonic()
-                tat = g.tat
-                new = (tat if tat > now else now) + interval
-                if new - now <= limit and not g.queued:
-                    g.tat = new
-                    w = None
-                else:
-                    w = join(now, me._max_wait, AsyncWaiter)
-            finally:
-                lock.release()
+            # _acquire_local_async inlined: a free permit is the hot path, a
+            # rejection the next one (a saturated limiter rejects most calls).
+            now = _time.monotonic() if system else monotonic()
+            tat = g.tat
+            wait = (tat if tat > now else now) + interval - limit - now
+            if wait > reject_above:
+                # Decided without the lock: `tat` only moves back when a waiter
+                # leaves, so a read racing with that can at worst reject a call
+                # that came a moment too early. Admitting takes the lock.
+                w: Any = wait
+            else:
+                acquire()
+                try:
+                    tat = g.tat
+                    new = (tat if tat > now else now) + interval
+                    if new - limit - now <= EPSILON and not g.queued:
+                        g.tat = new
+                        w = None
+                    else:
+                        w = join(now, max_wait, AsyncWaiter)
+                finally:
+                    release()
             if w is not None:
                 if w.__class__ is float:
-                    raise me._reject(ctx.operation, w)
-                await wait(w)
+                    if wants(RateLimited):
+                        me._emit_rejected(ctx.operation, w)
+                    raise RateLimitedError(name, w)
+                await wait_for(w)
             return await inner(ctx, fn, args, kwargs)
 
         return run
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
         """Return the sync layer that runs *inner* once it holds a permit (thread-safe)."""
-        acquire = self._acquire_sync
+        if self.backend is not None:
+            acquire_shared = self._acquire_sync
+
+            def run_shared(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                acquire_shared(ctx.operation)
+                return inner(ctx, fn, args, kwargs)
+
+            return run_shared
+
+        g = self._gcra
+        acquire, release = g.lock.acquire, g.lock.release
+        interval, limit = g.interval, g.limit
+        max_wait = self._max_wait
+        reject_above = max_wait + EPSILON
+        monotonic = self.clock.monotonic
+        system = type(self.clock) is SystemClock
+        join = g.join_locked
+        wait_for = g.wait_sync
+        wants = self.bus.wants
+        name = self.name
+        me = self
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            acquire(ctx.operation)
+            # As in wrap_async's layer.
+            now = _time.monotonic() if system else monotonic()
+            tat = g.tat
+            wait = (tat if tat > now else now) + interval - limit - now
+            if wait > reject_above:
+                w: Any = wait
+            else:
+                acquire()
+                try:
+                    tat = g.tat
+                    new = (tat if tat > now else now) + interval
+                    if new - limit - now <= EPSILON and not g.queued:
+                        g.tat = new
+                        w = None
+                    else:
+                        w = join(now, max_wait, SyncWaiter)
+                finally:
+                    release()
+            if w is not None:
+                if w.__class__ is float:
+                    if wants(RateLimited):
+                        me._emit_rejected(ctx.operation, w)
+                    raise RateLimitedError(name, w)
+                wait_for(w)
             return inner(ctx, fn, args, kwargs)
 
         return run
