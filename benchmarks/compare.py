@@ -56,6 +56,7 @@ from _harness import (
     verdict,
     versions,
 )
+from limiter_workloads import saturated, saturated_table
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
 from startup import (
     decoration_checks,
@@ -65,7 +66,6 @@ from startup import (
     import_times,
     memory_after_first_call,
 )
-from limiter_workloads import saturated, saturated_table
 from workloads import memory, memory_table, throughput, throughput_table
 
 import resilient

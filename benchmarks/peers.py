@@ -167,6 +167,7 @@ FALLBACK_ASYNC: dict[str, AsyncBuilder | str] = {
     "hyx": lambda fn: _hyx("fallback").fallback(_hyx_handler, on=Exception)(fn),
 }
 
+
 def _swallowing(fn: AsyncFn, *errors: type[BaseException]) -> AsyncFn:
     """*fn*, with the given rejection errors caught: a rejected call is a completed call here."""
 
@@ -208,9 +209,7 @@ RATE_ASYNC: dict[str, AsyncBuilder | str] = {
 
 # One permit per hour, spent by the first call: the cost of a rejection.
 RATE_REJECTED_ASYNC: dict[str, AsyncBuilder | str] = {
-    "resilient": lambda fn: _swallowing(
-        resilient.rate_limiter(1, per=3600)(fn), resilient.RateLimitedError
-    ),
+    "resilient": lambda fn: _swallowing(resilient.rate_limiter(1, per=3600)(fn), resilient.RateLimitedError),
     "stdlib": lambda fn: _swallowing(hw.rate_limiter(1 / 3600, 1)(fn), hw.RateLimited),
     "hyx": lambda fn: _swallowing(
         _hyx_bucket(1, 3600, 1, fn), _hyx("ratelimit.exceptions").RateLimitExceeded

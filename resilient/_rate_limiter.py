@@ -252,10 +252,10 @@ class RateLimiter(Policy):
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async layer that runs *inner* once it holds a permit."""
         if self.backend is not None:
-            acquire = self._acquire_async
+            acquire_shared = self._acquire_async
 
             async def run_shared(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                await acquire(ctx.operation)
+                await acquire_shared(ctx.operation)
                 return await inner(ctx, fn, args, kwargs)
 
             return run_shared
