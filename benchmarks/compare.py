@@ -21,7 +21,11 @@ PASS/FAIL budget column:
   at most 1 KB kept per decorated function; ``import resilient`` no slower
   than ``import stamina``; and today's per-call numbers as the floor:
   ``@retry`` success at most 1.1x the hand-written loop, the five-policy
-  stack at most 0.85x the hand-written stack.
+  stack at most 0.85x the hand-written stack;
+- the issue 12 budgets: ``@hedge`` whose first attempt answers at once costs
+  no more than a hand-written ``asyncio.wait`` hedge (no peer has hedging);
+  chaos that is switched off adds at most 100 ns to a call (the layer's own
+  cost: a pipeline with it against the same pipeline without it).
 
 Usage::
 
@@ -108,9 +112,12 @@ def scenarios() -> list[Scenario]:
         Scenario("limited", "rate limiter, rejected (saturated)", pr.RATE_REJECTED_ASYNC),
         Scenario("fallback", "fallback, no failure", pr.FALLBACK_ASYNC),
         Scenario("stack", "five-policy stack", pr.STACK_ASYNC),
+        Scenario("hedge", "hedge, first attempt answers at once", pr.HEDGE_ASYNC),
+        Scenario("chaos", "chaos fault, switched off", pr.CHAOS_OFF_ASYNC),
         Scenario("sretry", "sync retry, success first time", pr.RETRY_SYNC, sync=True),
         Scenario("sretry2", "sync retry, 2 failures then success", pr.RETRY_SYNC, flaky=True, sync=True),
         Scenario("sbreaker", "sync circuit breaker, closed", pr.BREAKER_SYNC, sync=True),
+        Scenario("schaos", "sync chaos fault, switched off", pr.CHAOS_OFF_SYNC, sync=True),
     ]
 
 
@@ -232,6 +239,61 @@ def extra_checks(rows: list[Scenario], stats: dict[str, Stats], checks: list[Che
     check("five-policy stack adds at most 0.85x the hand-written stack", "stack", "stdlib", 0.85)
     check("sync `@retry` success path adds at most 2x the hand-written loop", "sretry", "stdlib", 2.0)
     check("closed breaker adds at most half of `circuitbreaker`'s", "breaker", "circuitbreaker", 0.5)
+    check(
+        "`@hedge` (first attempt answers) costs no more than an `asyncio.wait` hedge", "hedge", "stdlib", 1.0
+    )
+
+
+# --- disabled chaos: the layer's own cost ---------------------------------------------------
+
+_CHAOS_ROWS = (
+    ("base", "`fallback` alone (one wrapper, one layer)"),
+    ("off", "`fallback` + `chaos.fault(enabled=switch)`, switch off"),
+    ("false", "`fallback` + `chaos.fault(enabled=False)`"),
+    ("alone", "`chaos.fault(enabled=switch)` alone, switch off"),
+)
+
+
+def chaos_variants(sync: bool) -> dict[str, Any]:
+    """The same function under fallback, with and without a disabled chaos layer inside it."""
+    pre = "schaos" if sync else "chaos"
+    target: Any = ok_sync if sync else ok
+
+    def fault(enabled: Any) -> resilient.Policy:
+        return resilient.chaos.fault(ConnectionError, enabled=enabled)
+
+    return {
+        f"{pre} base": resilient.fallback(0)(target),
+        f"{pre} off": resilient.pipeline(resilient.fallback(0), fault(pr.chaos_off))(target),
+        f"{pre} false": resilient.pipeline(resilient.fallback(0), fault(False))(target),
+        f"{pre} alone": fault(pr.chaos_off)(target),
+    }
+
+
+def chaos_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
+    """Disabled chaos: per-call time of each variant and what the chaos layer adds."""
+    out = []
+    for sync in (False, True):
+        pre, bare = ("schaos", "sync bare") if sync else ("chaos", "bare")
+        base = stats[f"{pre} base"].median
+        for key, title in _CHAOS_ROWS:
+            median = stats[f"{pre} {key}"].median
+            if key == "alone":
+                added = f"{fmt_ns(median - stats[bare].median)} over a bare call"
+            elif key == "base":
+                added = "-"
+            else:
+                added = f"{fmt_ns(median - base)} over `fallback` alone"
+            out.append([("sync " if sync else "async ") + title, fmt_ns(median), added])
+        layer = stats[f"{pre} off"].median - base
+        checks.append(
+            Check(
+                f"{'sync' if sync else 'async'} chaos switched off adds at most 100 ns",
+                f"{fmt_ns(layer)} (fallback + chaos vs fallback alone)",
+                layer <= 100.0,
+            )
+        )
+    return table(["variant", "per call", "chaos costs"], out)
 
 
 def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
@@ -273,6 +335,7 @@ def run(
     async def main() -> tuple[dict[str, Stats], tuple[dict[str, list[float]], dict[str, str]], Any, Any]:
         av = _build(rows, sync=False)
         av.update(_event_variants())
+        av.update(chaos_variants(sync=False))
         astats = await measure_async(av, settings)
         tp = await throughput(trounds, tasks, calls)
         mem = memory(mem_n)
@@ -282,7 +345,9 @@ def run(
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
     sat_calls = 20 if tasks >= 1000 else 5
     sat, sat_missing = asyncio.run(saturated(trounds, 100, sat_calls, SAT_RATE, SAT_BURST))
-    sstats = measure_sync(_build(rows, sync=True), settings)
+    sv = _build(rows, sync=True)
+    sv.update(chaos_variants(sync=True))
+    sstats = measure_sync(sv, settings)
     stats = {**astats, **sstats}
     mem["retry, after its first call (sync)"] = memory_after_first_call(mem_n - 1)
     imports = import_times(iruns)
@@ -298,6 +363,8 @@ def run(
     )
     print(overhead_table(rows, stats, checks))
     extra_checks(rows, stats, checks)
+    print("\n## Chaos switched off\n")
+    print(chaos_checks(stats, checks))
     print("\n## Events with no subscriber\n")
     print(event_checks(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")

@@ -1,11 +1,12 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
 Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
-``rate_limiter`` and ``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into.
+``rate_limiter``, ``fallback`` and ``hedge`` (``resilient.chaos`` injects
+faults); stacked decorators fold into one pipeline; policies emit events on
+a bus that logging and metrics adapters plug into.
 """
 
-from . import backoff
+from . import backoff, chaos
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
@@ -22,6 +23,7 @@ from ._errors import (
 )
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._hedge import Hedge, hedge
 from ._pipeline import Pipeline, Policy, pipeline
 from ._rate_limiter import RateLimiter, rate_limiter
 from ._retry import Retry, retry
@@ -40,6 +42,7 @@ __all__ = [
     "Clock",
     "EventBus",
     "Fallback",
+    "Hedge",
     "Pipeline",
     "Policy",
     "RateLimitedError",
@@ -54,9 +57,11 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "chaos",
     "circuit_breaker",
     "current_call",
     "fallback",
+    "hedge",
     "pipeline",
     "pipeline_of",
     "rate_limiter",

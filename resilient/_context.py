@@ -149,6 +149,7 @@ class CallContext:
 
     __slots__ = (
         "_exits",
+        "_origin",
         "attempt",
         "attributes",
         "fallback_used",
@@ -171,6 +172,9 @@ class CallContext:
         self.attributes: Mapping[str, AttributeValue] = _NO_ATTRIBUTES
         self.fallback_used = False
         self._exits: list[Callable[[BaseException | None], object]] | None = None
+        # The context this one was forked from for a concurrent attempt (hedge),
+        # or None: the call's own context.
+        self._origin: CallContext | None = None
 
     def fork(self) -> CallContext:
         """Return a private copy for one call (used before mutating a shared context).
@@ -181,7 +185,18 @@ class CallContext:
         ctx = CallContext(self.operation, self.pipeline, full_name=self.full_name)
         ctx.attempt = self.attempt
         ctx.attributes = self.attributes
+        ctx._origin = self.origin
         return ctx
+
+    @property
+    def origin(self) -> CallContext:
+        """The context of the call itself: this one, or the one it was forked from.
+
+        A ``hedge`` runs each attempt with a fork of the call's context (its
+        own attempt number, at the same time as the others); adapters that
+        keep state per call (a span) look it up by the origin.
+        """
+        return self._origin or self
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """Add an attribute to this call (for spans, log records and allow-listed metric labels).
@@ -231,6 +246,9 @@ class CallContext:
         """
         if not callable(callback):
             raise TypeError(f"on_exit() needs a callable, got {callback!r}")
+        if self._origin is not None:  # a hedged attempt's fork: the call's own context runs them
+            self._origin.on_exit(callback)
+            return
         if self.shared:
             raise RuntimeError("on_exit() works on observed calls only: call it from a CallStarted handler")
         if self._exits is None:

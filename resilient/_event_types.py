@@ -25,6 +25,7 @@ __all__ = [
     "CallRejected",
     "CallStarted",
     "CallSucceeded",
+    "ChaosInjected",
     "CircuitClosed",
     "CircuitHalfOpened",
     "CircuitIsolated",
@@ -33,6 +34,7 @@ __all__ = [
     "CircuitStateChanged",
     "Event",
     "FallbackUsed",
+    "HedgeStarted",
     "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
@@ -47,7 +49,8 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"rate_limiter"``, ``"fallback"`` or ``"pipeline"``.
+            ``"rate_limiter"``, ``"fallback"``, ``"hedge"``, ``"chaos"`` or
+            ``"pipeline"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -174,6 +177,36 @@ class FallbackUsed(Event):
     """
 
     exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HedgeStarted(Event):
+    """A hedge started another attempt while the earlier ones may still run.
+
+    Attributes:
+        attempt: The attempt just started (2 for the first hedge).
+        reason: ``"delay"`` (no attempt finished within the hedging delay)
+            or ``"failure"`` (an attempt failed with a handled exception or
+            result).
+    """
+
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChaosInjected(Event):
+    """A chaos policy injected a fault, a latency or a result into a call.
+
+    Attributes:
+        kind: ``"fault"``, ``"latency"`` or ``"result"``.
+        seconds: The injected latency (``"latency"``), else None.
+        exception: The injected exception (``"fault"``), else None.
+    """
+
+    kind: str
+    seconds: float | None = None
+    exception: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

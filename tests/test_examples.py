@@ -36,6 +36,8 @@ REQUIRED = {
     "rate_limited_api.py",
     "fastapi_app.py",
     "aiohttp_app.py",
+    "hedging.py",
+    "chaos_testing.py",
 }
 
 

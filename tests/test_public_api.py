@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing"]
+PUBLIC_MODULES = [
+    "resilient",
+    "resilient.events",
+    "resilient.backoff",
+    "resilient.chaos",
+    "resilient.testing",
+]
 
 # What the contract (API.md) promises in each module; modules may add more.
 REQUIRED = {
@@ -65,6 +71,7 @@ REQUIRED = {
         "CallFailed",
     },
     "resilient.backoff": {"exponential"},
+    "resilient.chaos": {"fault", "latency", "result"},
     "resilient.testing": {"FakeClock", "capture_events", "set_testing"},
 }
 

@@ -30,11 +30,13 @@ from resilient._events import (
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RateLimited,
     RetriesExhausted,
     RetryScheduled,
@@ -56,6 +58,8 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CircuitStateChanged: logging.WARNING,
     CallRejected: logging.WARNING,
     FallbackUsed: logging.WARNING,
+    HedgeStarted: logging.INFO,
+    ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
     CallStarted: logging.DEBUG,
@@ -65,9 +69,10 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks and a
-degraded backend are WARNING; a failed call (the caller gets the exception
-and decides), a cancelled call and a recovered backend are INFO; a call's
+Retries, timeouts, circuit state changes, rejections, fallbacks, chaos
+injections (an injected fault in the logs must say so) and a degraded
+backend are WARNING; a failed call (the caller gets the exception and
+decides), a cancelled call, a hedged attempt and a recovered backend are INFO; a call's
 start and its success are DEBUG so production logs stay quiet.
 """
 
@@ -180,6 +185,25 @@ def _fallback_used(ev: FallbackUsed) -> str:
     return f"fallback used for {subject(ev)} after {ev.exception!r}"
 
 
+_HEDGE_REASONS = {"delay": "no answer within the delay", "failure": "an attempt failed"}
+
+
+def _hedge_started(ev: HedgeStarted) -> str:
+    why = _HEDGE_REASONS.get(ev.reason, ev.reason)
+    return f"hedge {_label(ev)} started attempt {ev.attempt} of {subject(ev)}: {why}"
+
+
+def _chaos_injected(ev: ChaosInjected) -> str:
+    head = f"chaos {_label(ev)} injected"
+    if ev.kind == "fault":
+        return f"{head} a fault into {subject(ev)}: {ev.exception!r}"
+    if ev.kind == "latency" and ev.seconds is not None:
+        return f"{head} a latency of {ev.seconds:g}s into {subject(ev)}"
+    if ev.kind == "result":
+        return f"{head} a result into {subject(ev)}"
+    return f"{head} {ev.kind} into {subject(ev)}"
+
+
 def _call_started(ev: CallStarted) -> str:
     return f"{subject(ev)} started"
 
@@ -220,6 +244,8 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     RateLimited: _rate_limited,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
+    HedgeStarted: _hedge_started,
+    ChaosInjected: _chaos_injected,
     CallStarted: _call_started,
     CallSucceeded: _call_succeeded,
     CallFailed: _call_failed,

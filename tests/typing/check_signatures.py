@@ -306,3 +306,46 @@ async def use_attributes() -> None:
 
 
 pipeline(retry(), attributes=42)  # type: ignore[arg-type]
+
+
+# --- hedge and chaos -----------------------------------------------------------------
+
+assert_type(resilient.hedge(), resilient.Hedge)
+assert_type(resilient.chaos.fault(ConnectionError), resilient.chaos.Fault)
+assert_type(resilient.chaos.latency(0.1), resilient.chaos.Latency)
+assert_type(resilient.chaos.result(None), resilient.chaos.Result)
+
+
+@resilient.hedge(delay=0.2, clock=clock)
+@resilient.chaos.latency(0.5, rate=0.1, seed=7)
+async def search(query: str, *, limit: int = 10) -> list[str]:
+    """Async function under hedge and chaos."""
+    return [query] * limit
+
+
+@resilient.chaos.fault(lambda: ConnectionError("injected"), enabled=lambda: False)
+def lookup(key: str) -> int:
+    """Sync function under chaos."""
+    return len(key)
+
+
+# hedge cannot guard a sync function: a static error as well as a runtime one.
+@resilient.hedge()  # type: ignore[arg-type]
+def blocking_search(query: str) -> str:
+    """Sync function: rejected by hedge."""
+    return query
+
+
+async def use_hedge_and_chaos() -> None:
+    """Hedged and chaos-guarded functions keep their signatures."""
+    assert_type(await search("q", limit=2), list[str])
+    assert_type(lookup("k"), int)
+    await search(1)  # type: ignore[arg-type]
+    lookup(key=1)  # type: ignore[arg-type]
+    assert_type(await resilient.hedge().call(search, "q"), list[str])
+    await resilient.hedge().call(lookup, "k")  # type: ignore[arg-type]
+
+
+resilient.hedge(delay="1")  # type: ignore[arg-type]
+resilient.chaos.fault(ConnectionError("instance"))  # type: ignore[arg-type]
+resilient.chaos.latency(0.1, seed=1, random=object())  # type: ignore[arg-type]
