@@ -280,7 +280,8 @@ class RateLimiter(Policy):
             # rejection the next one (a saturated limiter rejects most calls).
             now = _time.monotonic() if system else monotonic()
             tat = g.tat
-            wait = (tat if tat > now else now) + interval - limit - now
+            new = (tat if tat > now else now) + interval
+            wait = new - limit - now
             if wait > reject_above:
                 # Decided without the lock: `tat` only moves back when a waiter
                 # leaves, so a read racing with that can at worst reject a call
@@ -289,9 +290,11 @@ class RateLimiter(Policy):
             else:
                 acquire()
                 try:
-                    tat = g.tat
-                    new = (tat if tat > now else now) + interval
-                    if new - limit - now <= EPSILON and not g.queued:
+                    if g.tat is not tat:  # another thread moved it meanwhile: decide again
+                        tat = g.tat
+                        new = (tat if tat > now else now) + interval
+                        wait = new - limit - now
+                    if wait <= EPSILON and not g.queued:
                         g.tat = new
                         w = None
                     else:
@@ -336,15 +339,18 @@ class RateLimiter(Policy):
             # As in wrap_async's layer.
             now = _time.monotonic() if system else monotonic()
             tat = g.tat
-            wait = (tat if tat > now else now) + interval - limit - now
+            new = (tat if tat > now else now) + interval
+            wait = new - limit - now
             if wait > reject_above:
                 w: Any = wait
             else:
                 acquire()
                 try:
-                    tat = g.tat
-                    new = (tat if tat > now else now) + interval
-                    if new - limit - now <= EPSILON and not g.queued:
+                    if g.tat is not tat:  # another thread moved it meanwhile: decide again
+                        tat = g.tat
+                        new = (tat if tat > now else now) + interval
+                        wait = new - limit - now
+                    if wait <= EPSILON and not g.queued:
                         g.tat = new
                         w = None
                     else:

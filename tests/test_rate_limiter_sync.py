@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from resilient import RateLimitedError, rate_limiter
 from resilient.testing import FakeClock
 
@@ -182,3 +184,42 @@ def test_a_thread_hands_its_turn_to_a_coroutine_on_another_loop(manual_clock: Fa
     asyncio.run(here())
     other.join(30)
     assert times == {"other loop": 1.0, "this loop": 2.0}
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_permit_taken_while_a_thread_waits_for_the_lock_is_not_taken_twice(flavour: str) -> None:
+    """A thread that read the state, then waited for the lock while another took the permit, decides again."""
+    read = threading.Event()
+
+    class Signalling(FakeClock):
+        def monotonic(self) -> float:
+            read.set()  # the caller reads the state next, then takes the lock
+            return super().monotonic()
+
+    clock = Signalling()
+    rl = rate_limiter(1, burst=1, clock=clock)
+    outcome: list[object] = []
+
+    @rl
+    def admitted() -> None:
+        outcome.append("admitted")
+
+    @rl
+    async def admitted_async() -> None:
+        outcome.append("admitted")
+
+    def call() -> None:
+        try:
+            admitted() if flavour == "sync" else asyncio.run(admitted_async())
+        except RateLimitedError as exc:
+            outcome.append(exc.retry_after)
+
+    g = rl._gcra
+    g.lock.acquire()
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert read.wait(30)
+    g.tat = clock.monotonic() + 1.0  # meanwhile another caller took the only permit
+    g.lock.release()
+    thread.join(30)
+    assert outcome == [1.0]
