@@ -31,22 +31,15 @@ import asyncio.taskgroups
 import sys
 from typing import Any
 
-__all__ = ["cancel_count", "cancel_requested"]
+__all__ = ["cancel_requested", "running_task"]
 
 _LEAKY_TASKGROUPS = sys.version_info < (3, 13)
 _TASKGROUP_FILE = asyncio.taskgroups.__file__
 _EXIT_NAMES = frozenset({"__aexit__", "_aexit"})  # late 3.12 releases moved the body to _aexit
 
 if sys.version_info >= (3, 12):
-
-    def cancel_count() -> int:
-        """Return the running task's ``cancelling()`` (0 outside a task), read before every attempt.
-
-        Returns:
-            The number of pending cancellation requests.
-        """
-        task = asyncio.current_task()
-        return 0 if task is None else task.cancelling()
+    #: The running task, or None: read once per retried call, before its first attempt.
+    running_task = asyncio.current_task
 
 else:
     from contextvars import ContextVar
@@ -55,31 +48,31 @@ else:
     # This task, its coroutine and its thread, remembered in the task's own context.
     _seen: ContextVar[tuple[asyncio.Task[Any], Any, int] | None] = ContextVar("resilient_task", default=None)
 
-    def cancel_count() -> int:
-        """Return the running task's ``cancelling()`` (0 outside a task), cheaply on CPython 3.11.
+    def running_task() -> asyncio.Task[Any] | None:
+        """Return the running task (None outside one), cheaply on CPython 3.11.
 
         3.11's ``asyncio.current_task()`` is Python code around a running-loop
         lookup that makes a ``getpid()`` system call (about 0.3 us), too much
-        for every attempt. Each task runs in its own context, so the task found
+        for every call. Each task runs in its own context, so the task found
         once is remembered there. A task started inside inherits the value: it
         is still right only while that task's coroutine is the one running, in
         this thread.
 
         Returns:
-            The number of pending cancellation requests.
+            The task.
         """
         seen = _seen.get()
         if seen is not None:
             task, coro, thread = seen
             if coro.cr_running and thread == get_ident():
-                return task.cancelling()
+                return task
         found = asyncio.current_task()
         if found is None:
-            return 0
+            return None
         coro = found.get_coro()
         if hasattr(coro, "cr_running"):  # a native coroutine (not a generator-based one)
             _seen.set((found, coro, get_ident()))
-        return found.cancelling()
+        return found
 
 
 def cancel_requested(task: asyncio.Task[Any], before: int, exc: BaseException) -> bool:

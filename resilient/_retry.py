@@ -187,9 +187,8 @@ class Retry(Policy):
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async retry loop around *inner*."""
-        from ._cancelling import cancel_count, cancel_requested  # asyncio, loaded with the first call
+        from ._cancelling import cancel_requested, running_task  # asyncio, loaded with the first call
 
-        current_task = asyncio.current_task
         match = self._match
         on_result = self.on_result
         decide = self._next_delay
@@ -200,7 +199,8 @@ class Retry(Policy):
             started = self._start() if needs_start else 0.0
             # The cancellation count before the attempt: only an increase means
             # a request during it (a swallowed one from before must not count).
-            before = cancel_count()
+            task = running_task()
+            before = 0 if task is None else task.cancelling()
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -215,7 +215,6 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
-            task = current_task()
             attempt = 1
             previous: float | None = None
             while True:
