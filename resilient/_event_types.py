@@ -40,6 +40,7 @@ __all__ = [
     "GateClosing",
     "GateRejected",
     "HedgeStarted",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutElapsed",
@@ -53,8 +54,8 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"fallback"``, ``"gate"``, ``"hedge"``, ``"chaos"``, ``"pipeline"``
-            or ``"registry"``.
+            ``"rate_limiter"``, ``"fallback"``, ``"gate"``, ``"hedge"``, ``"chaos"``,
+            ``"pipeline"`` or ``"registry"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -228,6 +229,14 @@ class ConfigReloadFailed(Event):
 
     errors: tuple[str, ...]
     exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimited(CallRejected):
+    """A rate limiter rejected a call: no permit now, and none within its wait bound.
+
+    ``retry_after`` is the seconds until a permit would be free.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,7 @@ from resilient._events import (
     EventBus,
     FallbackUsed,
     HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -174,6 +175,11 @@ def _bulkhead_rejected(ev: BulkheadRejected) -> str:
     return f"bulkhead {_label(ev)} rejected {subject(ev)}: no free slot"
 
 
+def _rate_limited(ev: RateLimited) -> str:
+    after = f", retry after {ev.retry_after:.2f}s" if ev.retry_after is not None else ""
+    return f"rate limiter {_label(ev)} rejected {subject(ev)}{after}"
+
+
 def _call_rejected(ev: CallRejected) -> str:
     return f"{ev.policy} {_label(ev)} rejected {subject(ev)}"
 
@@ -238,6 +244,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CircuitStateChanged: _circuit_changed,
     CircuitRejected: _circuit_rejected,
     BulkheadRejected: _bulkhead_rejected,
+    RateLimited: _rate_limited,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
     HedgeStarted: _hedge_started,
