@@ -16,11 +16,12 @@ backoff sequence.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 import random
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from ._numbers import describe as _describe
 from ._numbers import plain_number as _plain_number
@@ -30,6 +31,7 @@ from ._validate import check_duration as _check_duration
 
 __all__ = [
     "Backoff",
+    "BackoffFunction",
     "Constant",
     "Decorrelated",
     "Exponential",
@@ -45,6 +47,10 @@ __all__ = [
 
 Jitter = Literal["none", "full", "equal"]
 Seconds: TypeAlias = "float | timedelta"
+BackoffFunction: TypeAlias = (
+    "Callable[[int, BaseException | None], Seconds] | Callable[[int, BaseException | None, Any], Seconds]"
+)
+"""``(attempt, exc_or_none) -> seconds``, or ``(attempt, exc_or_none, result_or_none) -> seconds``."""
 _JITTERS = ("none", "full", "equal")
 
 
@@ -125,6 +131,14 @@ class Backoff(abc.ABC):
         if self.jitter == "equal":
             return d / 2 + self._uniform(0.0, d / 2)
         return d
+
+    def _delay_for(
+        self, attempt: int, previous: float | None, exception: BaseException | None, result: Any
+    ) -> float:
+        # What retry calls: the result of an on_result retry goes only to
+        # strategies that take it, so subclasses overriding delay() with its
+        # historical signature keep working.
+        return self.delay(attempt, previous, exception)
 
 
 class Constant(Backoff):
@@ -251,27 +265,41 @@ class Decorrelated(Backoff):
 
 
 class FromCallable(Backoff):
-    """A user function ``(attempt, exception_or_none) -> seconds``.
+    """A user function ``(attempt, exception_or_none) -> seconds``, or one that also takes the result.
+
+    The three-parameter form ``(attempt, exception_or_none, result_or_none)``
+    sees the result of an ``on_result`` retry (the two-parameter form gets
+    None as the exception there, and no result). It is chosen when the
+    function has at least three positional parameters and the third has no
+    default; anything else (``*args``, a third parameter with a default, a
+    callable without a signature) is called with two arguments, as before.
 
     ``max_delay`` is infinite unless given; a bad return value raises
     ``ValueError`` chained to the exception being retried.
+
+    Attributes:
+        takes_result: True when the function is called with the result too.
     """
 
-    def __init__(
-        self, fn: Callable[[int, BaseException | None], Seconds], *, max_delay: Seconds = math.inf
-    ) -> None:
+    def __init__(self, fn: BackoffFunction, *, max_delay: Seconds = math.inf) -> None:
         super().__init__("none", None)
         if not callable(fn):
             raise TypeError(f"backoff must be callable, got {fn!r}")
         self.fn = fn
         self.max_delay = _max_delay(max_delay, allow_inf=True)
+        self.takes_result = _takes_result(fn)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Unused: :meth:`delay` calls the function with the exception."""
         raise NotImplementedError
 
     def delay(
-        self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+        self,
+        attempt: int,
+        previous: float | None = None,
+        exception: BaseException | None = None,
+        *,
+        result: Any = None,
     ) -> float:
         """Call the function and check what it returns.
 
@@ -279,6 +307,8 @@ class FromCallable(Backoff):
             attempt: The retry number, 1 for the first retry.
             previous: Unused.
             exception: The exception being retried, or None (``on_result``).
+            result: The result being retried (``on_result``), or None; passed
+                only to a three-parameter function.
 
         Returns:
             The seconds the function returned (a ``timedelta`` is converted),
@@ -289,7 +319,8 @@ class FromCallable(Backoff):
             ValueError: It returned a negative, NaN or infinite number, or
                 (with no finite ``max_delay``) more than 1e9 seconds.
         """
-        value = self.fn(attempt, exception)
+        fn: Any = self.fn
+        value = fn(attempt, exception, result) if self.takes_result else fn(attempt, exception)
         number = _plain_seconds(value)
         if number is None:
             raise TypeError(
@@ -310,8 +341,27 @@ class FromCallable(Backoff):
             )
         return seconds
 
+    def _delay_for(
+        self, attempt: int, previous: float | None, exception: BaseException | None, result: Any
+    ) -> float:
+        return self.delay(attempt, previous, exception, result=result)
+
     def __repr__(self) -> str:
         return f"FromCallable({getattr(self.fn, '__qualname__', None) or repr(self.fn)})"
+
+
+def _takes_result(fn: object) -> bool:
+    """True if *fn* has a third positional parameter without a default (the result-aware form)."""
+    try:
+        signature = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a builtin or extension callable without one
+        return False
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 3 and positional[2].default is inspect.Parameter.empty
 
 
 def constant(

@@ -33,10 +33,12 @@ from resilient._events import (
     ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
+    ConfigReloadFailed,
     Event,
     EventBus,
     FallbackUsed,
     HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -65,14 +67,16 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
     CallCancelled: logging.INFO,
+    ConfigReloadFailed: logging.ERROR,
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks, chaos
-injections (an injected fault in the logs must say so) and a degraded
-backend are WARNING; a failed call (the caller gets the exception and
-decides), a cancelled call, a hedged attempt and a recovered backend are INFO; a call's
-start and its success are DEBUG so production logs stay quiet.
+A rejected configuration reload is ERROR. Retries, timeouts, circuit state
+changes, rejections, fallbacks, chaos injections (an injected fault in the
+logs must say so) and a degraded backend are WARNING; a failed call (the
+caller gets the exception and decides), a cancelled call, a hedged attempt
+and a recovered backend are INFO; a call's start and its success are DEBUG
+so production logs stay quiet.
 """
 
 PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)
@@ -171,6 +175,11 @@ def _bulkhead_rejected(ev: BulkheadRejected) -> str:
     return f"bulkhead {_label(ev)} rejected {subject(ev)}: no free slot"
 
 
+def _rate_limited(ev: RateLimited) -> str:
+    after = f", retry after {ev.retry_after:.2f}s" if ev.retry_after is not None else ""
+    return f"rate limiter {_label(ev)} rejected {subject(ev)}{after}"
+
+
 def _call_rejected(ev: CallRejected) -> str:
     return f"{ev.policy} {_label(ev)} rejected {subject(ev)}"
 
@@ -235,6 +244,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CircuitStateChanged: _circuit_changed,
     CircuitRejected: _circuit_rejected,
     BulkheadRejected: _bulkhead_rejected,
+    RateLimited: _rate_limited,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
     HedgeStarted: _hedge_started,

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.exceptions import NoScriptError
 
@@ -32,18 +32,21 @@ SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").re
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
 
 
-async def _script(client: Any, args: tuple[Any, ...]) -> list[int]:
-    """Run the breaker script by hash (loading it once more after a flush) and decode the reply."""
+async def _script(client: Any, args: tuple[Any, ...], link: RedisLink) -> list[int]:
+    """Run the link's script by hash (loading it once more after a flush) and decode the reply."""
     try:
-        reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+        reply = await client.evalsha(link.script_sha, link.numkeys, *args)
     except NoScriptError:
-        await client.script_load(SCRIPT)
-        reply = await client.evalsha(SCRIPT_SHA, 4, *args)
+        await client.script_load(link.script)
+        reply = await client.evalsha(link.script_sha, link.numkeys, *args)
     return [int(n) for n in reply.split()]
 
 
 class RedisLink:
     """Run script steps on one Redis server, degrading instead of raising.
+
+    The class attributes name the script and the policy it serves (the
+    breaker's); a subclass for another policy overrides them.
 
     Args:
         client: The user's client (either flavour).
@@ -54,6 +57,16 @@ class RedisLink:
         on_down: Called once (outside the lock) when Redis stops answering,
             before ``BackendDegraded`` is emitted.
     """
+
+    script: ClassVar[str] = SCRIPT
+    """The Lua source run by every step."""
+    script_sha: ClassVar[str] = SCRIPT_SHA
+    numkeys: ClassVar[int] = 4
+    """How many of a step's arguments are keys."""
+    policy: ClassVar[str] = "circuit_breaker"
+    """The ``policy`` of the link's ``BackendDegraded``/``BackendRecovered`` events."""
+    noun: ClassVar[str] = "circuit breaker"
+    """What the link's log messages call the policy."""
 
     def __init__(
         self,
@@ -114,12 +127,12 @@ class RedisLink:
         if not first:
             return
         self._on_down()
-        logger.warning("circuit breaker %r: Redis unavailable, using local state (%r)", self.name, exc)
+        logger.warning("%s %r: Redis unavailable, using local state (%r)", self.noun, self.name, exc)
         bus = self.bus
         if bus.wants(BackendDegraded):
             bus.emit(
                 BackendDegraded(
-                    policy="circuit_breaker",
+                    policy=self.policy,
                     name=self.name,
                     operation=None,
                     time=self._now(),
@@ -134,12 +147,12 @@ class RedisLink:
                 return
             self.down_until = None
             self._probing = False
-        logger.info("circuit breaker %r: Redis answers again, using shared state", self.name)
+        logger.info("%s %r: Redis answers again, using shared state", self.noun, self.name)
         bus = self.bus
         if bus.wants(BackendRecovered):
             bus.emit(
                 BackendRecovered(
-                    policy="circuit_breaker",
+                    policy=self.policy,
                     name=self.name,
                     operation=None,
                     time=self._now(),
@@ -191,10 +204,10 @@ class RedisLink:
         client = self.sync_client()
         try:
             try:
-                reply = client.evalsha(SCRIPT_SHA, 4, *args)
+                reply = client.evalsha(self.script_sha, self.numkeys, *args)
             except NoScriptError:
-                client.script_load(SCRIPT)  # a restarted or flushed server: load once more
-                reply = client.evalsha(SCRIPT_SHA, 4, *args)
+                client.script_load(self.script)  # a restarted or flushed server: load once more
+                reply = client.evalsha(self.script_sha, self.numkeys, *args)
             numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the socket timeout
             self._failed(exc)
@@ -223,7 +236,7 @@ class RedisLink:
         # timeout, instead of cancelling the call in place: redis-py can lose
         # a cancellation while it connects to a server that accepts but never
         # answers, and the caller must not hang on that.
-        step = asyncio.ensure_future(_script(self.async_client(), args))
+        step = asyncio.ensure_future(_script(self.async_client(), args, self))
         try:
             done, _ = await asyncio.wait((step,), timeout=self.timeout)
         except BaseException:

@@ -15,6 +15,9 @@ clock. A CLOSED call that succeeds costs one round trip: its success is sent
 with the process's next step. When Redis is down or slower than ``timeout``
 the breaker keeps serving on a local in-memory breaker and returns to the
 shared state when Redis answers again. See ``docs/fleet.md``.
+
+:class:`RedisRateLimiterBackend` does the same for a ``rate_limiter``: one
+limit for the fleet, one round trip per call (``docs/rate_limiter.md``).
 """
 
 from __future__ import annotations
@@ -51,10 +54,13 @@ from resilient.backends._base import (
     Rejection,
     Transition,
 )
+from resilient.backends._redis_limiter import RedisRateLimiterBackend
 from resilient.backends._redis_link import RedisLink as _RedisLink
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisRateLimiterBackend"]
+
+RedisRateLimiterBackend.__module__ = __name__  # its public home
 
 
 _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
