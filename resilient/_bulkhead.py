@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
-from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, active_clock, call_later
+from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, call_later
+from ._clock_kinds import active_clock
 from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, Event, EventBus

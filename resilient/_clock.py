@@ -24,8 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import BuiltinFunctionType, FunctionType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from types import BuiltinFunctionType, FunctionType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._lazy import LazyModule
 
@@ -35,16 +35,13 @@ else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = [
-    "MONOTONIC_CLOCK",
     "SYSTEM_CLOCK",
     "Clock",
     "DefaultClock",
-    "LoopClock",
-    "MonotonicClock",
     "SystemClock",
     "TimerHandle",
-    "active_clock",
-    "use_clock",
+    "blocking_sleep",
+    "call_later",
 ]
 
 
@@ -165,54 +162,23 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
-class MonotonicClock(SystemClock):
-    """The system clock where no loop keeps time of its own: ``time.monotonic()``.
-
-    A timeout's deadline is measured on it when the loop it was set on reads
-    ``time.monotonic`` too, so reading it later (from any thread) costs no
-    loop lookup.
-    """
-
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        """Return ``time.monotonic()``, looked up at call time.
-
-        Returns:
-            Seconds from an arbitrary origin.
-        """
-        return time.monotonic()
-
-    def __repr__(self) -> str:
-        return "MonotonicClock()"
+def blocking_sleep(clock: Clock, seconds: float) -> None:
+    """Block for *seconds* using the clock's ``sleep_blocking`` if it has one."""
+    sleeper = getattr(clock, "sleep_blocking", None)
+    if sleeper is None:
+        time.sleep(seconds)
+    else:
+        sleeper(seconds)
 
 
-MONOTONIC_CLOCK = MonotonicClock()
-
-
-class LoopClock(SystemClock):
-    """The system clock pinned to one virtual-time loop: its ``time()``, from any thread.
-
-    Args:
-        loop: The event loop whose time this clock reads.
-    """
-
-    __slots__ = ("loop",)
-
-    def __init__(self, loop: Any) -> None:
-        self.loop = loop
-
-    def monotonic(self) -> float:
-        """Return the loop's time.
-
-        Returns:
-            Seconds from the loop's origin.
-        """
-        now: float = self.loop.time()
-        return now
-
-    def __repr__(self) -> str:
-        return f"LoopClock({self.loop!r})"
+def call_later(clock: Clock, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+    """Schedule *callback* after *delay* seconds of the clock's time."""
+    scheduler = getattr(clock, "call_later", None)
+    if scheduler is None:
+        handle: TimerHandle = asyncio.get_running_loop().call_later(delay, callback)
+        return handle
+    result: TimerHandle = scheduler(delay, callback)
+    return result
 
 
 # --- one clock for every policy given none ---------------------------------------
@@ -304,93 +270,3 @@ class DefaultClock(SystemClock):
     def __repr__(self) -> str:
         clock = self.serving()
         return "DefaultClock()" if clock is None else f"DefaultClock(serving={clock!r})"
-
-
-def active_clock(clock: Clock) -> Clock:
-    """Return the clock that serves *clock*: itself unless it is a DefaultClock delegating."""
-    if type(clock) is DefaultClock:
-        serving = clock.serving()
-        if serving is not None:
-            return serving
-    return clock
-
-
-C = TypeVar("C", bound="Clock | None")
-
-
-class _ClockOverride(Generic[C]):
-    """Returned by :func:`use_clock`; restores the previous clock on exit."""
-
-    __slots__ = ("_previous", "clock")
-
-    def __init__(self, clock: C, previous: Clock | None) -> None:
-        self.clock = clock
-        self._previous = previous
-
-    def __enter__(self) -> C:
-        return self.clock
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        global _override
-        with _override_lock:
-            _override = self._previous
-
-
-def use_clock(clock: C) -> _ClockOverride[C]:
-    """Make every policy given no clock use *clock* (None: the system clock again).
-
-    Policies built with ``clock=`` keep theirs; every other one (module-level
-    decorators in the code under test included, built before or after this
-    call) reads and waits on *clock* from now on: retry waits, timeouts,
-    breaker recovery, bulkhead queue timeouts, deadlines and event times.
-    Process-wide and thread-safe; as a context manager it restores the
-    previous clock on exit::
-
-        with use_clock(FakeClock()) as clock:
-            ...
-
-    Switching clocks changes the time base under state that policies keep
-    (an open breaker's recovery time): reset them (:func:`reset_policies`)
-    when the clock changes.
-
-    Args:
-        clock: Any :class:`~resilient.Clock`, or None for the system clock.
-
-    Returns:
-        A context manager giving *clock* and restoring the previous one on exit.
-
-    Raises:
-        TypeError: *clock* does not provide ``monotonic()`` and ``sleep()``.
-    """
-    global _override
-    if clock is not None:
-        from ._validate import check_clock
-
-        check_clock(clock)
-    with _override_lock:
-        previous, _override = _override, clock
-    return _ClockOverride(clock, previous)
-
-
-def blocking_sleep(clock: Clock, seconds: float) -> None:
-    """Block for *seconds* using the clock's ``sleep_blocking`` if it has one."""
-    sleeper = getattr(clock, "sleep_blocking", None)
-    if sleeper is None:
-        time.sleep(seconds)
-    else:
-        sleeper(seconds)
-
-
-def call_later(clock: Clock, delay: float, callback: Callable[[], Any]) -> TimerHandle:
-    """Schedule *callback* after *delay* seconds of the clock's time."""
-    scheduler = getattr(clock, "call_later", None)
-    if scheduler is None:
-        handle: TimerHandle = asyncio.get_running_loop().call_later(delay, callback)
-        return handle
-    result: TimerHandle = scheduler(delay, callback)
-    return result

@@ -14,16 +14,19 @@ import resilient
 from resilient import (
     BulkheadFullError,
     CircuitState,
+    RateLimitedError,
     TimeoutExceededError,
     bulkhead,
     circuit_breaker,
     fallback,
     pipeline,
     pipeline_of,
+    rate_limiter,
     retry,
     timeout,
 )
-from resilient._clock import DefaultClock, active_clock
+from resilient._clock import DefaultClock
+from resilient._clock_kinds import active_clock
 from resilient.events import CallFailed, RetryScheduled
 from resilient.testing import FakeClock, capture_events, use_clock
 
@@ -273,3 +276,14 @@ def test_pipeline_without_clock_times_calls_on_its_policies_clock(clock: FakeClo
     with capture_events(CallFailed, RetryScheduled) as events, pytest.raises(ConnectionError):
         boom()
     assert [(type(e).__name__, e.time) for e in events] == [("RetryScheduled", 0.0), ("CallFailed", 4.0)]
+
+
+def test_use_clock_drives_a_rate_limiter(clock: FakeClock) -> None:
+    """A rate limiter with no clock schedules on the installed clock: advancing it frees the next permit."""
+    limiter = rate_limiter(1, per=10.0, burst=1)
+    with use_clock(clock):
+        limiter.call(lambda: None)
+        with pytest.raises(RateLimitedError):
+            limiter.call(lambda: None)
+        clock.advance(10.0)
+        assert limiter.call(lambda: "ok") == "ok"

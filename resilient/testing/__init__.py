@@ -13,7 +13,7 @@ Tests of code that uses ``resilient`` should never wait for real:
 """
 
 from resilient import _tracking
-from resilient._clock import use_clock
+from resilient._clock_kinds import use_clock
 from resilient._config import set_testing
 from resilient._events import capture_events
 from resilient._fakeclock import FakeClock

@@ -79,7 +79,7 @@ def test_clock_fixture_serves_module_level_policies(tester: pytest.Pytester) -> 
     tester.makepyfile(
         """
         from resilient import retry, timeout, TimeoutExceededError
-        from resilient._clock import active_clock
+        from resilient._clock_kinds import active_clock
         import pytest
 
         answers = []

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from resilient import BulkheadFullError, CircuitState, RetryBudget, bulkhead, circuit_breaker
+from resilient import (
+    BulkheadFullError,
+    CircuitState,
+    RateLimitedError,
+    RetryBudget,
+    bulkhead,
+    circuit_breaker,
+    rate_limiter,
+)
 from resilient.backends import BreakerBackend, MemoryBackend
 from resilient.events import CircuitClosed
 from resilient.testing import FakeClock, capture_events, reset_policies
@@ -137,3 +145,13 @@ def test_tracking_keeps_nothing_alive() -> None:
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
     reset_policies()  # and resetting after they are gone is fine
+
+
+def test_reset_refills_an_idle_rate_limiter(clock: FakeClock) -> None:
+    """A rate limiter whose burst is spent admits again after a reset (nobody was waiting)."""
+    limiter = rate_limiter(1, per=60.0, burst=1, clock=clock)
+    limiter.call(lambda: None)
+    with pytest.raises(RateLimitedError):
+        limiter.call(lambda: None)
+    reset_policies()
+    assert limiter.call(lambda: "again") == "again"
