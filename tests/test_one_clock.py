@@ -287,3 +287,25 @@ def test_use_clock_drives_a_rate_limiter(clock: FakeClock) -> None:
             limiter.call(lambda: None)
         clock.advance(10.0)
         assert limiter.call(lambda: "ok") == "ok"
+
+
+async def test_use_clock_rate_limiter_waits_on_the_installed_clock(clock: FakeClock) -> None:
+    """A rate limiter with no clock waits for its next permit on the installed clock (async, then sync)."""
+    limiter = rate_limiter(1, per=10.0, burst=1, max_wait=30.0)
+    with use_clock(clock):
+        await limiter.call(asyncio.sleep, 0)
+        await limiter.call(asyncio.sleep, 0)
+        waited = clock.monotonic()
+        limiter.call(lambda: None)
+    assert (waited, clock.monotonic()) == (10.0, 20.0)
+
+
+async def test_process_clock_delegates_its_waits() -> None:
+    """The rate limiter's process-wide clock schedules and says what it wraps."""
+    from resilient._clock_kinds import ProcessClock
+
+    wrapped = DefaultClock()
+    clock = ProcessClock(wrapped)
+    handle = clock.call_later(60, lambda: None)
+    handle.cancel()
+    assert (isinstance(handle, asyncio.TimerHandle), repr(clock)) == (True, "ProcessClock(DefaultClock())")

@@ -339,3 +339,12 @@ def test_testing_mode_keeps_decisions(restore_testing: None) -> None:
     with set_testing(True), pytest.raises(ValueError):
         fails()
     assert calls == 4
+
+
+def test_attempts_outside_an_attempts_setting_are_the_policys() -> None:
+    """With no set_testing(attempts=...) in force a policy's own attempts stand."""
+    from resilient._config import attempts_in_test_mode
+
+    with set_testing(True):
+        inside = attempts_in_test_mode(3)
+    assert (inside, attempts_in_test_mode(4)) == (3, 4)
