@@ -41,6 +41,7 @@ from resilient._events import default_bus as _default_bus
 from resilient._state import CircuitState
 from resilient.backends import _redis_async as _steps
 from resilient.backends import _redis_clients as _clients
+from resilient.backends import _redis_config as _cfg
 from resilient.backends import _redis_protocol as _proto
 from resilient.backends._base import (
     BreakerBackend,
@@ -54,7 +55,12 @@ from resilient.backends._base import (
 from resilient.backends._redis_link import RedisLink as _RedisLink
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
-__all__ = ["RedisBackend"]
+__all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend"]
+
+MAX_SECONDS = _cfg.MAX_SECONDS
+"""The longest duration a RedisBackend accepts (about 31 years): Redis cannot hold more exactly."""
+MAX_WINDOW = _cfg.MAX_WINDOW
+"""The largest count window a RedisBackend accepts (one byte per call in Redis)."""
 
 
 _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
@@ -70,7 +76,7 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def _seconds(param: str, value: object) -> float:
-    seconds = _check.check_duration(param, value)
+    seconds = _cfg.seconds(param, value)
     assert seconds is not None
     return seconds
 
@@ -127,22 +133,14 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         reporter: str | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        if _clients.is_async_client(client):
-            async_client: Any = client
-        elif _clients.is_sync_client(client):
-            async_client = None  # built on first async step
-            sync_client = client if sync_client is None else sync_client
-        else:
-            raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
-        if sync_client is not None and not _clients.is_sync_client(sync_client):
-            raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+        async_client, sync_client = _clients.pair(client, sync_client)
         self._local = _MemoryBackend()
-        self.prefix = _check.check_name(prefix, "prefix")
-        self._explicit_name = _check.check_name(name)
+        self.prefix = _cfg.key_part(prefix, "prefix")
+        self._explicit_name = None if name is None else _cfg.key_part(name, "name")
         self._link = _RedisLink(
             client,
             async_client,
-            client if sync_client is None else sync_client,
+            sync_client,
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
             self._local.reset,  # a fresh local breaker per outage: what it knew before is stale
@@ -150,7 +148,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
         self.min_reporters = _check.check_int("min_reporters", min_reporters, minimum=1)
-        self.reporter_ttl = _check.check_duration("reporter_ttl", reporter_ttl, allow_none=True)
+        self.reporter_ttl = _cfg.seconds("reporter_ttl", reporter_ttl, allow_none=True)
         self._explicit_reporter = _check.check_name(reporter, "reporter")
         self.reporter = self._explicit_reporter or _proto.default_reporter()
         self._explicit_bus = None if bus is None else _check.check_bus(bus)
@@ -223,12 +221,15 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             ValueError: No name is known, or the backend is already bound to
                 another configuration or name.
         """
-        key_name = self._explicit_name or name
-        if not isinstance(key_name, str) or not key_name:
+        key_name = self._explicit_name
+        if key_name is None and name is not None:
+            key_name = _cfg.key_part(name, "name")
+        if key_name is None:
             raise ValueError(
                 "RedisBackend needs a name for the shared state: "
                 "circuit_breaker(name='payments', backend=RedisBackend(client))"
             )
+        _cfg.check_breaker(config)
         with self._lock:
             if self._config is not None:
                 if self._config != config or self.name != key_name:
