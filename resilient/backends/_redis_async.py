@@ -93,7 +93,16 @@ class AsyncSteps:
         if outcome is Outcome.SUCCESS and not permit.probe:
             self._successes.add(permit.generation)
             return None
-        reply = await self._step_async("record", self._record_args(permit, outcome))
+        try:
+            reply = await self._step_async("record", self._record_args(permit, outcome))
+        except BaseException:
+            if permit.probe:
+                # Cancelled before the outcome reached Redis (or with its reply
+                # lost): the outcome is dropped, but the probe's slot is freed
+                # now instead of when its lease ends. A release after a record
+                # that did land is a no-op.
+                self._release_soon(str(token))
+            raise
         return None if reply is None else transition_of(reply)
 
     async def release_async(self, permit: Permit) -> None:

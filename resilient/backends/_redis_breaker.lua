@@ -193,13 +193,15 @@ local function report()
   redis.call('PEXPIRE', R, math.ceil(REPORTER_TTL))
 end
 
+-- Probe leases survive transitions: a probe admitted in an earlier HALF_OPEN
+-- round still runs, so it keeps its slot until its record or release step
+-- frees it or its lease expires. Running probes never exceed MAX_PROBES.
 local function transition(to)
   prev, nxt = st, to
   st = to
   gen = gen + 1
   hs = 0
   dirty = true
-  redis.call('DEL', P)
 end
 
 local function open_circuit()
@@ -286,7 +288,8 @@ if step == 'acquire' then
     transition(HALF_OPEN)
   end
   if st == HALF_OPEN then
-    -- Leases of probes whose process died expire here.
+    -- Leases of probes whose process died expire here; the others count,
+    -- whichever round admitted them.
     redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
     if redis.call('ZCARD', P) < MAX_PROBES then
       redis.call('ZADD', P, now + LEASE, REPORTER .. '#' .. ARGV[19])

@@ -332,7 +332,14 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             # Cannot open anything by itself: ride along with the next step.
             self._successes.add(permit.generation)
             return None
-        reply = self._step("record", self._record_args(permit, outcome))
+        try:
+            reply = self._step("record", self._record_args(permit, outcome))
+        except BaseException:
+            if permit.probe:
+                # Interrupted (KeyboardInterrupt...) before the outcome landed:
+                # free the probe's slot now rather than when its lease ends.
+                self._step("release", (token,))
+            raise
         return None if reply is None else _proto.transition_of(reply)
 
     def release(self, permit: Permit) -> None:
