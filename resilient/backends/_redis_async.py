@@ -49,8 +49,10 @@ class AsyncSteps:
         def _local_acquire(self) -> Permit | Rejection: ...
         def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]: ...
 
-    async def _step_async(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
-        return await self._link.run_async((*self._keys, step, *self._argv, *extra))
+    async def _step_async(
+        self, step: str, extra: tuple[Any, ...], *, bounded: bool = False
+    ) -> list[Any] | None:
+        return await self._link.run_async((*self._keys, step, *self._argv, *extra), bounded=bounded)
 
     def _release_soon(self, probe_id: str) -> asyncio.Future[Any]:
         # Shielded and held here: a second cancellation of the caller cannot
@@ -69,7 +71,7 @@ class AsyncSteps:
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            reply = await self._step_async("acquire", (gen, count, seq))
+            reply = await self._step_async("acquire", (gen, count, seq), bounded=True)
         except BaseException:
             # Cancelled mid-step: the server may have granted a probe lease
             # whose reply is lost. Releasing an id never granted is a no-op.

@@ -5,6 +5,21 @@ script, bounded by a time budget, and tracks whether Redis is reachable:
 after a failure it reports "down" once, then lets one caller per reconnect
 interval try again, and reports "up" when Redis answers. A failed step
 returns None; it never raises (cancellation excepted, which is the caller's).
+
+What is *not* an outage:
+
+- waiting for a turn (see :mod:`._redis_gate`): back-pressure, not latency;
+  a pool with no free connection (the application holds them all) only
+  sends that one step to local state;
+- time the event loop spent stalled (busy with other tasks, or blocked):
+  the budget is spent in short slices, and a slice that ends late counts
+  only its own length, so only time in which the loop was free to read
+  Redis's reply is blamed on Redis;
+- news from a step that began before the link last changed status: each
+  status change starts a new *era*, and only a step of the current era may
+  end it. A reply arriving late from before an outage does not end it, and
+  a failure from before a recovery does not start another one: one outage,
+  one ``BackendDegraded``/``BackendRecovered`` pair.
 """
 
 from __future__ import annotations
@@ -17,11 +32,13 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+import redis.exceptions
 from redis.exceptions import NoScriptError
 
 from resilient._clock import Clock
 from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
 from resilient.backends._redis_clients import async_twin, sync_twin
+from resilient.backends._redis_gate import AsyncGate, SyncGate, async_gate, sync_gate
 
 __all__ = ["SCRIPT", "SCRIPT_SHA", "RedisLink"]
 
@@ -30,6 +47,45 @@ logger = logging.getLogger("resilient")
 SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").read_text("utf-8")
 """The Lua source of every breaker step (loaded once per server, called by SHA)."""
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
+
+SLICES = 5
+"""The budget is spent in this many slices (see the module docstring)."""
+
+# redis-py >= 5.1 raises MaxConnectionsError; older versions a plain
+# ConnectionError with this text. A BlockingConnectionPool that waited its
+# own timeout says "No connection available.".
+_POOL_EXHAUSTED = (
+    getattr(redis.exceptions, "MaxConnectionsError", redis.exceptions.ConnectionError),
+    "Too many connections",
+    "No connection available.",
+)
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """True when *exc* says the client's pool had no free connection (no Redis failure)."""
+    return isinstance(exc, _POOL_EXHAUSTED[0]) and (
+        type(exc) is not redis.exceptions.ConnectionError or str(exc) in _POOL_EXHAUSTED[1:]
+    )
+
+
+def _drop_idle(client: Any) -> None:
+    """Close the idle connections of a blocking client's pool (they reconnect when next used)."""
+    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
+    if disconnect is not None:
+        disconnect(inuse_connections=False)
+
+
+async def _drop_idle_async(client: Any) -> None:
+    """Close the idle connections of an asyncio client's pool (they reconnect when next used)."""
+    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
+    if disconnect is not None:
+        await disconnect(inuse_connections=False)
+
+
+def _has_free_connection(client: Any) -> bool:
+    """False when the client's pool is known to have no connection to give right now."""
+    can = getattr(getattr(client, "connection_pool", None), "can_get_connection", None)
+    return True if can is None else bool(can())
 
 
 async def _script(client: Any, args: tuple[Any, ...]) -> list[int]:
@@ -51,8 +107,10 @@ class RedisLink:
         sync_source: The client the blocking twin is built from (or used as is).
         timeout: Seconds one step may take.
         reconnect_interval: Seconds between attempts while Redis is down.
-        on_down: Called once (outside the lock) when Redis stops answering,
-            before ``BackendDegraded`` is emitted.
+        on_down: Called once per outage (outside the lock) when Redis stops
+            answering, before ``BackendDegraded`` is emitted.
+        on_up: Called once per outage when Redis answers again, before
+            ``BackendRecovered`` is emitted.
     """
 
     def __init__(
@@ -63,6 +121,7 @@ class RedisLink:
         timeout: float,
         reconnect_interval: float,
         on_down: Callable[[], object],
+        on_up: Callable[[], object],
     ) -> None:
         self.client = client
         self.timeout = timeout
@@ -72,12 +131,16 @@ class RedisLink:
         self._sync_source = sync_source
         self._sync: Any = None
         self._on_down = on_down
+        self._on_up = on_up
         self.name: str | None = None
         self.label = "resilient"
         self.bus: EventBus = default_bus
         self._lock = threading.Lock()
         self.down_until: float | None = None
         self._probing = False
+        self._era = 0  # bumped by every change of status: down, up
+        self._sync_gate: SyncGate | None = None
+        self._gates: tuple[Any, AsyncGate] | None = None  # (loop, gate) of the last async step
         # Steps given up on (timed out or their caller cancelled), kept until they end.
         self._abandoned: set[asyncio.Future[list[int]]] = set()
 
@@ -95,24 +158,37 @@ class RedisLink:
 
     # --- reachability ------------------------------------------------------------
 
-    def _may_try(self) -> bool:
-        """While down: let one caller per reconnect interval try Redis."""
+    def _begin(self) -> int | None:
+        """Return the era a step starts in, or None if it must not try Redis.
+
+        While Redis is down, one caller per reconnect interval may try (it
+        becomes the prober); the others are told no at once.
+        """
+        era = self._era  # read first: a step that sees "up" belongs to that era
+        until = self.down_until
+        if until is None:
+            return era
         with self._lock:
             until = self.down_until
             if until is None:
-                return True
+                return self._era
             if self._probing or self._now() < until:
-                return False
+                return None
             self._probing = True
-            return True
+            return self._era
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, era: int) -> bool:
+        """Note a failed step; True if it started an outage."""
         with self._lock:
+            if era != self._era:
+                return False  # began before the last change of status: not news
             first = self.down_until is None
             self.down_until = self._now() + self.reconnect_interval
             self._probing = False
+            if first:
+                self._era += 1
         if not first:
-            return
+            return False
         self._on_down()
         logger.warning("circuit breaker %r: Redis unavailable, using local state (%r)", self.name, exc)
         bus = self.bus
@@ -127,13 +203,19 @@ class RedisLink:
                     exception=exc,
                 )
             )
+        return True
 
-    def _answered(self) -> None:
+    def _answered(self, era: int) -> bool:
+        """Note a reply; True if it ended an outage."""
+        if self.down_until is None:
+            return False
         with self._lock:
-            if self.down_until is None:
-                return
+            if era != self._era or self.down_until is None:
+                return False  # a late reply from before the outage: not news
             self.down_until = None
             self._probing = False
+            self._era += 1
+        self._on_up()
         logger.info("circuit breaker %r: Redis answers again, using shared state", self.name)
         bus = self.bus
         if bus.wants(BackendRecovered):
@@ -146,10 +228,15 @@ class RedisLink:
                     backend=self.describe(),
                 )
             )
+        return True
 
-    def _interrupted(self) -> None:
+    def _unanswered(self, era: int) -> None:
+        """A step ended without news (interrupted, or no connection for it): free the probe slot."""
+        if self.down_until is None:
+            return
         with self._lock:
-            self._probing = False
+            if era == self._era and self.down_until is not None:
+                self._probing = False
 
     # --- clients -------------------------------------------------------------------
 
@@ -159,7 +246,9 @@ class RedisLink:
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = sync_twin(self._sync_source, self.timeout)
+                    built = sync_twin(self._sync_source, self.timeout)
+                    self._sync_gate = sync_gate(built)
+                    self._sync = built
                 client = self._sync
         return client
 
@@ -175,20 +264,33 @@ class RedisLink:
 
     # --- steps -----------------------------------------------------------------------
 
-    def run(self, args: tuple[Any, ...]) -> list[int] | None:
+    def run(self, args: tuple[Any, ...], *, bounded: bool = False) -> list[int] | None:
         """Run the script with the blocking client; None if Redis did not answer.
 
         Args:
             args: The four keys, then the script's arguments (pre-encoded
                 bytes where possible: redis-py passes bytes through as is).
+            bounded: Wait for a turn at most one budget (then answer None,
+                without declaring an outage); otherwise as long as it takes.
 
         Returns:
             The script's reply decoded to integers, or None (Redis down,
-            slow, or erroring).
+            slow, or erroring; or no turn in time).
         """
-        if self.down_until is not None and not self._may_try():
+        era = self._begin()
+        if era is None:
             return None
         client = self.sync_client()
+        gate = self._sync_gate
+        if gate is not None:
+            try:
+                entered = gate.enter(self.timeout if bounded else None)
+            except BaseException:
+                self._unanswered(era)
+                raise
+            if not entered:
+                self._unanswered(era)
+                return None
         try:
             try:
                 reply = client.evalsha(SCRIPT_SHA, 4, *args)
@@ -197,54 +299,119 @@ class RedisLink:
                 reply = client.evalsha(SCRIPT_SHA, 4, *args)
             numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the socket timeout
-            self._failed(exc)
+            if _pool_exhausted(exc):
+                self._unanswered(era)  # back-pressure: this step only goes local
+            elif self._failed(exc, era):
+                _drop_idle(client)
             return None
         except BaseException:
-            self._interrupted()
+            self._unanswered(era)
             raise
-        if self.down_until is not None:
-            self._answered()
+        finally:
+            if gate is not None:
+                gate.leave()
+        if self._answered(era):
+            _drop_idle(client)
         return numbers
 
-    async def run_async(self, args: tuple[Any, ...]) -> list[int] | None:
+    def _async_gate(self) -> AsyncGate:
+        loop = asyncio.get_running_loop()
+        cached = self._gates
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        gate = async_gate(self.async_client(), loop)
+        self._gates = (loop, gate)
+        return gate
+
+    async def run_async(self, args: tuple[Any, ...], *, bounded: bool = False) -> list[int] | None:
         """Run the script with the asyncio client within the budget; None if Redis did not answer.
 
         Args:
             args: The four keys, then the script's arguments (pre-encoded
                 bytes where possible: redis-py passes bytes through as is).
+            bounded: Wait for a turn at most one budget (then answer None,
+                without declaring an outage); otherwise as long as it takes.
 
         Returns:
             The script's reply decoded to integers, or None (Redis down,
-            slow, or erroring).
+            slow, or erroring; or no turn in time).
         """
-        if self.down_until is not None and not self._may_try():
+        era = self._begin()
+        if era is None:
             return None
+        gate = self._async_gate()
+        try:
+            entered = await gate.enter(self.timeout if bounded else None)
+        except BaseException:
+            self._unanswered(era)
+            raise
+        if not entered:
+            self._unanswered(era)
+            return None
+        answered = False
+        try:
+            answered, numbers = await self._step(era, args)
+            if answered and self._answered(era):
+                # Connections idle since before the outage may be dead: open
+                # new ones, one at a time.
+                gate.restart()
+                await _drop_idle_async(self.async_client())
+            return numbers
+        finally:
+            gate.leave(answered)
+
+    async def _step(self, era: int, args: tuple[Any, ...]) -> tuple[bool, list[int] | None]:
+        client = self.async_client()
+        if era != self._era or not _has_free_connection(client):
+            # The link went down while this step waited its turn, or the
+            # application holds every connection: local state, no outage.
+            self._unanswered(era)
+            return False, None
         # The script runs as a task of its own and is waited for with a
         # timeout, instead of cancelling the call in place: redis-py can lose
         # a cancellation while it connects to a server that accepts but never
         # answers, and the caller must not hang on that.
-        step = asyncio.ensure_future(_script(self.async_client(), args))
+        step = asyncio.ensure_future(_script(client, args))
         try:
-            done, _ = await asyncio.wait((step,), timeout=self.timeout)
+            done = await self._within_budget(step)
         except BaseException:
             self._abandon(step)
-            self._interrupted()  # cancellation belongs to the caller: never swallowed
+            self._unanswered(era)  # cancellation belongs to the caller: never swallowed
             raise
         if not done:
             self._abandon(step)
-            self._failed(TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
-            return None
-        try:
-            numbers = step.result()
-        except (
-            Exception,
-            asyncio.CancelledError,
-        ) as exc:  # a redis error, OSError; the step's own cancellation
-            self._failed(exc)
-            return None
-        if self.down_until is not None:
-            self._answered()
-        return numbers
+            exc: BaseException = TimeoutError(f"Redis did not answer within {self.timeout:g}s")
+        else:
+            try:
+                return True, step.result()
+            except (Exception, asyncio.CancelledError) as error:  # a redis error; its own cancellation
+                exc = error
+            if _pool_exhausted(exc):
+                self._unanswered(era)
+                return False, None
+        if self._failed(exc, era):
+            await _drop_idle_async(client)  # the next attempt must not reuse a dead connection
+        return False, None
+
+    async def _within_budget(self, step: asyncio.Future[list[int]]) -> bool:
+        """Wait for *step* for one budget of time in which the loop ran normally."""
+        loop = asyncio.get_running_loop()
+        budget = self.timeout
+        piece = budget / SLICES
+        spent = 0.0
+        while True:
+            length = min(piece, budget - spent)
+            start = loop.time()
+            done, _ = await asyncio.wait((step,), timeout=length)
+            if done:
+                return True
+            # Woken late: the loop was stalled or congested (other tasks, a
+            # blocking call, a busy host), and the step could not move either.
+            # Only the share of the slice in which it could is blamed on Redis.
+            elapsed = loop.time() - start
+            spent += length if elapsed <= length else length * length / elapsed
+            if spent >= budget * 0.999:
+                return False
 
     def _abandon(self, step: asyncio.Future[list[int]]) -> None:
         """Cancel a step nobody waits for any more; keep it referenced until it ends."""

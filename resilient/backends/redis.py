@@ -144,6 +144,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
             self._local.reset,  # a fresh local breaker per outage: what it knew before is stale
+            self._local.reset,  # and fresh again for calls that find no free connection
         )
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
@@ -271,8 +272,8 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             if self._config is not None:
                 self._argv = self._script_config()
 
-    def _step(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
-        return self._link.run((*self._keys, step, *self._argv, *extra))
+    def _step(self, step: str, extra: tuple[Any, ...], *, bounded: bool = False) -> list[Any] | None:
+        return self._link.run((*self._keys, step, *self._argv, *extra), bounded=bounded)
 
     # --- replies -------------------------------------------------------------------
 
@@ -312,7 +313,8 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         """
         gen, count = self._successes.take()
         seq = next(self._seq)
-        reply = self._step("acquire", (gen, count, seq))
+        # A call waits for its turn at most one budget, then is admitted locally.
+        reply = self._step("acquire", (gen, count, seq), bounded=True)
         return self._local_acquire() if reply is None else self._admission(reply, seq)
 
     def record(self, permit: Permit, outcome: Outcome) -> Transition | None:

@@ -1,0 +1,176 @@
+"""A healthy Redis under ordinary load is never declared down (default 50 ms budget)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio
+from _redis_fixture import RedisServer
+
+import resilient
+from resilient import CircuitBreaker, circuit_breaker
+from resilient.backends._redis_link import SCRIPT
+from resilient.backends.redis import RedisBackend
+from resilient.events import BackendDegraded
+from resilient.testing import FakeClock
+
+pytestmark = pytest.mark.redis
+
+Build = Callable[..., CircuitBreaker]
+
+
+@pytest.fixture
+async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Build]:
+    """Build breakers on a server of this test's own (cold: no script, no connection yet)."""
+    made: list[tuple[RedisBackend, Any]] = []
+
+    def make(client: Any = None, **options: Any) -> CircuitBreaker:
+        client = client or own_server.async_client()
+        backend = RedisBackend(client, **options)  # the default budget: 50 ms
+        made.append((backend, client))
+        return circuit_breaker(name="load", backend=backend, clock=clock)
+
+    yield make
+    for backend, client in made:
+        await backend.aclose()
+        if isinstance(client, redis.asyncio.Redis):
+            await client.aclose()
+        else:
+            client.close()
+
+
+@pytest.fixture
+def degradations() -> Iterator[list[BackendDegraded]]:
+    """Every BackendDegraded the default bus sees during the test."""
+    seen: list[BackendDegraded] = []
+    with resilient.subscribe(seen.append, BackendDegraded):
+        yield seen
+
+
+def commands(server: RedisServer) -> dict[str, int]:
+    """How often the server ran each command since it started (INFO commandstats)."""
+    admin = server.sync_client()
+    try:
+        stats: dict[str, Any] = admin.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+    finally:
+        admin.close()
+
+
+class SmallPool(redis.ConnectionPool):
+    """A blocking pool of the application's own kind."""
+
+
+async def ok() -> str:
+    """Succeed."""
+    return "ok"
+
+
+async def test_twenty_callers_at_cold_start_are_no_outage(
+    build: Build, own_server: RedisServer, degradations: list[BackendDegraded]
+) -> None:
+    """Twenty concurrent first calls load the script once, open few connections, and degrade nothing."""
+    breaker = build()
+    results = await asyncio.gather(*(breaker.call(ok) for _ in range(20)))
+    assert results == ["ok"] * 20
+    assert degradations == []
+    ran = commands(own_server)
+    assert ran.get("script|load", ran.get("script", 0)) == 1
+    assert own_server.sync_client().info("stats")["total_connections_received"] < 20
+
+
+async def test_150_concurrent_calls_with_a_small_pool_are_no_outage(
+    build: Build, own_server: RedisServer, degradations: list[BackendDegraded]
+) -> None:
+    """150 concurrent calls through a 10-connection pool wait for turns instead of degrading."""
+    client = own_server.async_client(max_connections=10)
+    breaker = build(client)
+    for _ in range(3):
+        results = await asyncio.gather(*(breaker.call(ok) for _ in range(150)))
+        assert results == ["ok"] * 150
+    assert degradations == []
+    assert not breaker.backend.degraded  # type: ignore[attr-defined]
+
+
+async def test_more_concurrent_calls_than_the_default_pool_are_no_outage(
+    build: Build, degradations: list[BackendDegraded]
+) -> None:
+    """Beyond redis-py's default pool (100 connections), calls still share state and degrade nothing."""
+    breaker = build()
+    for _ in range(3):
+        await asyncio.gather(*(breaker.call(ok) for _ in range(300)))
+    assert degradations == []
+
+
+async def test_a_pool_exhausted_by_the_application_is_no_outage(
+    build: Build, own_server: RedisServer, degradations: list[BackendDegraded]
+) -> None:
+    """When the application holds every connection of a shared pool, calls are served without an outage."""
+    client = own_server.async_client(max_connections=2)
+    breaker = build(client)
+    assert await breaker.call(ok) == "ok"
+    pool: Any = client.connection_pool
+    held = [await pool.get_connection(), await pool.get_connection()]
+    assert await breaker.call(ok) == "ok"
+    for connection in held:
+        await pool.release(connection)
+    assert await breaker.call(ok) == "ok"
+    assert degradations == []
+    assert not breaker.backend.degraded  # type: ignore[attr-defined]
+
+
+async def test_a_stalled_event_loop_is_not_blamed_on_redis(
+    build: Build, monkeypatch: pytest.MonkeyPatch, degradations: list[BackendDegraded]
+) -> None:
+    """A loop stalled for four budgets while a step waits (congestion, a blocking call) is no outage."""
+    breaker = build()
+    assert await breaker.call(ok) == "ok"  # warm: connection and script
+    loop = asyncio.get_running_loop()
+    real = loop.time
+    stalled = 0.0
+    monkeypatch.setattr(loop, "time", lambda: real() + stalled)
+
+    async def stall() -> None:
+        # Moves the loop's clock as a 200 ms stall would, without waiting for it.
+        nonlocal stalled
+        stalled += 0.2
+
+    for _ in range(5):
+        hog = asyncio.create_task(stall())
+        assert await breaker.call(ok) == "ok"
+        await hog
+    assert degradations == []
+
+
+async def test_sync_callers_beyond_the_pool_wait_for_a_connection(
+    build: Build, own_server: RedisServer, degradations: list[BackendDegraded]
+) -> None:
+    """Threads beyond the blocking pool's size wait for a connection and all reach Redis: no outage."""
+    # A pool RedisBackend cannot copy (like Sentinel's): the client is used as is, two connections.
+    pool = SmallPool(host="127.0.0.1", port=own_server.port, max_connections=2)
+    breaker = build(sync_client=redis.Redis(connection_pool=pool), timeout=2.0)
+    admin = own_server.sync_client()
+    admin.script_load(SCRIPT)
+    start = threading.Barrier(21)
+    results: list[str] = []
+
+    def caller() -> None:
+        start.wait()
+        results.append(breaker.call(lambda: "ok"))
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for t in threads:
+        t.start()
+    admin.client_pause(100)  # every step now waits: all twenty want a connection at once
+    start.wait()
+    for t in threads:
+        t.join()
+    assert results == ["ok"] * 20
+    assert degradations == []
+    assert commands(own_server)["evalsha"] == 20  # every call was decided by the shared state
+    admin.close()
+    pool.disconnect()
