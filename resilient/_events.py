@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 from ._event_types import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallFailed,
     CallRejected,
@@ -40,6 +41,7 @@ from ._introspect import is_async_callable
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallFailed",
     "CallRejected",

@@ -15,6 +15,7 @@ from resilient._state import CircuitState
 from resilient.backends._base import BreakerStats, Outcome, Permit, Rejection, Transition
 from resilient.backends._redis_link import RedisLink
 from resilient.backends._redis_protocol import STATES, SuccessTally, stats_of, transition_of
+from resilient.backends._redis_view import View
 from resilient.backends.memory import MemoryBackend
 
 __all__ = ["NO_ARGS", "AsyncSteps", "Local"]
@@ -42,6 +43,7 @@ class AsyncSteps:
     _successes: SuccessTally
     _seq: Iterator[int]
     _shields: set[asyncio.Future[Any]]
+    _view: View
 
     if TYPE_CHECKING:
 
@@ -52,7 +54,13 @@ class AsyncSteps:
     async def _step_async(
         self, step: str, extra: tuple[Any, ...], *, bounded: bool = False
     ) -> list[Any] | None:
-        return await self._link.run_async((*self._keys, step, *self._argv, *extra), bounded=bounded)
+        view = self._view
+        reply = await self._link.run_async(
+            (*self._keys, step, *self._argv, *view.hint, *extra), bounded=bounded
+        )
+        if reply is not None:
+            view.observe(reply)
+        return reply
 
     def _release_soon(self, probe_id: str) -> asyncio.Future[Any]:
         # Shielded and held here: a second cancellation of the caller cannot

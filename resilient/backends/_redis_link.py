@@ -144,7 +144,8 @@ class RedisLink:
         # Steps given up on (timed out or their caller cancelled), kept until they end.
         self._abandoned: set[asyncio.Future[list[int]]] = set()
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """Return the breaker's clock reading (for events and the reconnect interval)."""
         clock = self.clock
         if clock is None:
             raise RuntimeError("RedisBackend used before bind()")
@@ -172,7 +173,7 @@ class RedisLink:
             until = self.down_until
             if until is None:
                 return self._era
-            if self._probing or self._now() < until:
+            if self._probing or self.now() < until:
                 return None
             self._probing = True
             return self._era
@@ -183,7 +184,7 @@ class RedisLink:
             if era != self._era:
                 return False  # began before the last change of status: not news
             first = self.down_until is None
-            self.down_until = self._now() + self.reconnect_interval
+            self.down_until = self.now() + self.reconnect_interval
             self._probing = False
             if first:
                 self._era += 1
@@ -198,7 +199,7 @@ class RedisLink:
                     policy="circuit_breaker",
                     name=self.name,
                     operation=None,
-                    time=self._now(),
+                    time=self.now(),
                     backend=self.describe(),
                     exception=exc,
                 )
@@ -224,7 +225,7 @@ class RedisLink:
                     policy="circuit_breaker",
                     name=self.name,
                     operation=None,
-                    time=self._now(),
+                    time=self.now(),
                     backend=self.describe(),
                 )
             )

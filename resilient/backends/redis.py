@@ -53,6 +53,7 @@ from resilient.backends._base import (
     Transition,
 )
 from resilient.backends._redis_link import RedisLink as _RedisLink
+from resilient.backends._redis_view import View as _View
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
 __all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend"]
@@ -73,6 +74,9 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+_HEADER = _proto.HEADER
 
 
 def _seconds(param: str, value: object) -> float:
@@ -143,9 +147,10 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             sync_client,
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
-            self._local.reset,  # a fresh local breaker per outage: what it knew before is stale
-            self._local.reset,  # and fresh again for calls that find no free connection
+            self._went_down,
+            self._local.reset,  # fresh again for calls that find no free connection
         )
+        self._view = _View(self._link)
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
         self.min_reporters = _check.check_int("min_reporters", min_reporters, minimum=1)
@@ -273,17 +278,28 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
                 self._argv = self._script_config()
 
     def _step(self, step: str, extra: tuple[Any, ...], *, bounded: bool = False) -> list[Any] | None:
-        return self._link.run((*self._keys, step, *self._argv, *extra), bounded=bounded)
+        view = self._view
+        reply = self._link.run((*self._keys, step, *self._argv, *view.hint, *extra), bounded=bounded)
+        if reply is not None:
+            view.observe(reply)
+        return reply
+
+    def _went_down(self) -> None:
+        # A fresh local breaker per outage (what it knew before is stale), but
+        # an isolation holds: it lasts until reset(), outage or not.
+        self._local.reset()
+        if self._view.isolated:
+            self._local.isolate()
 
     # --- replies -------------------------------------------------------------------
 
     def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection:
-        # reply: state, generation, previous, next, admitted, permit generation, probe, retry_after_us
-        if not reply[4]:
+        # reply: the header, then admitted, permit generation, probe, retry_after_us
+        admitted, generation, probe = reply[_HEADER : _HEADER + 3]
+        if not admitted:
             return _proto.rejection_of(reply)
-        generation = reply[5]
         transition = _proto.transition_of(reply)
-        if reply[6]:
+        if probe:
             return Permit(generation, True, transition, f"{self.reporter}#{seq}")
         if transition is not None:
             return Permit(generation, False, transition)
