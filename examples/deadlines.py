@@ -20,7 +20,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+try:
+    import httpx
+except ImportError:  # a plain install; the examples extra brings it
+    raise SystemExit(
+        "examples/deadlines.py needs httpx: pip install 'resilient-policies[examples]'"
+    ) from None
 
 import resilient
 from resilient import backoff, retry, timeout

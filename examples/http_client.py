@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
+try:
+    import httpx
+except ImportError:  # a plain install; the examples extra brings it
+    raise SystemExit(
+        "examples/http_client.py needs httpx: pip install 'resilient-policies[examples]'"
+    ) from None
 
 import resilient
 from resilient import (

@@ -187,12 +187,12 @@ class CircuitBreaker(BreakerCore, Policy):
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
         backend = self.backend
-        admit = self._admit
+        admit = self._admit_async
         settle = self._settle_async
         clock = self.clock
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            permit = admit(await backend.acquire_async(), ctx.operation)
+            permit = await admit(await backend.acquire_async(), ctx.operation)
             start = clock.monotonic()
             try:
                 result = await inner(ctx, fn, args, kwargs)
@@ -207,8 +207,10 @@ class CircuitBreaker(BreakerCore, Policy):
     # --- context managers ---------------------------------------------------------
 
     async def __aenter__(self) -> CircuitBreaker:
-        got = self.backend.acquire() if self._direct else await self.backend.acquire_async()
-        permit = self._admit(got, None)
+        if self._direct:
+            permit = self._admit(self.backend.acquire(), None)
+        else:
+            permit = await self._admit_async(await self.backend.acquire_async(), None)
         push_scope(self, (permit, self.clock.monotonic()))
         return self
 
@@ -247,6 +249,21 @@ class CircuitBreaker(BreakerCore, Policy):
         if transition is not None:
             self._emit(transition, None)
         return state
+
+    def peek_state(self) -> CircuitState:
+        """Return the state as :attr:`state` would, without moving the breaker or emitting anything.
+
+        A due OPEN -> HALF_OPEN move reads as HALF_OPEN but is not applied:
+        the next call (or :attr:`state`) applies it. Metrics scrapes use
+        this, so reading a gauge never changes what it measures.
+
+        Returns:
+            The current state.
+        """
+        stats = self.backend.stats()
+        if stats.state is CircuitState.OPEN and stats.retry_after is not None and stats.retry_after <= 0:
+            return CircuitState.HALF_OPEN
+        return stats.state
 
     def stats(self) -> BreakerStats:
         """Return a snapshot of the state and window statistics.

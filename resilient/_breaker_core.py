@@ -125,7 +125,24 @@ class BreakerCore:
                 self._emit(got.transition, operation)
             raise self._reject(got, operation)
         if got.transition is not None:
+            try:
+                self._emit(got.transition, operation)
+            except BaseException:
+                # A handler raised KeyboardInterrupt (say): the permit, a
+                # half-open probe's slot, must not stay taken.
+                self.backend.release(got)
+                raise
+        return got
+
+    async def _admit_async(self, got: Permit | Rejection, operation: str | None) -> Permit:
+        """:meth:`_admit` for a backend whose release must be awaited."""
+        if isinstance(got, Rejection) or got.transition is None:
+            return self._admit(got, operation)
+        try:
             self._emit(got.transition, operation)
+        except BaseException:
+            await self.backend.release_async(got)
+            raise
         return got
 
     def _settle(self, permit: Permit, exc: BaseException | None, start: float, op: str | None) -> None:

@@ -15,20 +15,25 @@ to the next waiter: no wake-up is ever lost.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from ._clock import Clock, SystemClock, TimerHandle, call_later
 from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, Event, EventBus
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Bulkhead", "bulkhead"]
 
@@ -36,8 +41,6 @@ __all__ = ["Bulkhead", "bulkhead"]
 _QUEUED = 0
 _GRANTED = 1  # handed a slot: it now owns one and must release it
 _GONE = 2  # timed out, interrupted, or done with the slot it was handed
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -53,7 +56,7 @@ class _AsyncWaiter:
 
     def __init__(self, bound: float | None) -> None:
         # The running loop's future: no loop is bound before a call has to wait.
-        loop = self.loop = _get_running_loop()
+        loop = self.loop = asyncio._get_running_loop()
         self.fut: asyncio.Future[None] = loop.create_future()  # type: ignore[union-attr]
         self.state = _QUEUED
         self.bound = bound
@@ -64,7 +67,7 @@ class _AsyncWaiter:
         """Wake the waiter from any thread; False if its loop is gone."""
         fut = self.fut
         loop = self.loop
-        if loop is _get_running_loop():
+        if loop is asyncio._get_running_loop():
             if not fut.done():  # _resolve, inlined: most calls of a busy bulkhead come here
                 fut.set_result(None)
             return True

@@ -15,18 +15,32 @@ apart).
 
 from __future__ import annotations
 
-import asyncio
 import sys
+import threading
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from types import CodeType, FrameType
-from typing import TYPE_CHECKING
+from types import CodeType, FrameType, MappingProxyType
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._clock import Clock
+from ._lazy import LazyLogger
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._pipeline import Pipeline
 
-__all__ = ["CallContext", "current_call", "remaining"]
+__all__ = [
+    "AttributeValue",
+    "CallContext",
+    "clean_attributes",
+    "current_call",
+    "delivered_call",
+    "delivering",
+    "remaining",
+]
+
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 
 class Deadline:
@@ -57,34 +71,177 @@ def register_layer(layer: object) -> None:
         _layer_codes.add(code)
 
 
+AttributeValue: TypeAlias = str | bool | int | float
+"""A per-call attribute's value: a scalar, as OpenTelemetry and log formatters accept."""
+
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
+
+
+def clean_attributes(found: object, source: str) -> Mapping[str, AttributeValue]:
+    """Validate what an ``attributes=`` callable returned; log and drop what is unusable.
+
+    An observability hook must never change a call's outcome, so a bad
+    result is reported on the ``resilient`` logger instead of raised.
+
+    Args:
+        found: The callable's result: a mapping of str to scalar, or None.
+        source: What produced it, for the log message.
+
+    Returns:
+        The usable attributes (``None`` values are left out).
+    """
+    if found is None:
+        return _NO_ATTRIBUTES
+    if not isinstance(found, Mapping):
+        logger.error("%s returned %r, not a mapping of attribute names to values; ignored", source, found)
+        return _NO_ATTRIBUTES
+    out: dict[str, AttributeValue] = {}
+    for key, value in found.items():
+        if not isinstance(key, str) or not key:
+            logger.error(
+                "%s returned the attribute name %r; names are non-empty strings; dropped", source, key
+            )
+        elif value is None:
+            continue
+        elif not isinstance(value, (str, bool, int, float)):
+            logger.error(
+                "%s returned %r for attribute %r; values are str, bool, int or float; dropped",
+                source,
+                value,
+                key,
+            )
+        else:
+            out[key] = value
+    return out
+
+
 class CallContext:
     """What a running pipeline call knows about itself.
 
     Attributes:
-        operation: Qualified name of the protected function.
+        operation: Qualified name of the protected function (``__qualname__``).
+        full_name: Module-qualified name of the protected function
+            (``"myapp.client.Client.fetch"``): what metric labels and span
+            names use, so same-named functions of different modules stay apart.
         attempt: The current attempt, 1-based (retry advances it).
         pipeline: The pipeline running the call.
+        attributes: The call's attributes (from the pipeline's
+            ``attributes=`` callable and :meth:`set_attribute`), read by the
+            adapters for spans, log records and (allow-listed) metric labels.
+            Recorded only while someone observes the pipeline's events.
+        fallback_used: True once a ``fallback`` answered a failure during the call.
     """
 
-    __slots__ = ("attempt", "operation", "pipeline", "shared")
+    __slots__ = (
+        "_exits",
+        "attempt",
+        "attributes",
+        "fallback_used",
+        "full_name",
+        "operation",
+        "pipeline",
+        "shared",
+    )
 
-    def __init__(self, operation: str, pipeline: Pipeline, shared: bool = False) -> None:
+    def __init__(
+        self, operation: str, pipeline: Pipeline, shared: bool = False, full_name: str | None = None
+    ) -> None:
         self.operation = operation
+        self.full_name = operation if full_name is None else full_name
         self.attempt = 1
         self.pipeline = pipeline
         #: True for the one context an unobserved operation's calls share;
         #: never mutated (see :meth:`fork`).
         self.shared = shared
+        self.attributes: Mapping[str, AttributeValue] = _NO_ATTRIBUTES
+        self.fallback_used = False
+        self._exits: list[Callable[[BaseException | None], object]] | None = None
 
     def fork(self) -> CallContext:
         """Return a private copy for one call (used before mutating a shared context).
 
         Returns:
-            A new, unshared context with the same operation and attempt.
+            A new, unshared context with the same operation, attempt and attributes.
         """
-        ctx = CallContext(self.operation, self.pipeline)
+        ctx = CallContext(self.operation, self.pipeline, full_name=self.full_name)
         ctx.attempt = self.attempt
+        ctx.attributes = self.attributes
         return ctx
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Add an attribute to this call (for spans, log records and allow-listed metric labels).
+
+        Call it from the protected function (``resilient.current_call()``)
+        for values known only during the call. A call nobody observes runs
+        on a shared, read-only context: the value is then dropped, at no cost.
+
+        Args:
+            key: The attribute's name; prefer OpenTelemetry's semantic
+                conventions where one fits (``server.address``).
+            value: A str, bool, int or float.
+
+        Raises:
+            TypeError: *key* is not a non-empty str or *value* not a scalar.
+        """
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"set_attribute() key must be a non-empty str, got {key!r}")
+        if not isinstance(value, (str, bool, int, float)):
+            raise TypeError(f"set_attribute({key!r}) value must be a str, bool, int or float, got {value!r}")
+        if self.shared:
+            return
+        attributes = dict(self.attributes)
+        attributes[key] = value
+        self.attributes = attributes
+
+    def on_exit(self, callback: Callable[[BaseException | None], object]) -> None:
+        """Run *callback* when this call ends, however it ends.
+
+        For a ``CallStarted`` handler that opens something for the call (a
+        span made current, a context variable): the pipeline calls
+        ``callback(exc)`` after the call's last event, in the caller's task
+        or thread, even if the handler has been unsubscribed meanwhile.
+        *exc* is None on success, else the exception the caller receives
+        (a control-flow exception for a cancelled call). Callbacks run last
+        registered first; one that raises is logged and skipped (a
+        control-flow exception it raises propagates once the others ran).
+
+        Args:
+            callback: ``(exc) -> None``.
+
+        Raises:
+            TypeError: *callback* is not callable.
+            RuntimeError: This is the shared context of an unobserved call
+                (only observed calls, the ones that emit ``CallStarted``,
+                run exit callbacks).
+        """
+        if not callable(callback):
+            raise TypeError(f"on_exit() needs a callable, got {callback!r}")
+        if self.shared:
+            raise RuntimeError("on_exit() works on observed calls only: call it from a CallStarted handler")
+        if self._exits is None:
+            self._exits = [callback]
+        else:
+            self._exits.append(callback)
+
+    def run_exits(self, exc: BaseException | None) -> None:
+        """Run the :meth:`on_exit` callbacks, last registered first (the pipeline calls this).
+
+        Args:
+            exc: None on success, else the exception the call ended with.
+        """
+        exits = self._exits
+        self._exits = None
+        interrupt: BaseException | None = None
+        while exits:
+            callback = exits.pop()
+            try:
+                callback(exc)
+            except Exception:
+                logger.exception("resilient on_exit callback %r of %s failed", callback, self.full_name)
+            except BaseException as caught:  # KeyboardInterrupt: the others still run, then it propagates
+                interrupt = interrupt or caught
+        if interrupt is not None:
+            raise interrupt
 
     @property
     def deadline(self) -> float | None:
@@ -106,6 +263,28 @@ class CallContext:
 
     def __repr__(self) -> str:
         return f"<CallContext operation={self.operation!r} attempt={self.attempt} deadline={self.deadline}>"
+
+
+class _Delivery(threading.local):
+    ctx: CallContext | None = None
+
+
+delivering = _Delivery()
+"""Per thread: the call whose lifecycle event the pipeline is emitting (see :func:`delivered_call`)."""
+
+
+def delivered_call() -> CallContext | None:
+    """Return the call whose lifecycle event (``CallStarted``...) is being delivered here, or None.
+
+    The pipeline sets it around emitting its own call events, so adapters
+    find the call without walking the stack (a sync handler runs inline,
+    and no other task runs while it does). For a policy's events, use
+    :func:`current_call`.
+
+    Returns:
+        The call's context, or None.
+    """
+    return delivering.ctx
 
 
 def current_call() -> CallContext | None:

@@ -7,10 +7,13 @@ that delivers them; :mod:`resilient.events` is the public face of both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if not TYPE_CHECKING:
+    from ._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
+    from dataclasses import dataclass
+
     from ._state import CircuitState
 
 __all__ = [
@@ -19,7 +22,9 @@ __all__ = [
     "BackendStateLost",
     "BulkheadRejected",
     "CallFailed",
+    "CallCancelled",
     "CallRejected",
+    "CallStarted",
     "CallSucceeded",
     "CircuitClosed",
     "CircuitHalfOpened",
@@ -164,6 +169,20 @@ class FallbackUsed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted(Event):
+    """An outer pipeline call is starting (once per call, before its first attempt).
+
+    Emitted only while a handler subscribes to it. A sync handler runs
+    inline, in the caller's task or thread, before the function: whatever it
+    makes current (an OpenTelemetry span, a context variable) stays current
+    for the whole call, so everything the function does happens inside it.
+    Undo it with :meth:`resilient.CallContext.on_exit` on
+    ``resilient.current_call()``: the pipeline runs that callback when the
+    call ends, however it ends.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallSucceeded(Event):
     """An outer pipeline call returned (once per call, not per attempt).
 
@@ -184,6 +203,24 @@ class CallFailed(Event):
     Attributes:
         duration: Seconds from the call's start to the raise.
         exception: What the caller receives.
+    """
+
+    duration: float
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCancelled(Event):
+    """An outer pipeline call was ended by a control-flow exception (once per call).
+
+    Cancellation (``asyncio.CancelledError``), ``KeyboardInterrupt``,
+    ``SystemExit`` or ``GeneratorExit`` (a coroutine closed before it
+    finished). This is not a failure: no ``CallFailed`` is emitted, and the
+    exception propagates unchanged.
+
+    Attributes:
+        duration: Seconds from the call's start to the interruption.
+        exception: The control-flow exception.
     """
 
     duration: float

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from ._clock import Clock
 from ._context import CallContext
@@ -15,13 +15,58 @@ from ._validate import ExceptionSpec, check_bus, check_clock, check_name, make_m
 
 __all__ = ["Fallback", "fallback"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+C = TypeVar("C")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
-class Fallback(Policy):
-    """The policy returned by :func:`fallback`."""
+
+class Fallback(Policy, Generic[R_co]):
+    """The policy returned by :func:`fallback`.
+
+    ``Fallback[R]`` answers with an ``R`` (the default, or what the handler
+    returns or its awaitable resolves to), so a function returning ``T`` that
+    it decorates is typed as returning ``T | R``: exactly ``T`` when the
+    default fits, and visibly wider when it does not (``@fallback(42)`` on
+    ``-> str`` gives ``str | int``, and code relying on ``str`` fails to
+    type-check).
+    """
 
     kind: ClassVar[str] = "fallback"
     emits: ClassVar[tuple[type[Event], ...]] = (FallbackUsed,)
 
+    # A callable default is a handler (as at run time): its result is the answer.
+    @overload
+    def __init__(
+        self: Fallback[R],
+        default: Callable[..., Awaitable[R]],
+        *,
+        on: ExceptionSpec = ...,
+        name: str | None = ...,
+        clock: Clock | None = ...,
+        bus: EventBus | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Fallback[R],
+        default: Callable[..., R],
+        *,
+        on: ExceptionSpec = ...,
+        name: str | None = ...,
+        clock: Clock | None = ...,
+        bus: EventBus | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Fallback[R],
+        default: R,
+        *,
+        on: ExceptionSpec = ...,
+        name: str | None = ...,
+        clock: Clock | None = ...,
+        bus: EventBus | None = ...,
+    ) -> None: ...
     def __init__(
         self,
         default: Any,
@@ -43,7 +88,64 @@ class Fallback(Policy):
     def __repr__(self) -> str:
         return f"fallback({self.default!r})"
 
+    # Policy's overloads, with the answer's type added to the result. Typed
+    # as a plain Policy, a Fallback keeps the function's type (the override
+    # is deliberately wider: that is what a fallback does).
+    @overload  # type: ignore[override]
+    def __call__(
+        self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
+    ) -> classmethod[C, P, Coroutine[Any, Any, T | R_co]]: ...
+    @overload
+    def __call__(self, fn: classmethod[C, P, T]) -> classmethod[C, P, T | R_co]: ...
+    @overload
+    def __call__(
+        self, fn: staticmethod[P, Coroutine[Any, Any, T]]
+    ) -> staticmethod[P, Coroutine[Any, Any, T | R_co]]: ...
+    # A staticmethod is also callable; an async one matched the overload above.
+    @overload
+    def __call__(self, fn: staticmethod[P, T]) -> staticmethod[P, T | R_co]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T | R_co]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T | R_co]: ...
+    def __call__(self, fn: Any) -> Any:
+        """Decorate *fn*: on a matching failure it answers with the default instead.
+
+        Args:
+            fn: A function, coroutine function, method, classmethod or
+                staticmethod (generators are rejected).
+
+        Returns:
+            A wrapper with *fn*'s parameters, returning *fn*'s result or the
+            fallback's answer.
+        """
+        return super().__call__(fn)
+
+    @overload  # type: ignore[override]
+    def call(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T | R_co]: ...
+    @overload
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | R_co: ...
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)``, answering a matching failure with the default.
+
+        Args:
+            fn: The function to run.
+            *args: Positional arguments for *fn*.
+            **kwargs: Keyword arguments for *fn*.
+
+        Returns:
+            What *fn* returns or the fallback's answer (an awaitable of it for
+            a coroutine function).
+        """
+        return super().call(fn, *args, **kwargs)
+
     def _used(self, ctx: CallContext, exc: BaseException) -> None:
+        if not ctx.shared:
+            ctx.fallback_used = True  # the call's outcome is "fallback", not "success"
         bus = self.bus
         if bus.wants(FallbackUsed):
             bus.emit(
@@ -80,8 +182,11 @@ class Fallback(Policy):
 
         return run
 
-    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
-        """Return the sync layer; an async handler cannot serve a sync function.
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError when the handler is async: it cannot serve a sync function.
+
+        Args:
+            target: The sync function about to be guarded.
 
         Raises:
             TypeError: The handler is a coroutine function.
@@ -91,6 +196,14 @@ class Fallback(Policy):
                 f"fallback handler {self.default!r} is async but the protected function is sync; "
                 "use a sync handler"
             )
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Return the sync layer; an async handler cannot serve a sync function.
+
+        Raises:
+            TypeError: The handler is a coroutine function.
+        """
+        self.check_sync(None)
         match = self._match
         default = self.default
         is_handler = self._is_handler
@@ -120,6 +233,33 @@ class Fallback(Policy):
         return run
 
 
+@overload
+def fallback(
+    default: Callable[..., Awaitable[R]],
+    *,
+    on: ExceptionSpec = ...,
+    name: str | None = ...,
+    clock: Clock | None = ...,
+    bus: EventBus | None = ...,
+) -> Fallback[R]: ...
+@overload
+def fallback(
+    default: Callable[..., R],
+    *,
+    on: ExceptionSpec = ...,
+    name: str | None = ...,
+    clock: Clock | None = ...,
+    bus: EventBus | None = ...,
+) -> Fallback[R]: ...
+@overload
+def fallback(
+    default: R,
+    *,
+    on: ExceptionSpec = ...,
+    name: str | None = ...,
+    clock: Clock | None = ...,
+    bus: EventBus | None = ...,
+) -> Fallback[R]: ...
 def fallback(
     default: Any,
     *,
@@ -127,7 +267,7 @@ def fallback(
     name: str | None = None,
     clock: Clock | None = None,
     bus: EventBus | None = None,
-) -> Fallback:
+) -> Fallback[Any]:
     """Return *default* instead of raising when the call fails with an exception matching *on*.
 
     If *default* is callable it is a handler: the result of
@@ -135,6 +275,11 @@ def fallback(
     awaitable). A handler that raises propagates its exception with
     ``__context__`` set to the original failure. Control-flow exceptions are
     never replaced.
+
+    For type checkers, the decorated function returns its own type or the
+    default's (the handler's result type, awaited for an async handler):
+    ``@fallback(None)`` on ``-> str | None`` keeps ``str | None``, while
+    ``@fallback(42)`` on ``-> str`` makes it ``str | int``.
 
     Args:
         default: The value to return, or a handler ``(exc, *args, **kwargs)``.

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import numbers
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _config
 from ._budget import RetryBudget
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
     ExceptionSpec,
@@ -25,6 +25,11 @@ from ._validate import (
     make_matcher,
 )
 from .backoff import Backoff, _to_backoff
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Retry", "retry"]
 

@@ -10,7 +10,6 @@ expiry, and the task's ``cancelling()`` count is restored.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from types import TracebackType
@@ -20,9 +19,15 @@ from ._clock import Clock, SystemClock, TimerHandle
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_name
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Timeout", "timeout"]
 

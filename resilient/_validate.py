@@ -176,6 +176,9 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
             )
     if not types:
         return _never
+    shared = _type_matchers.get(types)
+    if shared is not None:
+        return shared
     # BaseException means "every Exception": control flow is excluded below.
     norm = tuple(Exception if t is BaseException else t for t in types)
     group_types = tuple(t for t in norm if issubclass(t, BaseExceptionGroup))
@@ -189,7 +192,17 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
             return all(match(e) for e in exc.exceptions)
         return isinstance(exc, norm)
 
+    if len(_type_matchers) < _TYPE_MATCHERS_MAX:
+        _type_matchers[types] = match
     return match
+
+
+# A matcher of exception types depends on nothing else, so policies share
+# them: most keep the default ``Exception``, and a closure each would cost
+# every decorated function about 400 bytes. Bounded, for programs that make
+# exception classes at run time.
+_type_matchers: dict[tuple[type[BaseException], ...], Matcher] = {}
+_TYPE_MATCHERS_MAX = 256
 
 
 def _never(exc: BaseException) -> bool:

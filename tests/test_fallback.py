@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, overload
 
 import pytest
 
@@ -29,6 +29,12 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@overload
+def make_fn(kind: Literal["async"], outcome: object) -> Callable[..., Coroutine[Any, Any, object]]: ...
+@overload
+def make_fn(kind: Literal["sync"], outcome: object) -> Callable[..., object]: ...
+@overload
+def make_fn(kind: str, outcome: object) -> Callable[..., Any]: ...
 def make_fn(kind: str, outcome: object) -> Callable[..., Any]:
     """An async or sync function that raises *outcome* if it is an exception, else returns it."""
 
@@ -365,9 +371,9 @@ def test_bad_configuration_fails_at_factory_time(
 def test_default_is_required_and_the_rest_keyword_only() -> None:
     """fallback needs a default; on= cannot be passed positionally."""
     with pytest.raises(TypeError):
-        fallback()  # type: ignore[call-arg]
+        fallback()  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        fallback("x", Boom)  # type: ignore[call-arg]
+        fallback("x", Boom)  # type: ignore[call-overload]
 
 
 def test_factory_returns_a_fallback_policy() -> None:

@@ -194,3 +194,13 @@ def test_import_does_not_import_optional_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_import_leaves_asyncio_and_package_metadata_unloaded() -> None:
+    """`import resilient` loads neither asyncio nor importlib.metadata: they cost most of its import time."""
+    code = (
+        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing\n"
+        "print(sorted(m for m in ('asyncio', 'importlib.metadata') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -31,7 +31,7 @@ clock = FakeClock()
 
 assert_type(retry(), Retry)
 assert_type(timeout(1), Timeout)
-assert_type(fallback(None), Fallback)
+assert_type(fallback(None), Fallback[None])
 assert_type(pipeline(retry(), timeout(1)), Pipeline)
 
 
@@ -278,3 +278,24 @@ async def use_breaker_and_bulkhead() -> None:
         assert_type(exc.name, str | None)
     except resilient.BulkheadFullError as exc:
         assert_type(exc.retry_after, float | None)
+
+
+# --- call attributes (issue 13) ---------------------------------------------------------
+
+
+@pipeline(retry(), attributes=lambda url, **_: {"server.address": url.split("/")[2]})
+async def fetch_page(url: str, *, retries: int = 0) -> bytes:
+    call = resilient.current_call()
+    if call is not None:
+        call.set_attribute("retries", retries)
+        call.set_attribute("tags", ["a"])  # type: ignore[arg-type]
+        assert_type(call.full_name, str)
+    return b""
+
+
+async def use_attributes() -> None:
+    assert_type(await fetch_page("https://example.com/"), bytes)
+    await fetch_page(3)  # type: ignore[arg-type]
+
+
+pipeline(retry(), attributes=42)  # type: ignore[arg-type]
