@@ -24,6 +24,7 @@ from resilient._events import (
     ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -57,6 +58,7 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     FallbackUsed: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
+    BackendStateLost: logging.WARNING,
     CallStarted: logging.DEBUG,
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
@@ -64,8 +66,8 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks and a
-degraded backend are WARNING; a failed call (the caller gets the exception
+Retries, timeouts, circuit state changes, rejections, fallbacks, a
+degraded backend and a backend that lost its state are WARNING; a failed call (the caller gets the exception
 and decides), a cancelled call and a recovered backend are INFO; a call's
 start and its success are DEBUG so production logs stay quiet.
 """
@@ -199,6 +201,13 @@ def _backend_recovered(ev: BackendRecovered) -> str:
     return f"{ev.policy} {_label(ev)}: backend {ev.backend} answers again, using shared state"
 
 
+def _backend_state_lost(ev: BackendStateLost) -> str:
+    return (
+        f"{ev.policy} {_label(ev)}: backend {ev.backend} lost the shared state "
+        f"(was {ev.previous.value}, now {ev.state.value})"
+    )
+
+
 def _generic(ev: Event) -> str:
     fields = ", ".join(f"{k}={v!r}" for k, v in event_fields(ev).items())
     return f"{event_kind(type(ev))} {subject(ev)}" + (f" ({fields})" if fields else "")
@@ -219,6 +228,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CallCancelled: _call_cancelled,
     BackendDegraded: _backend_degraded,
     BackendRecovered: _backend_recovered,
+    BackendStateLost: _backend_state_lost,
     Event: _generic,
 }
 
