@@ -1,7 +1,7 @@
 """The asyncio half of :class:`~resilient.backends.redis.RedisBackend`.
 
 The same steps as the blocking half, through ``redis.asyncio`` and bounded
-with ``asyncio.timeout``. A cancellation is the caller's: it propagates, and
+by the link's budget. A cancellation is the caller's: it propagates, and
 a probe lease the cancelled step may hold is released in the background.
 """
 
@@ -9,47 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from resilient._state import CircuitState
 from resilient.backends._base import BreakerStats, Outcome, Permit, Rejection, Transition
-from resilient.backends._redis_link import RedisLink
-from resilient.backends._redis_protocol import STATES, SuccessTally, stats_of, transition_of
-from resilient.backends._redis_view import View
-from resilient.backends.memory import MemoryBackend
+from resilient.backends._redis_admit import Decisions, Local
+from resilient.backends._redis_protocol import STATES, stats_of, transition_of
 
-__all__ = ["NO_ARGS", "AsyncSteps", "Local"]
+__all__ = ["NO_ARGS", "AsyncSteps"]
 
 NO_ARGS: tuple[Any, ...] = ()
 
 
-class Local:
-    """Marks a permit issued by the local fallback breaker."""
-
-    __slots__ = ("permit",)
-
-    def __init__(self, permit: Permit) -> None:
-        self.permit = permit
-
-
-class AsyncSteps:
+class AsyncSteps(Decisions):
     """The ``*_async`` steps of RedisBackend (a mixin; the state lives there)."""
 
-    reporter: str
-    _link: RedisLink
     _keys: tuple[bytes, ...]
     _argv: tuple[bytes, ...]
-    _local: MemoryBackend
-    _successes: SuccessTally
     _seq: Iterator[int]
     _shields: set[asyncio.Future[Any]]
-    _view: View
-
-    if TYPE_CHECKING:
-
-        def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection: ...
-        def _local_acquire(self) -> Permit | Rejection: ...
-        def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]: ...
 
     async def _step_async(
         self, step: str, extra: tuple[Any, ...], *, bounded: bool = False
@@ -85,7 +63,9 @@ class AsyncSteps:
             # whose reply is lost. Releasing an id never granted is a no-op.
             self._release_soon(f"{self.reporter}#{seq}")
             raise
-        return self._local_acquire() if reply is None else self._admission(reply, seq)
+        if reply is None:
+            return self._without_turn(gen, count)
+        return self._admission(reply, seq)
 
     async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
         """Async ``record``.

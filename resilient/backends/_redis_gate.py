@@ -13,7 +13,10 @@ outage), and a pool's ``max_connections`` would surface as
   (slow start): each step that succeeds while others wait adds a turn, so
   connections are opened one after the other, not all at once.
 
-Waiting for a turn is back-pressure, never counted as Redis latency.
+Waiting for a turn is back-pressure, never counted as Redis latency. The
+helpers at the end read and tidy a pool: whether it has a connection to give,
+whether an error only says it had none, and closing its idle connections
+(dead after a Redis restart).
 """
 
 from __future__ import annotations
@@ -24,7 +27,19 @@ import weakref
 from collections import deque
 from typing import Any
 
-__all__ = ["MAX_IN_FLIGHT", "AsyncGate", "SyncGate", "async_gate", "sync_gate"]
+import redis.exceptions
+
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "AsyncGate",
+    "SyncGate",
+    "async_gate",
+    "drop_idle",
+    "drop_idle_async",
+    "has_free_connection",
+    "pool_exhausted",
+    "sync_gate",
+]
 
 MAX_IN_FLIGHT = 16
 """Most steps one event loop runs at once against one connection pool."""
@@ -197,3 +212,40 @@ def sync_gate(client: Any) -> SyncGate | None:
             size = _pool_size(pool)
             _sync_gates[pool] = None if size >= _UNBOUNDED else SyncGate(size)
         return _sync_gates[pool]
+
+
+# redis-py >= 5.1 raises MaxConnectionsError; older versions a plain
+# ConnectionError with this text. A BlockingConnectionPool that waited its
+# own timeout says "No connection available.".
+_POOL_EXHAUSTED = (
+    getattr(redis.exceptions, "MaxConnectionsError", redis.exceptions.ConnectionError),
+    "Too many connections",
+    "No connection available.",
+)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when *exc* says the client's pool had no free connection (no Redis failure)."""
+    return isinstance(exc, _POOL_EXHAUSTED[0]) and (
+        type(exc) is not redis.exceptions.ConnectionError or str(exc) in _POOL_EXHAUSTED[1:]
+    )
+
+
+def drop_idle(client: Any) -> None:
+    """Close the idle connections of a blocking client's pool (they reconnect when next used)."""
+    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
+    if disconnect is not None:
+        disconnect(inuse_connections=False)
+
+
+async def drop_idle_async(client: Any) -> None:
+    """Close the idle connections of an asyncio client's pool (they reconnect when next used)."""
+    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
+    if disconnect is not None:
+        await disconnect(inuse_connections=False)
+
+
+def has_free_connection(client: Any) -> bool:
+    """False when the client's pool is known to have no connection to give right now."""
+    can = getattr(getattr(client, "connection_pool", None), "can_get_connection", None)
+    return True if can is None else bool(can())

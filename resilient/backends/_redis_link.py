@@ -13,8 +13,8 @@ What is *not* an outage:
   sends that one step to local state;
 - time the event loop spent stalled (busy with other tasks, or blocked):
   the budget is spent in short slices, and a slice that ends late counts
-  only its own length, so only time in which the loop was free to read
-  Redis's reply is blamed on Redis;
+  only the share of it in which the loop ran normally, so mostly time in
+  which the loop was free to read Redis's reply is blamed on Redis;
 - news from a step that began before the link last changed status: each
   status change starts a new *era*, and only a step of the current era may
   end it. A reply arriving late from before an outage does not end it, and
@@ -32,13 +32,21 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import redis.exceptions
 from redis.exceptions import NoScriptError
 
 from resilient._clock import Clock
 from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
 from resilient.backends._redis_clients import async_twin, sync_twin
-from resilient.backends._redis_gate import AsyncGate, SyncGate, async_gate, sync_gate
+from resilient.backends._redis_gate import (
+    AsyncGate,
+    SyncGate,
+    async_gate,
+    drop_idle,
+    drop_idle_async,
+    has_free_connection,
+    pool_exhausted,
+    sync_gate,
+)
 
 __all__ = ["SCRIPT", "SCRIPT_SHA", "RedisLink"]
 
@@ -50,42 +58,6 @@ SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
 
 SLICES = 5
 """The budget is spent in this many slices (see the module docstring)."""
-
-# redis-py >= 5.1 raises MaxConnectionsError; older versions a plain
-# ConnectionError with this text. A BlockingConnectionPool that waited its
-# own timeout says "No connection available.".
-_POOL_EXHAUSTED = (
-    getattr(redis.exceptions, "MaxConnectionsError", redis.exceptions.ConnectionError),
-    "Too many connections",
-    "No connection available.",
-)
-
-
-def _pool_exhausted(exc: BaseException) -> bool:
-    """True when *exc* says the client's pool had no free connection (no Redis failure)."""
-    return isinstance(exc, _POOL_EXHAUSTED[0]) and (
-        type(exc) is not redis.exceptions.ConnectionError or str(exc) in _POOL_EXHAUSTED[1:]
-    )
-
-
-def _drop_idle(client: Any) -> None:
-    """Close the idle connections of a blocking client's pool (they reconnect when next used)."""
-    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
-    if disconnect is not None:
-        disconnect(inuse_connections=False)
-
-
-async def _drop_idle_async(client: Any) -> None:
-    """Close the idle connections of an asyncio client's pool (they reconnect when next used)."""
-    disconnect = getattr(getattr(client, "connection_pool", None), "disconnect", None)
-    if disconnect is not None:
-        await disconnect(inuse_connections=False)
-
-
-def _has_free_connection(client: Any) -> bool:
-    """False when the client's pool is known to have no connection to give right now."""
-    can = getattr(getattr(client, "connection_pool", None), "can_get_connection", None)
-    return True if can is None else bool(can())
 
 
 async def _script(client: Any, args: tuple[Any, ...]) -> list[int]:
@@ -300,10 +272,10 @@ class RedisLink:
                 reply = client.evalsha(SCRIPT_SHA, 4, *args)
             numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the socket timeout
-            if _pool_exhausted(exc):
+            if pool_exhausted(exc):
                 self._unanswered(era)  # back-pressure: this step only goes local
             elif self._failed(exc, era):
-                _drop_idle(client)
+                drop_idle(client)
             return None
         except BaseException:
             self._unanswered(era)
@@ -312,7 +284,7 @@ class RedisLink:
             if gate is not None:
                 gate.leave()
         if self._answered(era):
-            _drop_idle(client)
+            drop_idle(client)
         return numbers
 
     def _async_gate(self) -> AsyncGate:
@@ -356,14 +328,14 @@ class RedisLink:
                 # Connections idle since before the outage may be dead: open
                 # new ones, one at a time.
                 gate.restart()
-                await _drop_idle_async(self.async_client())
+                await drop_idle_async(self.async_client())
             return numbers
         finally:
             gate.leave(answered)
 
     async def _step(self, era: int, args: tuple[Any, ...]) -> tuple[bool, list[int] | None]:
         client = self.async_client()
-        if era != self._era or not _has_free_connection(client):
+        if era != self._era or not has_free_connection(client):
             # The link went down while this step waited its turn, or the
             # application holds every connection: local state, no outage.
             self._unanswered(era)
@@ -387,11 +359,11 @@ class RedisLink:
                 return True, step.result()
             except (Exception, asyncio.CancelledError) as error:  # a redis error; its own cancellation
                 exc = error
-            if _pool_exhausted(exc):
+            if pool_exhausted(exc):
                 self._unanswered(era)
                 return False, None
         if self._failed(exc, era):
-            await _drop_idle_async(client)  # the next attempt must not reuse a dead connection
+            await drop_idle_async(client)  # the next attempt must not reuse a dead connection
         return False, None
 
     async def _within_budget(self, step: asyncio.Future[list[int]]) -> bool:

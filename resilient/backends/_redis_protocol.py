@@ -166,6 +166,17 @@ class SuccessTally:
                 self._generation = generation
                 self._count = 1
 
+    def restore(self, generation: int, count: int) -> None:
+        """Count again *count* successes taken for a step that never reached Redis."""
+        if not count:
+            return
+        with self._lock:
+            if generation == self._generation:
+                self._count += count
+            elif generation > self._generation:
+                self._generation = generation
+                self._count = count
+
     def take(self) -> tuple[int, int]:
         """Return ``(generation, count)`` and start counting from zero."""
         if not self._count:

@@ -52,6 +52,7 @@ from resilient.backends._base import (
     Rejection,
     Transition,
 )
+from resilient.backends._redis_admit import Local as _Local
 from resilient.backends._redis_link import RedisLink as _RedisLink
 from resilient.backends._redis_view import View as _View
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
@@ -74,9 +75,6 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-_HEADER = _proto.HEADER
 
 
 def _seconds(param: str, value: object) -> float:
@@ -284,41 +282,6 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             view.observe(reply)
         return reply
 
-    def _went_down(self) -> None:
-        # A fresh local breaker per outage (what it knew before is stale), but
-        # an isolation holds: it lasts until reset(), outage or not.
-        self._local.reset()
-        if self._view.isolated:
-            self._local.isolate()
-
-    # --- replies -------------------------------------------------------------------
-
-    def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection:
-        # reply: the header, then admitted, permit generation, probe, retry_after_us
-        admitted, generation, probe = reply[_HEADER : _HEADER + 3]
-        if not admitted:
-            return _proto.rejection_of(reply)
-        transition = _proto.transition_of(reply)
-        if probe:
-            return Permit(generation, True, transition, f"{self.reporter}#{seq}")
-        if transition is not None:
-            return Permit(generation, False, transition)
-        permit = self._closed
-        if permit.generation != generation:
-            # One permit per generation, shared by every CLOSED call.
-            permit = self._closed = Permit(generation)
-        return permit
-
-    def _local_acquire(self) -> Permit | Rejection:
-        got = self._local.acquire()
-        if isinstance(got, Rejection):
-            return got
-        return Permit(got.generation, got.probe, got.transition, _steps.Local(got))
-
-    def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]:
-        gen, count = self._successes.take()
-        return (permit.generation, int(outcome), permit.token or "", gen, count)
-
     # --- the steps (sync) ----------------------------------------------------------------
 
     def acquire(self) -> Permit | Rejection:
@@ -330,7 +293,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            # A call waits for its turn at most one budget, then is admitted locally.
+            # A call waits for its turn at most one budget (see _without_turn).
             reply = self._step("acquire", (gen, count, seq), bounded=True)
         except BaseException:
             # Interrupted after the server may have granted a probe lease (a
@@ -338,7 +301,9 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             # it, as the async step does. Releasing an id never granted is a no-op.
             self._step("release", (f"{self.reporter}#{seq}",))
             raise
-        return self._local_acquire() if reply is None else self._admission(reply, seq)
+        if reply is None:
+            return self._without_turn(gen, count)
+        return self._admission(reply, seq)
 
     def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
         """Record an outcome; a CLOSED fast success is deferred to the next step.
@@ -351,7 +316,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             The transition caused, or None.
         """
         token = permit.token
-        if token.__class__ is _steps.Local:
+        if token.__class__ is _Local:
             return self._local.record(token.permit, outcome)
         if outcome is Outcome.SUCCESS and not permit.probe:
             # Cannot open anything by itself: ride along with the next step.
@@ -374,7 +339,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             permit: The call's permit.
         """
         token = permit.token
-        if token.__class__ is _steps.Local:
+        if token.__class__ is _Local:
             self._local.release(token.permit)
         elif permit.probe:
             self._step("release", (token,))

@@ -12,7 +12,8 @@ import redis.asyncio
 from _redis_fixture import RedisServer
 
 import resilient
-from resilient import CircuitBreaker, circuit_breaker
+from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
+from resilient.backends._redis_gate import AsyncGate, async_gate
 from resilient.backends._redis_link import SCRIPT
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendDegraded
@@ -68,6 +69,11 @@ class SmallPool(redis.ConnectionPool):
 async def ok() -> str:
     """Succeed."""
     return "ok"
+
+
+async def refused() -> None:
+    """Fail as a dependency that is down would."""
+    raise ConnectionError("refused")
 
 
 async def test_twenty_callers_at_cold_start_are_no_outage(
@@ -174,3 +180,74 @@ async def test_sync_callers_beyond_the_pool_wait_for_a_connection(
     assert commands(own_server)["evalsha"] == 20  # every call was decided by the shared state
     admin.close()
     pool.disconnect()
+
+
+@pytest.fixture
+async def warp(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Move the running loop's clock forward (its timers fire) without waiting."""
+    loop = asyncio.get_running_loop()
+    real = loop.time
+    offset = [0.0]
+    monkeypatch.setattr(loop, "time", lambda: real() + offset[0])
+
+    def advance(seconds: float) -> None:
+        offset[0] += seconds
+
+    return advance
+
+
+async def settle() -> None:
+    """Let every ready task run a few steps."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def take_every_turn(breaker: CircuitBreaker) -> AsyncGate:
+    """Occupy every turn of the breaker's pool in this loop, as slow steps of other calls would."""
+    client = breaker.backend._link.async_client()  # type: ignore[attr-defined]
+    gate = async_gate(client, asyncio.get_running_loop())
+    gate.capacity = gate.active = gate.limit
+    return gate
+
+
+@pytest.mark.parametrize("state", [CircuitState.ISOLATED, CircuitState.OPEN])
+async def test_a_call_without_a_turn_is_rejected_as_the_shared_state_says(
+    build: Build, degradations: list[BackendDegraded], state: CircuitState, warp: Callable[[float], None]
+) -> None:
+    """No turn at Redis in time (a busy pool, no outage): an ISOLATED or OPEN breaker still admits nothing."""
+    breaker = build()
+    if state is CircuitState.ISOLATED:
+        await breaker.isolate_async()
+    else:
+        for _ in range(5):
+            with pytest.raises(ConnectionError):
+                await breaker.call(refused)
+    take_every_turn(breaker)
+    calls = asyncio.gather(*(breaker.call(ok) for _ in range(20)), return_exceptions=True)
+    await settle()  # all twenty wait for a turn
+    warp(0.06)  # longer than the budget: none comes
+    outcomes = await calls
+    assert all(isinstance(o, CircuitOpenError) for o in outcomes)
+    assert degradations == []
+
+
+async def test_a_failure_admitted_without_a_turn_is_recorded_in_redis(
+    build: Build, own_server: RedisServer, degradations: list[BackendDegraded], warp: Callable[[float], None]
+) -> None:
+    """A CLOSED call admitted without a turn counts in the shared state once a turn frees."""
+    breaker = build()
+    assert await breaker.call(ok) == "ok"
+    gate = take_every_turn(breaker)
+    failing = asyncio.create_task(breaker.call(refused))
+    await settle()  # it waits for a turn to be admitted
+    warp(0.06)  # none comes within the budget: admitted as CLOSED, it fails, then waits to record
+    await settle()
+    assert not failing.done()
+    for _ in range(gate.limit):
+        gate.leave(False)
+    with pytest.raises(ConnectionError):
+        await failing
+    admin = own_server.sync_client()
+    assert admin.hget(breaker.backend.keys[0], "cf") == b"1"  # type: ignore[attr-defined]
+    admin.close()
+    assert degradations == []
