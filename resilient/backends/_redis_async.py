@@ -57,7 +57,7 @@ class AsyncSteps(Decisions):
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            reply = await self._step_async("acquire", (gen, count, seq), bounded=True)
+            reply = await self._step_async("acquire", (gen, count, seq), bounded=self._view.last is not None)
         except BaseException:
             # Cancelled mid-step: the server may have granted a probe lease
             # whose reply is lost. Releasing an id never granted is a no-op.

@@ -10,11 +10,13 @@ What is *not* an outage:
 
 - waiting for a turn (see :mod:`._redis_gate`): back-pressure, not latency;
   a pool with no free connection (the application holds them all) only
-  sends that one step to local state;
+  makes that one step go without Redis;
 - time the event loop spent stalled (busy with other tasks, or blocked):
   the budget is spent in short slices, and a slice that ends late counts
   only the share of it in which the loop ran normally, so mostly time in
-  which the loop was free to read Redis's reply is blamed on Redis;
+  which the loop was free to read Redis's reply is blamed on Redis (but a
+  step never waits more than :data:`CEILING` budgets of wall time, so that
+  a silent Redis is found however congested the loop);
 - news from a step that began before the link last changed status: each
   status change starts a new *era*, and only a step of the current era may
   end it. A reply arriving late from before an outage does not end it, and
@@ -58,6 +60,10 @@ SCRIPT_SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
 
 SLICES = 5
 """The budget is spent in this many slices (see the module docstring)."""
+CEILING = 10
+"""However stalled the loop, a step is given up after this many budgets of wall time."""
+GRACE = 3
+"""Loop iterations a step gets after a stalled slice to read a reply that arrived meanwhile."""
 
 
 async def _script(client: Any, args: tuple[Any, ...]) -> list[int]:
@@ -372,6 +378,7 @@ class RedisLink:
         budget = self.timeout
         piece = budget / SLICES
         spent = 0.0
+        give_up = loop.time() + CEILING * budget
         while True:
             length = min(piece, budget - spent)
             start = loop.time()
@@ -381,9 +388,19 @@ class RedisLink:
             # Woken late: the loop was stalled or congested (other tasks, a
             # blocking call, a busy host), and the step could not move either.
             # Only the share of the slice in which it could is blamed on Redis.
-            elapsed = loop.time() - start
-            spent += length if elapsed <= length else length * length / elapsed
-            if spent >= budget * 0.999:
+            now = loop.time()
+            elapsed = now - start
+            if elapsed <= length:
+                spent += length
+            else:
+                spent += length * length / elapsed
+                # A reply that arrived while the loop was stalled is read in
+                # the next few iterations: let them run before judging.
+                for _ in range(GRACE):
+                    await asyncio.sleep(0)
+                    if step.done():
+                        return True
+            if spent >= budget * 0.999 or now >= give_up:
                 return False
 
     def _abandon(self, step: asyncio.Future[list[int]]) -> None:

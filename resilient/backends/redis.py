@@ -293,8 +293,9 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            # A call waits for its turn at most one budget (see _without_turn).
-            reply = self._step("acquire", (gen, count, seq), bounded=True)
+            # A call waits for its turn at most one budget (see _without_turn),
+            # once this process has seen the shared state to decide by.
+            reply = self._step("acquire", (gen, count, seq), bounded=self._view.last is not None)
         except BaseException:
             # Interrupted after the server may have granted a probe lease (a
             # BackendRecovered handler raising KeyboardInterrupt, say): free

@@ -187,13 +187,13 @@ async def test_a_restart_of_redis_loses_an_open_breaker_and_says_so(
 
 async def test_a_state_that_expired_is_not_reported_as_lost(build: Build, own_server: RedisServer) -> None:
     """Keys that lived out their TTL (an unused breaker) are not a loss: no event."""
-    breaker = build(failure_threshold=1, recovery_timeout=0.001, key_ttl=0.001, probe_lease=0.001)
+    breaker = build(failure_threshold=1, recovery_timeout=0.01, key_ttl=0.05, probe_lease=0.01)
     with capture_events() as events, pytest.raises(ConnectionError):
         await invoke(breaker, "async", ConnectionError("down"))
     assert [type(e) for e in events if isinstance(e, CircuitOpened)] == [CircuitOpened]
     admin = own_server.sync_client()
     state = breaker.backend.keys[0]  # type: ignore[attr-defined]
-    for _ in range(100_000):  # its TTL is 3 ms of server time: poll, never sleep
+    for _ in range(1_000_000):  # its TTL is 50 ms of server time: poll, never sleep
         if not admin.exists(state):
             break
     assert not admin.exists(state)
