@@ -36,6 +36,7 @@ __all__ = [
     "async_gate",
     "drop_idle",
     "drop_idle_async",
+    "forget_all",
     "has_free_connection",
     "pool_exhausted",
     "sync_gate",
@@ -174,6 +175,14 @@ _async_gates: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, Asyn
     weakref.WeakKeyDictionary()
 )
 _sync_gates: weakref.WeakKeyDictionary[Any, SyncGate | None] = weakref.WeakKeyDictionary()
+
+
+def forget_all() -> None:
+    """Drop every gate: after ``fork()`` the child has none of its parent's steps in flight."""
+    global _lock  # the parent's lock may have been held by one of its threads
+    _lock = threading.Lock()
+    _async_gates.clear()
+    _sync_gates.clear()
 
 
 def async_gate(client: Any, loop: asyncio.AbstractEventLoop) -> AsyncGate:

@@ -209,6 +209,14 @@ class RedisLink:
             )
         return True
 
+    def forked(self) -> None:
+        """Start afresh in a forked child: the parent's turns and locks are not its own."""
+        self._lock = threading.Lock()
+        self._probing = False
+        self._gates = None
+        sync = self._sync
+        self._sync_gate = None if sync is None else sync_gate(sync)
+
     def _unanswered(self, era: int) -> None:
         """A step ended without news (interrupted, or no connection for it): free the probe slot."""
         if self.down_until is None:

@@ -42,6 +42,7 @@ from resilient._state import CircuitState
 from resilient.backends import _redis_async as _steps
 from resilient.backends import _redis_clients as _clients
 from resilient.backends import _redis_config as _cfg
+from resilient.backends import _redis_gate as _gates
 from resilient.backends import _redis_protocol as _proto
 from resilient.backends._base import (
     BreakerBackend,
@@ -69,7 +70,9 @@ _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    # A forked child is another reporter and must not reuse its parent's probe ids.
+    # A forked child is another reporter and must not reuse its parent's probe
+    # ids; and it has none of its parent's steps in flight (turns, locks).
+    _gates.forget_all()
     for backend in list(_instances):
         backend._forked()
 
@@ -269,6 +272,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         )
 
     def _forked(self) -> None:
+        self._link.forked()
         self._seq = itertools.count(1)
         if self._explicit_reporter is None:
             self.reporter = _proto.default_reporter()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import signal
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -13,7 +17,7 @@ from _redis_fixture import RedisServer
 
 import resilient
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
-from resilient.backends._redis_gate import AsyncGate, async_gate
+from resilient.backends._redis_gate import AsyncGate, async_gate, sync_gate
 from resilient.backends._redis_link import SCRIPT
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendDegraded
@@ -248,4 +252,64 @@ async def test_a_failure_admitted_without_a_turn_is_recorded_in_redis(
     admin = own_server.sync_client()
     assert admin.hget(breaker.backend.keys[0], "cf") == b"1"  # type: ignore[attr-defined]
     admin.close()
+    assert degradations == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_does_not_inherit_its_parents_turns(own_server: RedisServer) -> None:
+    """A turn its parent held when it forked is not the child's: the child's steps still run."""
+    pool = SmallPool(host="127.0.0.1", port=own_server.port, max_connections=1)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=own_server.port)
+    breaker = circuit_breaker(
+        name="forked", backend=RedisBackend(client, sync_client=redis.Redis(connection_pool=pool))
+    )
+    breaker.reset()
+    gate = sync_gate(breaker.backend._link.sync_client())  # type: ignore[attr-defined]
+    assert gate is not None
+    assert gate.enter(timeout=0)  # the parent's only turn, held (a thread inside a step)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: reset() waits for a turn without bound
+        try:
+            breaker.reset()
+            os.write(write, b"ok")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 10)
+        assert ready, "the forked child is stuck waiting for its parent's turn"
+        assert os.read(read, 2) == b"ok"
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        gate.leave()
+        pool.disconnect()
+
+
+async def test_a_call_cancelled_while_waiting_for_its_turn_leaks_nothing(
+    build: Build, degradations: list[BackendDegraded]
+) -> None:
+    """Cancelled in the queue for a turn: CancelledError, no outage, and every turn comes back."""
+    breaker = build()
+    assert await breaker.call(ok) == "ok"
+    gate = take_every_turn(breaker)
+    waiting = asyncio.create_task(breaker.call(ok))
+    await settle()
+    assert len(gate._waiters) == 1
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # Only the release of a probe lease it might have been granted (a no-op) waits now.
+    assert len(gate._waiters) == 1
+    for _ in range(gate.limit):
+        gate.leave(True)
+    await asyncio.gather(*breaker.backend._shields)  # type: ignore[attr-defined]  # the release ends
+    assert (gate.active, len(gate._waiters)) == (0, 0)
+    assert await breaker.call(ok) == "ok"
+    assert gate.active == 0
     assert degradations == []
