@@ -7,7 +7,8 @@ memory and time each decorated function costs, and the import time (in
 fresh interpreters; see ``startup.py``), then prints Markdown tables with a
 PASS/FAIL budget column:
 
-- every resilient policy adds less overhead than the fastest peer with it;
+- every resilient policy adds less overhead than the fastest peer with it
+  (the rate limiter: hyx's token bucket and aiolimiter);
 - the five-policy stack adds no more than the hand-written stdlib stack;
 - ``@timeout`` costs no more than ``asyncio.timeout``;
 - throughput at least that of ``asyncio.Semaphore`` + a hand-written breaker;
@@ -20,7 +21,19 @@ PASS/FAIL budget column:
   at most 1 KB kept per decorated function; ``import resilient`` no slower
   than ``import stamina``; and today's per-call numbers as the floor:
   ``@retry`` success at most 1.1x the hand-written loop, the five-policy
-  stack at most 0.85x the hand-written stack.
+  stack at most 0.85x the hand-written stack;
+- the issue 12 budgets: ``@hedge`` whose first attempt answers at once costs
+  no more than a hand-written ``asyncio.wait`` hedge (no peer has hedging);
+  chaos that is switched off adds at most 100 ns to a call (the layer's own
+  cost: a pipeline with it against the same pipeline without it); an open
+  ``gate()`` (in-flight accounting) adds at most 1.1x what an uncontended
+  ``bulkhead`` adds (the ``asyncio.current_task()`` column shows what
+  finding the running task would cost without the per-task cache used on
+  CPython 3.11); a function following a ``Registry`` key costs what the
+  same pipeline decorated directly costs (within 5%).
+- the issue 12 (outcomes, HTTP) budgets, from ``outcomes_http.py``:
+  ``outcome()`` at most 1 µs over a hand-written ``try``, ``gather_outcomes``
+  at most 1.2x ``asyncio.gather(return_exceptions=True)``.
 
 Usage::
 
@@ -55,6 +68,10 @@ from _harness import (
     verdict,
     versions,
 )
+from limiter_workloads import saturated, saturated_table
+from outcomes_http import async_variants as outcome_variants
+from outcomes_http import report as outcomes_report
+from outcomes_http import sync_variants as http_variants
 from overhead import _three_async, _three_sync, flaky_async, flaky_sync, ok, ok_sync
 from startup import (
     decoration_checks,
@@ -70,6 +87,7 @@ import resilient
 from resilient.events import BulkheadRejected, EventBus
 
 AsyncFn = Callable[[], Awaitable[Any]]
+SAT_RATE, SAT_BURST = 5000.0, 10  # the saturated limiter: sub-millisecond permits, a small burst
 
 
 @dataclass
@@ -101,11 +119,16 @@ def scenarios() -> list[Scenario]:
         Scenario("timeout", "timeout (not reached)", pr.TIMEOUT_ASYNC),
         Scenario("breaker", "circuit breaker, closed", pr.BREAKER_ASYNC),
         Scenario("bulkhead", "bulkhead, uncontended", pr.BULKHEAD_ASYNC),
+        Scenario("limiter", "rate limiter, free permit", pr.RATE_ASYNC),
+        Scenario("limited", "rate limiter, rejected (saturated)", pr.RATE_REJECTED_ASYNC),
         Scenario("fallback", "fallback, no failure", pr.FALLBACK_ASYNC),
         Scenario("stack", "five-policy stack", pr.STACK_ASYNC),
+        Scenario("hedge", "hedge, first attempt answers at once", pr.HEDGE_ASYNC),
+        Scenario("chaos", "chaos fault, switched off", pr.CHAOS_OFF_ASYNC),
         Scenario("sretry", "sync retry, success first time", pr.RETRY_SYNC, sync=True),
         Scenario("sretry2", "sync retry, 2 failures then success", pr.RETRY_SYNC, flaky=True, sync=True),
         Scenario("sbreaker", "sync circuit breaker, closed", pr.BREAKER_SYNC, sync=True),
+        Scenario("schaos", "sync chaos fault, switched off", pr.CHAOS_OFF_SYNC, sync=True),
     ]
 
 
@@ -135,6 +158,78 @@ def _build(rows: list[Scenario], sync: bool) -> dict[str, Any]:
             variants[label] = fn
             sc.variants[lib] = label
     return variants
+
+
+def _shutdown_variants(sync: bool) -> dict[str, Any]:
+    """The shutdown and registry rows: an open gate, a bulkhead to compare, a registry follower and its twin."""
+    from resilient import Registry, bulkhead, gate, retry
+
+    target: Any = ok_sync if sync else ok
+    pre = "sync " if sync else ""
+    registry = Registry([{"retry": {"attempts": 3, "backoff": 0}}])
+    out = {
+        f"{pre}sd gate": gate()(target),
+        f"{pre}sd bulkhead": bulkhead(50)(target),
+        f"{pre}sd direct": retry(attempts=3, backoff=0)(target),
+        f"{pre}sd follower": registry("upstream")(target),
+    }
+    if not sync:
+        current_task = asyncio.current_task
+
+        async def task_lookup() -> Any:
+            current_task()
+            return await ok()
+
+        out["sd task lookup"] = task_lookup
+    return out
+
+
+def shutdown_table(stats: dict[str, Stats], checks: list[Check]) -> str:
+    """Overheads of the shutdown and registry rows, and their budgets."""
+    out = []
+    for pre, kind in (("", "async"), ("sync ", "sync")):
+        bare = stats[f"{pre}bare"].median
+        over = {k: stats[f"{pre}sd {k}"].median - bare for k in ("gate", "bulkhead", "direct", "follower")}
+        lookup = 0.0 if pre else max(0.0, stats["sd task lookup"].median - bare)
+        gate_ok = over["gate"] <= 1.1 * over["bulkhead"]
+        follow_ok = over["follower"] <= 1.05 * over["direct"]
+        out.append(
+            [
+                kind,
+                fmt_ns(over["gate"]),
+                "-" if pre else fmt_ns(lookup),
+                fmt_ns(over["bulkhead"]),
+                fmt_ns(over["direct"]),
+                fmt_ns(over["follower"]),
+                f"{verdict(gate_ok)} / {verdict(follow_ok)}",
+            ]
+        )
+        checks.append(
+            Check(
+                f"{kind} open `gate()` adds at most 1.1x an uncontended `bulkhead`",
+                f"{fmt_ns(over['gate'])} vs {fmt_ns(over['bulkhead'])} ({fmt_ratio(over['gate'], over['bulkhead'])})",
+                gate_ok,
+            )
+        )
+        checks.append(
+            Check(
+                f"{kind} `@registry(key)` follower costs what the pipeline decorated directly costs (5%)",
+                f"{fmt_ns(over['follower'])} vs {fmt_ns(over['direct'])}",
+                follow_ok,
+            )
+        )
+    return table(
+        [
+            "calls",
+            "gate, open",
+            "asyncio.current_task()",
+            "bulkhead(50), uncontended",
+            "retry decorated directly",
+            "same retry, following a registry key",
+            "budgets (gate / follower)",
+        ],
+        out,
+    )
 
 
 def _event_variants() -> dict[str, AsyncFn]:
@@ -227,6 +322,61 @@ def extra_checks(rows: list[Scenario], stats: dict[str, Stats], checks: list[Che
     check("five-policy stack adds at most 0.85x the hand-written stack", "stack", "stdlib", 0.85)
     check("sync `@retry` success path adds at most 2x the hand-written loop", "sretry", "stdlib", 2.0)
     check("closed breaker adds at most half of `circuitbreaker`'s", "breaker", "circuitbreaker", 0.5)
+    check(
+        "`@hedge` (first attempt answers) costs no more than an `asyncio.wait` hedge", "hedge", "stdlib", 1.0
+    )
+
+
+# --- disabled chaos: the layer's own cost ---------------------------------------------------
+
+_CHAOS_ROWS = (
+    ("base", "`fallback` alone (one wrapper, one layer)"),
+    ("off", "`fallback` + `chaos.fault(enabled=switch)`, switch off"),
+    ("false", "`fallback` + `chaos.fault(enabled=False)`"),
+    ("alone", "`chaos.fault(enabled=switch)` alone, switch off"),
+)
+
+
+def chaos_variants(sync: bool) -> dict[str, Any]:
+    """The same function under fallback, with and without a disabled chaos layer inside it."""
+    pre = "schaos" if sync else "chaos"
+    target: Any = ok_sync if sync else ok
+
+    def fault(enabled: Any) -> resilient.Policy:
+        return resilient.chaos.fault(ConnectionError, enabled=enabled)
+
+    return {
+        f"{pre} base": resilient.fallback(0)(target),
+        f"{pre} off": resilient.pipeline(resilient.fallback(0), fault(pr.chaos_off))(target),
+        f"{pre} false": resilient.pipeline(resilient.fallback(0), fault(False))(target),
+        f"{pre} alone": fault(pr.chaos_off)(target),
+    }
+
+
+def chaos_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
+    """Disabled chaos: per-call time of each variant and what the chaos layer adds."""
+    out = []
+    for sync in (False, True):
+        pre, bare = ("schaos", "sync bare") if sync else ("chaos", "bare")
+        base = stats[f"{pre} base"].median
+        for key, title in _CHAOS_ROWS:
+            median = stats[f"{pre} {key}"].median
+            if key == "alone":
+                added = f"{fmt_ns(median - stats[bare].median)} over a bare call"
+            elif key == "base":
+                added = "-"
+            else:
+                added = f"{fmt_ns(median - base)} over `fallback` alone"
+            out.append([("sync " if sync else "async ") + title, fmt_ns(median), added])
+        layer = stats[f"{pre} off"].median - base
+        checks.append(
+            Check(
+                f"{'sync' if sync else 'async'} chaos switched off adds at most 100 ns",
+                f"{fmt_ns(layer)} (fallback + chaos vs fallback alone)",
+                layer <= 100.0,
+            )
+        )
+    return table(["variant", "per call", "chaos costs"], out)
 
 
 def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
@@ -268,6 +418,9 @@ def run(
     async def main() -> tuple[dict[str, Stats], tuple[dict[str, list[float]], dict[str, str]], Any, Any]:
         av = _build(rows, sync=False)
         av.update(_event_variants())
+        av.update(_shutdown_variants(sync=False))
+        av.update(chaos_variants(sync=False))
+        av.update(outcome_variants())
         astats = await measure_async(av, settings)
         tp = await throughput(trounds, tasks, calls)
         mem = memory(mem_n)
@@ -275,7 +428,13 @@ def run(
         return astats, tp, mem, deco
 
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
-    sstats = measure_sync(_build(rows, sync=True), settings)
+    sat_calls = 20 if tasks >= 1000 else 5
+    sat, sat_missing = asyncio.run(saturated(trounds, 100, sat_calls, SAT_RATE, SAT_BURST))
+    sv = _build(rows, sync=True)
+    sv.update(_shutdown_variants(sync=True))
+    sv.update(chaos_variants(sync=True))
+    sv.update(http_variants())
+    sstats = measure_sync(sv, settings)
     stats = {**astats, **sstats}
     mem["retry, after its first call (sync)"] = memory_after_first_call(mem_n - 1)
     imports = import_times(iruns)
@@ -291,10 +450,21 @@ def run(
     )
     print(overhead_table(rows, stats, checks))
     extra_checks(rows, stats, checks)
+    print("\n## Chaos switched off\n")
+    print(chaos_checks(stats, checks))
     print("\n## Events with no subscriber\n")
     print(event_checks(stats, checks))
+    print("\n## Outcomes, result checks and Retry-After parsing\n")
+    print(outcomes_report(stats, checks))
+    print("\n## Graceful shutdown and the registry: overhead per call over a bare call\n")
+    print(shutdown_table(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
     print(throughput_table(tp, tp_missing, checks))
+    print(
+        f"\n## Saturated rate limiter: 100 tasks x {sat_calls} calls, waiting for permits of "
+        f"{SAT_RATE:,}/s (bursts of {SAT_BURST})\n"
+    )
+    print(saturated_table(sat, sat_missing, 100 * sat_calls, SAT_RATE, SAT_BURST))
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")
     print(memory_table(mem))
     print(

@@ -207,3 +207,146 @@ class Breaker:
             return result
 
         return wrapper
+
+
+def hedge(
+    delay: float, attempts: int = 2
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """A hedge written with ``asyncio.wait``: start another attempt after *delay*; first success wins.
+
+    A failure starts the next attempt at once; the attempts still running
+    are cancelled and awaited when the call ends.
+
+    Args:
+        delay: Seconds before the next attempt starts.
+        attempts: Attempts in all.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            pending: set[asyncio.Future[Any]] = {asyncio.ensure_future(fn(*args, **kwargs))}
+            started = 1
+            last: BaseException | None = None
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(
+                        pending,
+                        timeout=delay if started < attempts else None,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    for task in done:
+                        exc = task.exception()
+                        if exc is None:
+                            return task.result()
+                        last = exc
+                    if started < attempts:
+                        pending.add(asyncio.ensure_future(fn(*args, **kwargs)))
+                        started += 1
+                assert last is not None
+                raise last
+            finally:
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending)
+
+        return wrapper
+
+    return deco
+
+
+def chaos_fault(
+    enabled: Callable[[], bool],
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Fault injection behind a switch read on every call (async).
+
+    Args:
+        enabled: The switch.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if enabled():
+                raise ConnectionError("injected")
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def chaos_fault_sync(enabled: Callable[[], bool]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Fault injection behind a switch read on every call (sync).
+
+    Args:
+        enabled: The switch.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if enabled():
+                raise ConnectionError("injected")
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+class RateLimited(Exception):
+    """Raised by :func:`rate_limiter` when no permit is free."""
+
+
+def rate_limiter(
+    rate: float, burst: int, *, wait: bool = False
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """GCRA on ``time.monotonic`` in a closure: reject beyond the burst, or sleep until the permit.
+
+    One event loop only (no lock), no FIFO guarantee beyond reservation
+    order, and a cancelled sleeper keeps its reservation: what a few lines
+    buy.
+
+    Args:
+        rate: Permits per second.
+        burst: Permits at once after an idle period.
+        wait: Sleep until the reserved permit instead of raising RateLimited.
+
+    Returns:
+        A decorator.
+    """
+    interval = 1.0 / rate
+    limit = burst * interval
+    tat = [0.0]
+    monotonic = time.monotonic
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            now = monotonic()
+            t = tat[0]
+            new = (t if t > now else now) + interval
+            delay = new - limit - now
+            if delay > 0:
+                if not wait:
+                    raise RateLimited
+                tat[0] = new
+                await asyncio.sleep(delay)
+            else:
+                tat[0] = new
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco

@@ -40,6 +40,15 @@ def _seconds(param: str, value: object) -> float | None:
     return check_duration(param, value, allow_none=True)
 
 
+MAX_WINDOW = 1_000_000
+"""The largest count window: one byte per call, allocated when the breaker is made.
+
+Longer memories are what ``window_seconds`` is for (fixed memory).
+"""
+MIN_WINDOW_SECONDS = 0.001
+"""The shortest time window: its buckets must be measurable clock intervals."""
+
+
 class CircuitBreaker(BreakerCore, Policy):
     """The policy returned by :func:`circuit_breaker`.
 
@@ -75,8 +84,10 @@ class CircuitBreaker(BreakerCore, Policy):
             half_open_max_calls=check_int("half_open_max_calls", half_open_max_calls, minimum=1),
             success_threshold=check_int("success_threshold", success_threshold, minimum=1),
             failure_rate=None if failure_rate is None else check_fraction("failure_rate", failure_rate),
-            window=check_int("window", window, minimum=1),
-            window_seconds=_seconds("window_seconds", window_seconds),
+            window=check_int("window", window, minimum=1, maximum=MAX_WINDOW),
+            window_seconds=check_duration(
+                "window_seconds", window_seconds, allow_none=True, minimum=MIN_WINDOW_SECONDS
+            ),
             minimum_calls=check_int("minimum_calls", minimum_calls, minimum=1),
             slow_call_duration=_seconds("slow_call_duration", slow_call_duration),
             slow_call_rate=check_fraction("slow_call_rate", slow_call_rate),
@@ -355,9 +366,10 @@ def circuit_breaker(
         success_threshold: Probe successes that close it (int >= 1).
         failure_rate: Failure fraction in (0, 1] that opens it, or None for
             consecutive mode.
-        window: The count window: the last *window* recorded calls (int >= 1).
-        window_seconds: Use a time window of this many seconds instead
-            (fixed buckets: O(1) memory whatever the traffic).
+        window: The count window: the last *window* recorded calls (int from
+            1 to 1,000,000; one byte each).
+        window_seconds: Use a time window of this many seconds (at least
+            0.001) instead (fixed buckets: O(1) memory whatever the traffic).
         minimum_calls: Calls the window must hold before a rate opens it
             (int >= 1; capped at *window* for a count window).
         slow_call_duration: Seconds above which a call is slow, or None.

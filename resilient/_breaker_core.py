@@ -25,7 +25,7 @@ from ._events import (
     EventBus,
 )
 from ._state import CircuitState
-from ._validate import Matcher
+from ._validate import Matcher, every_leaf
 from .backends import BreakerBackend, Outcome, Permit, Rejection
 from .backends._base import Transition
 
@@ -42,11 +42,13 @@ SUCCESS = Outcome.SUCCESS
 _SLOW_SUCCESS = Outcome.SLOW_SUCCESS
 
 
+def _is_rejection_leaf(exc: BaseException) -> bool:
+    return isinstance(exc, ResilientError) and hasattr(exc, "retry_after")
+
+
 def _is_rejection(exc: BaseException) -> bool:
     """True for this library's rejection errors, or a group made only of them."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_rejection(e) for e in exc.exceptions)
-    return isinstance(exc, ResilientError) and hasattr(exc, "retry_after")
+    return every_leaf(exc, _is_rejection_leaf)
 
 
 class BreakerCore:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
-from types import CodeType, FrameType, MappingProxyType
-from typing import TYPE_CHECKING, TypeAlias
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
+from datetime import timedelta
+from types import CodeType, FrameType, MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, TypeAlias, overload
 
 from ._clock import Clock
 from ._lazy import LazyLogger
+from ._validate import check_duration
 
 if TYPE_CHECKING:
     import asyncio
@@ -38,20 +41,32 @@ __all__ = [
     "delivered_call",
     "delivering",
     "remaining",
+    "without_deadline",
 ]
 
 logger = LazyLogger("resilient")  # logging loads with the first message
 
 
 class Deadline:
-    """A point in a clock's time by which work must end."""
+    """A point in a clock's time by which work must end.
 
-    __slots__ = ("at", "clock", "task")
+    Attributes:
+        at: The deadline, in the clock's monotonic seconds.
+        clock: The clock it is measured on.
+        task: The task whose timer enforces it (others only inherit it).
+        seconds: The length of the timeout that set it, reported when it
+            fires (default: the time left when it is made).
+    """
 
-    def __init__(self, at: float, clock: Clock, task: asyncio.Task[object] | None) -> None:
+    __slots__ = ("at", "clock", "seconds", "task")
+
+    def __init__(
+        self, at: float, clock: Clock, task: asyncio.Task[object] | None, seconds: float | None = None
+    ) -> None:
         self.at = at
         self.clock = clock
         self.task = task
+        self.seconds = max(0.0, at - clock.monotonic()) if seconds is None else seconds
 
     def remaining(self) -> float:
         return self.at - self.clock.monotonic()
@@ -134,6 +149,7 @@ class CallContext:
 
     __slots__ = (
         "_exits",
+        "_origin",
         "attempt",
         "attributes",
         "fallback_used",
@@ -156,6 +172,9 @@ class CallContext:
         self.attributes: Mapping[str, AttributeValue] = _NO_ATTRIBUTES
         self.fallback_used = False
         self._exits: list[Callable[[BaseException | None], object]] | None = None
+        # The context this one was forked from for a concurrent attempt (hedge),
+        # or None: the call's own context.
+        self._origin: CallContext | None = None
 
     def fork(self) -> CallContext:
         """Return a private copy for one call (used before mutating a shared context).
@@ -166,7 +185,18 @@ class CallContext:
         ctx = CallContext(self.operation, self.pipeline, full_name=self.full_name)
         ctx.attempt = self.attempt
         ctx.attributes = self.attributes
+        ctx._origin = self.origin
         return ctx
+
+    @property
+    def origin(self) -> CallContext:
+        """The context of the call itself: this one, or the one it was forked from.
+
+        A ``hedge`` runs each attempt with a fork of the call's context (its
+        own attempt number, at the same time as the others); adapters that
+        keep state per call (a span) look it up by the origin.
+        """
+        return self._origin or self
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """Add an attribute to this call (for spans, log records and allow-listed metric labels).
@@ -216,6 +246,9 @@ class CallContext:
         """
         if not callable(callback):
             raise TypeError(f"on_exit() needs a callable, got {callback!r}")
+        if self._origin is not None:  # a hedged attempt's fork: the call's own context runs them
+            self._origin.on_exit(callback)
+            return
         if self.shared:
             raise RuntimeError("on_exit() works on observed calls only: call it from a CallStarted handler")
         if self._exits is None:
@@ -249,17 +282,22 @@ class CallContext:
         d = _deadline.get()
         return None if d is None else d.at
 
-    def remaining(self) -> float | None:
-        """Seconds left before the ambient deadline (never negative), or None.
+    @overload
+    def remaining(self, *, default: None = None) -> float | None: ...
+    @overload
+    def remaining(self, *, default: float | timedelta) -> float: ...
+    def remaining(self, *, default: float | timedelta | None = None) -> float | None:
+        """Seconds left before the ambient deadline (never negative), or *default*.
+
+        Args:
+            default: What to return when no deadline applies (seconds or a
+                ``timedelta``); see :func:`resilient.remaining`.
 
         Returns:
-            The budget to hand to a client (e.g. an HTTP timeout), or None
-            when no ``timeout`` encloses the call.
+            The budget to hand to a client (e.g. an HTTP timeout), or
+            *default* (None unless given) when no ``timeout`` encloses the call.
         """
-        d = _deadline.get()
-        if d is None:
-            return None
-        return max(0.0, d.remaining())
+        return remaining(default=default)
 
     def __repr__(self) -> str:
         return f"<CallContext operation={self.operation!r} attempt={self.attempt} deadline={self.deadline}>"
@@ -309,17 +347,86 @@ def current_call() -> CallContext | None:
     return None
 
 
-def remaining() -> float | None:
-    """Return the seconds left before the ambient deadline, or None.
+@overload
+def remaining(*, default: None = None) -> float | None: ...
+@overload
+def remaining(*, default: float | timedelta) -> float: ...
+def remaining(*, default: float | timedelta | None = None) -> float | None:
+    """Return the seconds left before the ambient deadline, or *default*.
 
     A shortcut for ``current_call().remaining()`` that also sees a deadline
     set by ``async with timeout(...)`` outside any decorated function.
 
+    To hand the budget to a client, always give a *default*: many clients
+    read ``timeout=None`` as "no timeout at all" (httpx does), so
+    ``client.get(url, timeout=remaining())`` would switch the client's own
+    timeout off wherever no deadline applies. ``remaining(default=5.0)``
+    never returns None.
+
+    Args:
+        default: Returned when no deadline applies: seconds (finite, >= 0)
+            or a ``timedelta``. Checked on every call, deadline or not.
+
     Returns:
-        Seconds left (never negative), or None when no deadline applies
-        (in particular outside any pipeline call).
+        Seconds left (never negative); when no deadline applies (in
+        particular outside any pipeline call), *default*: None unless given.
+
+    Raises:
+        TypeError: *default* is not a number of seconds or a timedelta.
+        ValueError: *default* is negative, NaN or infinite.
     """
+    if default is not None:
+        default = check_duration("default", default, allow_zero=True)
     d = _deadline.get()
     if d is None:
-        return None
+        return default
     return max(0.0, d.remaining())
+
+
+def without_deadline() -> AbstractContextManager[None]:
+    """Run a block outside the ambient deadline: ``with resilient.without_deadline():``.
+
+    Inside the block no deadline applies: :func:`remaining` returns None,
+    ``retry`` and ``bulkhead`` queues ignore the enclosing deadline, a
+    ``timeout`` entered there has its own full length, and a task started
+    there (``asyncio.create_task``, ``asyncio.shield(coro)``,
+    ``TaskGroup.create_task``) inherits no deadline, for the whole of its
+    life. It is the escape hatch for work that must outlive the caller's
+    deadline: an audit write, a cache refresh, a shielded commit.
+
+    It does not stop an enclosing ``timeout`` from cancelling the current
+    task when its time is up: start the work as a task inside the block
+    (and ``await asyncio.shield(task)`` if the caller waits for it). The
+    enclosing deadline is restored when the block exits.
+
+    Returns:
+        A context manager (sync ``with``; it works in async code too).
+    """
+    return _WithoutDeadline()
+
+
+class _WithoutDeadline(AbstractContextManager[None]):
+    __slots__ = ("_token",)
+
+    def __init__(self) -> None:
+        self._token: Token[Deadline | None] | None = None
+
+    def __enter__(self) -> None:
+        if self._token is not None:
+            raise RuntimeError("without_deadline() is already entered; use a new one per `with`")
+        self._token = _deadline.set(None)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token = self._token
+        if token is None:
+            raise RuntimeError("without_deadline() exited without being entered")
+        self._token = None
+        _deadline.reset(token)
+
+    def __repr__(self) -> str:
+        return "without_deadline()"

@@ -25,19 +25,28 @@ from ._event_types import (
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitIsolated,
     CircuitOpened,
     CircuitRejected,
     CircuitStateChanged,
+    ConfigReloaded,
+    ConfigReloadFailed,
     Event,
     FallbackUsed,
+    GateClosed,
+    GateClosing,
+    GateRejected,
+    HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     TimeoutElapsed,
 )
 from ._introspect import is_async_callable
+from ._numbers import describe, plain_number
 
 __all__ = [
     "BackendDegraded",
@@ -49,16 +58,24 @@ __all__ = [
     "CallRejected",
     "CallStarted",
     "CallSucceeded",
+    "ChaosInjected",
     "CircuitClosed",
     "CircuitHalfOpened",
     "CircuitIsolated",
     "CircuitOpened",
     "CircuitRejected",
     "CircuitStateChanged",
+    "ConfigReloadFailed",
+    "ConfigReloaded",
     "Event",
     "EventBus",
     "FallbackUsed",
+    "GateClosed",
+    "GateClosing",
+    "GateRejected",
+    "HedgeStarted",
     "Handler",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "Subscription",
@@ -145,8 +162,11 @@ class EventBus:
     """
 
     def __init__(self, *, max_pending: int = 10_000) -> None:
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
-            raise TypeError(f"max_pending must be an int, got {type(max_pending).__name__} {max_pending!r}")
+        # A plain int: an int subclass's comparisons could lie (see _numbers).
+        number = plain_number(max_pending)
+        if number is None or type(number) is float:
+            raise TypeError(f"max_pending must be an int, got {describe(max_pending)}")
+        max_pending = int(number)
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self._subs: list[Sub] = []

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from ._clock import Clock
 from ._context import CallContext
+from ._errors import FailedResult
 from ._events import Event, EventBus, FallbackUsed
 from ._introspect import is_async_callable
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
@@ -43,6 +44,7 @@ class Fallback(Policy, Generic[R_co]):
         default: Callable[..., Awaitable[R]],
         *,
         on: ExceptionSpec = ...,
+        on_result: Callable[[Any], bool] | None = ...,
         name: str | None = ...,
         clock: Clock | None = ...,
         bus: EventBus | None = ...,
@@ -53,6 +55,7 @@ class Fallback(Policy, Generic[R_co]):
         default: Callable[..., R],
         *,
         on: ExceptionSpec = ...,
+        on_result: Callable[[Any], bool] | None = ...,
         name: str | None = ...,
         clock: Clock | None = ...,
         bus: EventBus | None = ...,
@@ -63,6 +66,7 @@ class Fallback(Policy, Generic[R_co]):
         default: R,
         *,
         on: ExceptionSpec = ...,
+        on_result: Callable[[Any], bool] | None = ...,
         name: str | None = ...,
         clock: Clock | None = ...,
         bus: EventBus | None = ...,
@@ -72,6 +76,7 @@ class Fallback(Policy, Generic[R_co]):
         default: Any,
         *,
         on: ExceptionSpec = Exception,
+        on_result: Callable[[Any], bool] | None = None,
         name: str | None = None,
         clock: Clock | None = None,
         bus: EventBus | None = None,
@@ -79,8 +84,12 @@ class Fallback(Policy, Generic[R_co]):
         self.default = default
         self._is_handler = callable(default)
         self._async_handler = self._is_handler and is_async_callable(default)
-        self._match = make_matcher("on", on)
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
+        # With on_result, on=() means "results only".
+        self._match = make_matcher("on", on, allow_empty=on_result is not None)
         self.on = on
+        self.on_result = on_result
         self.name = check_name(name)
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)
@@ -158,29 +167,70 @@ class Fallback(Policy, Generic[R_co]):
                 )
             )
 
-    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
-        """Return the async layer that answers matching failures with the default."""
-        match = self._match
-        default = self.default
-        is_handler = self._is_handler
+    async def _answer_async(self, ctx: CallContext, failure: Exception, args: Args, kwargs: Kwargs) -> Any:
+        self._used(ctx, failure)
+        if not self._is_handler:
+            return self.default
+        value = self.default(failure, *args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
 
-        async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    def _answer_sync(self, ctx: CallContext, failure: Exception, args: Args, kwargs: Kwargs) -> Any:
+        self._used(ctx, failure)
+        default = self.default
+        if not self._is_handler:
+            return default
+        value = default(failure, *args, **kwargs)
+        if inspect.isawaitable(value):
+            # Nothing can await it here; close a coroutine so it does
+            # not warn "never awaited" on top of this error.
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()
+            raise TypeError(
+                f"fallback handler {default!r} returned an awaitable for the sync function "
+                f"{ctx.operation}; use a sync handler"
+            )
+        return value
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Return the async layer that answers matching failures (and results) with the default."""
+        match = self._match
+        on_result = self.on_result
+        answer = self._answer_async
+
+        if on_result is None:
+
+            async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                try:
+                    return await inner(ctx, fn, args, kwargs)
+                except Exception as exc:
+                    if not match(exc):
+                        raise
+                    # Answered inside the except block, so a handler's own
+                    # exception carries the original as __context__.
+                    return await answer(ctx, exc, args, kwargs)
+
+            return run
+
+        async def run_results(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             try:
-                return await inner(ctx, fn, args, kwargs)
+                result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
                 if not match(exc):
                     raise
-                self._used(ctx, exc)
-                if not is_handler:
-                    return default
-                # Called inside the except block, so a handler's own
-                # exception carries the original as __context__.
-                value = default(exc, *args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
-                return value
+                return await answer(ctx, exc, args, kwargs)
+            if not on_result(result):
+                return result
+            failure = FailedResult(result)
+            try:
+                return await answer(ctx, failure, args, kwargs)
+            except Exception as exc:
+                _chain(exc, failure)
+                raise
 
-        return run
+        return run_results
 
     def check_sync(self, target: object) -> None:
         """Raise TypeError when the handler is async: it cannot serve a sync function.
@@ -205,32 +255,45 @@ class Fallback(Policy, Generic[R_co]):
         """
         self.check_sync(None)
         match = self._match
-        default = self.default
-        is_handler = self._is_handler
+        on_result = self.on_result
+        answer = self._answer_sync
 
-        def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+        if on_result is None:
+
+            def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+                try:
+                    return inner(ctx, fn, args, kwargs)
+                except Exception as exc:
+                    if not match(exc):
+                        raise
+                    return answer(ctx, exc, args, kwargs)
+
+            return run
+
+        def run_results(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             try:
-                return inner(ctx, fn, args, kwargs)
+                result = inner(ctx, fn, args, kwargs)
             except Exception as exc:
                 if not match(exc):
                     raise
-                self._used(ctx, exc)
-                if not is_handler:
-                    return default
-                value = default(exc, *args, **kwargs)
-                if inspect.isawaitable(value):
-                    # Nothing can await it here; close a coroutine so it does
-                    # not warn "never awaited" on top of this error.
-                    close = getattr(value, "close", None)
-                    if close is not None:
-                        close()
-                    raise TypeError(
-                        f"fallback handler {default!r} returned an awaitable for the sync function "
-                        f"{ctx.operation}; use a sync handler"
-                    )
-                return value
+                return answer(ctx, exc, args, kwargs)
+            if not on_result(result):
+                return result
+            failure = FailedResult(result)
+            try:
+                return answer(ctx, failure, args, kwargs)
+            except Exception as exc:
+                _chain(exc, failure)
+                raise
 
-        return run
+        return run_results
+
+
+def _chain(exc: BaseException, failure: FailedResult) -> None:
+    # What an except block would have done: the handler's error shows the
+    # result it was answering (unless it already has a context, or is it).
+    if exc is not failure and exc.__context__ is None:
+        exc.__context__ = failure
 
 
 @overload
@@ -238,6 +301,7 @@ def fallback(
     default: Callable[..., Awaitable[R]],
     *,
     on: ExceptionSpec = ...,
+    on_result: Callable[[Any], bool] | None = ...,
     name: str | None = ...,
     clock: Clock | None = ...,
     bus: EventBus | None = ...,
@@ -247,6 +311,7 @@ def fallback(
     default: Callable[..., R],
     *,
     on: ExceptionSpec = ...,
+    on_result: Callable[[Any], bool] | None = ...,
     name: str | None = ...,
     clock: Clock | None = ...,
     bus: EventBus | None = ...,
@@ -256,6 +321,7 @@ def fallback(
     default: R,
     *,
     on: ExceptionSpec = ...,
+    on_result: Callable[[Any], bool] | None = ...,
     name: str | None = ...,
     clock: Clock | None = ...,
     bus: EventBus | None = ...,
@@ -264,6 +330,7 @@ def fallback(
     default: Any,
     *,
     on: ExceptionSpec = Exception,
+    on_result: Callable[[Any], bool] | None = None,
     name: str | None = None,
     clock: Clock | None = None,
     bus: EventBus | None = None,
@@ -276,6 +343,13 @@ def fallback(
     ``__context__`` set to the original failure. Control-flow exceptions are
     never replaced.
 
+    With *on_result*, a result for which it returns True is replaced too.
+    There is no exception then, so the handler gets a
+    :class:`~resilient.FailedResult` holding the result
+    (``handler(FailedResult(result), *args, **kwargs)``), and so does the
+    ``FallbackUsed`` event's ``exception``. A result is checked only when
+    the call returned it, never the fallback's own answer.
+
     For type checkers, the decorated function returns its own type or the
     default's (the handler's result type, awaited for an async handler):
     ``@fallback(None)`` on ``-> str | None`` keeps ``str | None``, while
@@ -284,7 +358,8 @@ def fallback(
     Args:
         default: The value to return, or a handler ``(exc, *args, **kwargs)``.
         on: Exception type, tuple of types, or predicate selecting the
-            failures to replace.
+            failures to replace (``()`` with *on_result*: results only).
+        on_result: Predicate ``(result) -> bool``; True replaces the result.
         name: Name reported in events.
         clock: Time source for event timestamps.
         bus: Event bus (default: ``default_bus``).
@@ -293,7 +368,9 @@ def fallback(
         The :class:`Fallback` policy.
 
     Raises:
-        TypeError: *on* is not a type, tuple of types or predicate.
-        ValueError: *on* names only control-flow exceptions.
+        TypeError: *on* is not a type, tuple of types or predicate, or
+            *on_result* is not callable.
+        ValueError: *on* names only control-flow exceptions (or is empty
+            without *on_result*).
     """
-    return Fallback(default, on=on, name=name, clock=clock, bus=bus)
+    return Fallback(default, on=on, on_result=on_result, name=name, clock=clock, bus=bus)

@@ -10,6 +10,7 @@ the function; decorating stacks into ONE wrapper holding one pipeline.
 from __future__ import annotations
 
 import abc
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
@@ -29,7 +30,16 @@ from ._introspect import full_name, is_async_callable, kind_of, module_of, qualn
 from ._lazy import LazyLogger
 from ._validate import check_bus, check_clock, check_name
 
-__all__ = ["AsyncLayer", "Attributes", "Pipeline", "Policy", "SyncLayer", "pipeline"]
+__all__ = [
+    "AsyncLayer",
+    "Attributes",
+    "Pipeline",
+    "Policy",
+    "SyncLayer",
+    "is_frameless",
+    "mark_frameless",
+    "pipeline",
+]
 
 logger = LazyLogger("resilient")  # logging loads with the first message
 
@@ -54,6 +64,36 @@ _CALL_CACHE_SIZE = 128
 def _terminal(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
     # For async code this returns the coroutine; the layer above awaits it.
     return fn(*args, **kwargs)
+
+
+# Async layers that may hand back their inner layer's awaitable instead of
+# awaiting it (a disabled chaos policy): while the function runs, no frame
+# of theirs, nor of any layer inside them, is on the stack for
+# current_call() to find.
+_frameless: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def mark_frameless(layer: Callable[..., Any]) -> None:
+    """Record that the async *layer* may return its inner layer's awaitable without a frame of its own.
+
+    Mark it only if its inner layer is frameless too (:func:`is_frameless`);
+    a chain whose outermost layer is frameless gets one frame on top.
+    """
+    _frameless.add(layer)
+
+
+def is_frameless(layer: Callable[..., Any]) -> bool:
+    """True if the async *layer* may run the function with no layer frame on the stack."""
+    return layer is _terminal or layer in _frameless
+
+
+def _framed(chain: AsyncLayer) -> AsyncLayer:
+    async def framed(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+        # The frame current_call() finds while the function runs.
+        return await chain(ctx, fn, args, kwargs)
+
+    register_layer(framed)
+    return framed
 
 
 class Policy(abc.ABC):
@@ -305,7 +345,10 @@ class Pipeline(Policy):
     def _chain(self, is_async: bool) -> Any:
         if is_async:
             if self._async_chain is None:
-                self._async_chain = self.wrap_async(_terminal)
+                chain = self.wrap_async(_terminal)
+                if self._policies and is_frameless(chain):
+                    chain = _framed(chain)
+                self._async_chain = chain
             return self._async_chain
         if self._sync_chain is None:
             self._sync_chain = self.wrap_sync(_terminal)

@@ -26,6 +26,8 @@ PUBLIC_MODULES = (
     "resilient.events",
     "resilient.testing",
     "resilient.backoff",
+    "resilient.http",
+    "resilient.chaos",
     "resilient.backends",
     "resilient.backends.redis",
     "resilient.adapters",

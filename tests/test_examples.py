@@ -33,8 +33,15 @@ REQUIRED = {
     "custom_subscriber.py",
     "testing_with_fakeclock.py",
     "prometheus_metrics.py",
+    "rate_limited_api.py",
     "fastapi_app.py",
     "aiohttp_app.py",
+    "http_retry_after.py",
+    "fan_out_outcomes.py",
+    "graceful_shutdown.py",
+    "registry_config.py",
+    "hedging.py",
+    "chaos_testing.py",
 }
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing"]
+PUBLIC_MODULES = [
+    "resilient",
+    "resilient.events",
+    "resilient.backoff",
+    "resilient.chaos",
+    "resilient.testing",
+    "resilient.http",
+]
 
 # What the contract (API.md) promises in each module; modules may add more.
 REQUIRED = {
@@ -20,6 +27,7 @@ REQUIRED = {
         "timeout",
         "circuit_breaker",
         "bulkhead",
+        "rate_limiter",
         "fallback",
         "pipeline",
         "pipeline_of",
@@ -34,11 +42,13 @@ REQUIRED = {
         "ResilientError",
         "CircuitOpenError",
         "BulkheadFullError",
+        "RateLimitedError",
         "TimeoutExceededError",
         "Retry",
         "Timeout",
         "CircuitBreaker",
         "Bulkhead",
+        "RateLimiter",
         "Fallback",
         "Pipeline",
     },
@@ -56,12 +66,15 @@ REQUIRED = {
         "CallRejected",
         "CircuitRejected",
         "BulkheadRejected",
+        "RateLimited",
         "FallbackUsed",
         "CallSucceeded",
         "CallFailed",
     },
     "resilient.backoff": {"exponential"},
+    "resilient.chaos": {"fault", "latency", "result"},
     "resilient.testing": {"FakeClock", "capture_events", "set_testing"},
+    "resilient.http": {"parse_retry_after", "RetryableHTTPError", "raise_for_retryable", "retryable_status"},
 }
 
 
@@ -187,9 +200,9 @@ def test_version_string() -> None:
 
 def test_import_does_not_import_optional_dependencies() -> None:
     """Importing resilient (and its public modules) imports no optional dependency."""
-    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx"]
+    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx", "aiohttp"]
     code = (
-        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing\n"
+        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing, resilient.http\n"
         f"print([m for m in {optional!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

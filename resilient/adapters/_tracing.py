@@ -173,6 +173,7 @@ class SpanRecorder:
         ctx = current_call()
         if ctx is None:
             return  # a policy used as a context manager outside any call: no span to join
+        ctx = ctx.origin  # inside a hedged attempt: the call's own context
         live = self._live.get(id(ctx))
         if live is None or live.ctx is not ctx:
             return  # a call that started before this adapter was attached

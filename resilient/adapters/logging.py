@@ -31,11 +31,15 @@ from resilient._events import (
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
+    ConfigReloadFailed,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -56,6 +60,8 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CircuitStateChanged: logging.WARNING,
     CallRejected: logging.WARNING,
     FallbackUsed: logging.WARNING,
+    HedgeStarted: logging.INFO,
+    ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
     BackendStateLost: logging.WARNING,
@@ -63,12 +69,15 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
     CallCancelled: logging.INFO,
+    ConfigReloadFailed: logging.ERROR,
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks, a
-degraded backend and a backend that lost its state are WARNING; a failed call (the caller gets the exception
-and decides), a cancelled call and a recovered backend are INFO; a call's
+A rejected configuration reload is ERROR. Retries, timeouts, circuit state
+changes, rejections, fallbacks, chaos injections (an injected fault in the
+logs must say so), a degraded backend and a backend that lost its state are
+WARNING; a failed call (the caller gets the exception and decides), a
+cancelled call, a hedged attempt and a recovered backend are INFO; a call's
 start and its success are DEBUG so production logs stay quiet.
 """
 
@@ -168,12 +177,36 @@ def _bulkhead_rejected(ev: BulkheadRejected) -> str:
     return f"bulkhead {_label(ev)} rejected {subject(ev)}: no free slot"
 
 
+def _rate_limited(ev: RateLimited) -> str:
+    after = f", retry after {ev.retry_after:.2f}s" if ev.retry_after is not None else ""
+    return f"rate limiter {_label(ev)} rejected {subject(ev)}{after}"
+
+
 def _call_rejected(ev: CallRejected) -> str:
     return f"{ev.policy} {_label(ev)} rejected {subject(ev)}"
 
 
 def _fallback_used(ev: FallbackUsed) -> str:
     return f"fallback used for {subject(ev)} after {ev.exception!r}"
+
+
+_HEDGE_REASONS = {"delay": "no answer within the delay", "failure": "an attempt failed"}
+
+
+def _hedge_started(ev: HedgeStarted) -> str:
+    why = _HEDGE_REASONS.get(ev.reason, ev.reason)
+    return f"hedge {_label(ev)} started attempt {ev.attempt} of {subject(ev)}: {why}"
+
+
+def _chaos_injected(ev: ChaosInjected) -> str:
+    head = f"chaos {_label(ev)} injected"
+    if ev.kind == "fault":
+        return f"{head} a fault into {subject(ev)}: {ev.exception!r}"
+    if ev.kind == "latency" and ev.seconds is not None:
+        return f"{head} a latency of {ev.seconds:g}s into {subject(ev)}"
+    if ev.kind == "result":
+        return f"{head} a result into {subject(ev)}"
+    return f"{head} {ev.kind} into {subject(ev)}"
 
 
 def _call_started(ev: CallStarted) -> str:
@@ -220,8 +253,11 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CircuitStateChanged: _circuit_changed,
     CircuitRejected: _circuit_rejected,
     BulkheadRejected: _bulkhead_rejected,
+    RateLimited: _rate_limited,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
+    HedgeStarted: _hedge_started,
+    ChaosInjected: _chaos_injected,
     CallStarted: _call_started,
     CallSucceeded: _call_succeeded,
     CallFailed: _call_failed,

@@ -24,6 +24,8 @@ instrument                            kind                 unit          attribu
 ``resilient.timeouts``                counter              {timeout}     operation, name
 ``resilient.rejections``              counter              {call}        operation, name, policy
 ``resilient.fallbacks``               counter              {call}        operation, name
+``resilient.hedges``                  counter              {attempt}     operation, name, reason
+``resilient.chaos.injections``        counter              {injection}   operation, name, kind
 ``resilient.circuit.transitions``     counter              {transition}  name, state
 ``resilient.circuit.state``           observable gauge     {state}       name, state (1 = current)
 ``resilient.bulkhead.in_use``         observable up-down   {call}        name (tracked bulkheads)
@@ -52,10 +54,12 @@ from resilient._events import (
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -80,6 +84,8 @@ _EVENTS: tuple[type[Event], ...] = (
     TimeoutElapsed,
     CallRejected,
     FallbackUsed,
+    HedgeStarted,
+    ChaosInjected,
     CircuitStateChanged,
     BackendDegraded,
     BackendRecovered,
@@ -168,6 +174,8 @@ class OpenTelemetryAdapter:
         self._timeouts = counter("resilient.timeouts")
         self._rejections = counter("resilient.rejections")
         self._fallbacks = counter("resilient.fallbacks")
+        self._hedges = counter("resilient.hedges")
+        self._injections = counter("resilient.chaos.injections")
         self._transitions = counter("resilient.circuit.transitions")
         observed("resilient.circuit.state", meter.create_observable_gauge, self._observe_circuits)
         for key, attr in (
@@ -259,6 +267,8 @@ class OpenTelemetryAdapter:
                 TimeoutElapsed: self._timeout,
                 CallRejected: self._rejected,
                 FallbackUsed: self._fallback,
+                HedgeStarted: self._hedge,
+                ChaosInjected: self._chaos,
                 CircuitStateChanged: self._circuit,
                 BackendDegraded: self._backend,
                 BackendRecovered: self._backend,
@@ -324,6 +334,16 @@ class OpenTelemetryAdapter:
 
     def _fallback(self, ev: FallbackUsed) -> None:
         self._fallbacks.add(1, self._attrs(ev)[0])
+
+    def _hedge(self, ev: HedgeStarted) -> None:
+        attrs = self._attrs(ev)[0]
+        attrs["reason"] = ev.reason
+        self._hedges.add(1, attrs)
+
+    def _chaos(self, ev: ChaosInjected) -> None:
+        attrs = self._attrs(ev)[0]
+        attrs["kind"] = ev.kind
+        self._injections.add(1, attrs)
 
     def _circuit(self, ev: CircuitStateChanged) -> None:
         self._transitions.add(1, {"name": ev.name or "", "state": ev.state.value})

@@ -20,6 +20,8 @@ name                                          type       labels
 ``resilient_timeouts_total``                  counter    operation, name
 ``resilient_rejections_total``                counter    operation, name, policy
 ``resilient_fallbacks_total``                 counter    operation, name
+``resilient_hedges_total``                    counter    operation, name, reason
+``resilient_chaos_injections_total``          counter    operation, name, kind
 ``resilient_circuit_transitions_total``       counter    name, state
 ``resilient_circuit_state``                   gauge      name, state (1 = current)
 ``resilient_bulkhead_in_use``                 gauge      name (tracked bulkheads)
@@ -28,7 +30,7 @@ name                                          type       labels
 ``resilient_backend_degraded``                gauge      policy, name (1 = degraded)
 ============================================  =========  ==========================================
 
-The per-call metrics (the first seven) also carry one label per allow-listed
+The per-call metrics (the first nine) also carry one label per allow-listed
 call attribute (``metric_attributes``). Label values are bounded: the
 protected function's module-qualified name, the policy's configured name
 (``""`` when unset), fixed vocabularies (outcome, reason, policy kind,
@@ -58,10 +60,12 @@ from resilient._events import (
     CallFailed,
     CallRejected,
     CallSucceeded,
+    ChaosInjected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -89,6 +93,8 @@ _EVENTS: tuple[type[Event], ...] = (
     TimeoutElapsed,
     CallRejected,
     FallbackUsed,
+    HedgeStarted,
+    ChaosInjected,
     CircuitStateChanged,
     BackendDegraded,
     BackendRecovered,
@@ -176,6 +182,8 @@ class _Metrics:
         self.timeouts = make("resilient.timeouts")
         self.rejections = make("resilient.rejections")
         self.fallbacks = make("resilient.fallbacks")
+        self.hedges = make("resilient.hedges")
+        self.injections = make("resilient.chaos.injections")
         self.transitions = make("resilient.circuit.transitions")
         self.collector = _Collector(prom, f"{namespace}_" if namespace else "")
         registry.register(self.collector)
@@ -239,7 +247,7 @@ def _check_buckets(buckets: Sequence[float] | None) -> tuple[float, ...] | None:
 
 
 class PrometheusAdapter:
-    """Counts calls, retries, timeouts, rejections and fallbacks; tracks circuit and bulkhead gauges.
+    """Counts calls, retries, timeouts, rejections, fallbacks, hedges and injections; tracks gauges.
 
     Adapters built on the same registry and namespace share one set of
     metric objects, so building a second one (or attaching to several buses)
@@ -300,6 +308,8 @@ class PrometheusAdapter:
             TimeoutElapsed: self._timeout,
             CallRejected: self._rejected,
             FallbackUsed: self._fallback,
+            HedgeStarted: self._hedge,
+            ChaosInjected: self._chaos,
             CircuitStateChanged: self._circuit,
             BackendDegraded: self._backend,
             BackendRecovered: self._backend,
@@ -395,6 +405,16 @@ class PrometheusAdapter:
         m = self._m
         operation, _, extra = self._labels(ev)
         m.child(m.fallbacks, operation, ev.name or "", *extra).inc()
+
+    def _hedge(self, ev: HedgeStarted) -> None:
+        m = self._m
+        operation, _, extra = self._labels(ev)
+        m.child(m.hedges, operation, ev.name or "", ev.reason, *extra).inc()
+
+    def _chaos(self, ev: ChaosInjected) -> None:
+        m = self._m
+        operation, _, extra = self._labels(ev)
+        m.child(m.injections, operation, ev.name or "", ev.kind, *extra).inc()
 
     def _circuit(self, ev: CircuitStateChanged) -> None:
         name = ev.name or ""

@@ -15,6 +15,9 @@ clock. A CLOSED call that succeeds costs one round trip: its success is sent
 with the process's next step. When Redis is down or slower than ``timeout``
 the breaker keeps serving on a local in-memory breaker and returns to the
 shared state when Redis answers again. See ``docs/fleet.md``.
+
+:class:`RedisRateLimiterBackend` does the same for a ``rate_limiter``: one
+limit for the fleet, one round trip per call (``docs/rate_limiter.md``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ from resilient._state import CircuitState
 from resilient.backends import _redis_async as _steps
 from resilient.backends import _redis_clients as _clients
 from resilient.backends import _redis_config as _cfg
-from resilient.backends import _redis_gate as _gates
 from resilient.backends import _redis_protocol as _proto
 from resilient.backends._base import (
     BreakerBackend,
@@ -54,11 +56,14 @@ from resilient.backends._base import (
     Transition,
 )
 from resilient.backends._redis_admit import Local as _Local
+from resilient.backends._redis_limiter import RedisRateLimiterBackend
 from resilient.backends._redis_link import RedisLink as _RedisLink
 from resilient.backends._redis_view import View as _View
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
-__all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend"]
+__all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend", "RedisRateLimiterBackend"]
+
+RedisRateLimiterBackend.__module__ = __name__  # its public home
 
 MAX_SECONDS = _cfg.MAX_SECONDS
 """The longest duration a RedisBackend accepts (about 31 years): Redis cannot hold more exactly."""
@@ -70,9 +75,7 @@ _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    # A forked child is another reporter and must not reuse its parent's probe
-    # ids; and it has none of its parent's steps in flight (turns, locks).
-    _gates.forget_all()
+    # A forked child is another reporter and must not reuse its parent's probe ids.
     for backend in list(_instances):
         backend._forked()
 
@@ -272,7 +275,6 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         )
 
     def _forked(self) -> None:
-        self._link.forked()
         self._seq = itertools.count(1)
         if self._explicit_reporter is None:
             self.reporter = _proto.default_reporter()

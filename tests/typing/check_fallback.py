@@ -177,3 +177,47 @@ async def uses_methods(repo: Repo) -> None:
     assert_type(await Repo.build("u"), Repo | None)
     assert_type(Repo.version(1), int)
     await repo.get("1")  # type: ignore[arg-type]
+
+
+# --- on_result keeps the typing ---------------------------------------------------------
+
+
+def is_empty(result: object) -> bool:
+    """An on_result predicate."""
+    return result == ""
+
+
+def from_failure(exc: Exception, user_id: int) -> str:
+    """A handler that also answers replaced results (exc is then a FailedResult)."""
+    return f"user-{user_id}"
+
+
+assert_type(fallback("cached", on_result=is_empty), Fallback[str])
+assert_type(fallback(from_failure, on=(), on_result=is_empty), Fallback[str])
+
+
+@fallback("anonymous", on_result=is_empty)
+async def display_name(user_id: int) -> str:
+    """Async, value default, result check."""
+    return ""
+
+
+@fallback(from_failure, on_result=is_empty)
+def display_name_sync(user_id: int) -> str:
+    """Sync, handler, result check."""
+    return ""
+
+
+@fallback(0, on_result=is_empty)
+async def wrong_on_result_default(user_id: int) -> str:
+    """An int default for a str function: still visible with on_result."""
+    return ""
+
+
+async def uses_on_result() -> None:
+    """on_result changes nothing in the types: fitting defaults keep them, others widen them."""
+    assert_type(await display_name(1), str)
+    assert_type(display_name_sync(1), str)
+    assert_type(await wrong_on_result_default(1), str | int)
+    await display_name("1")  # type: ignore[arg-type]
+    fallback("x", on_result=3)  # type: ignore[call-overload]
