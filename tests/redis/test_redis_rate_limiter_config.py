@@ -209,11 +209,12 @@ async def test_the_slowest_limit_waits_exactly_and_never_runs_more_than_max_seco
         third = await attempt(limiter, flavour)
     assert degraded == []
     assert len(clock.sleeps) == 1
-    assert MAX_SECONDS - 1 < clock.sleeps[0] <= MAX_SECONDS
+    # Less the server time between the calls (a minute of slack for a loaded machine).
+    assert MAX_SECONDS - 60 < clock.sleeps[0] <= MAX_SECONDS
     assert isinstance(third, float)
-    assert 2 * MAX_SECONDS - 1 < third <= 2 * MAX_SECONDS
-    # The key lives until the TAT, in exact milliseconds (PX of 2e12: no exponent form).
-    assert 2 * MAX_SECONDS * 1000 - 1000 < sync_client.pttl(backend.key) <= 2 * MAX_SECONDS * 1000 + 1000
+    assert 2 * MAX_SECONDS - 60 < third <= 2 * MAX_SECONDS
+    # The key lives until the TAT (and a second), in whole milliseconds (PX of 2e12: no exponent form).
+    assert 2 * MAX_SECONDS * 1000 - 60_000 < sync_client.pttl(backend.key) <= 2 * MAX_SECONDS * 1000 + 1000
 
 
 @pytest.mark.parametrize(
