@@ -23,7 +23,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, call_later
-from ._clock_kinds import active_clock
 from ._context import CallContext, _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, Event, EventBus
@@ -321,7 +320,7 @@ class Bulkhead(Policy):
             else:
                 # A default clock may serve a virtual one now (a pipeline's, use_clock's).
                 if self._sync_timers or (
-                    type(clock) is DefaultClock and _has_sync_timers(active_clock(clock))
+                    type(clock) is DefaultClock and _has_sync_timers(clock.serving() or clock)
                 ):
                     try:
                         self._arm(w)

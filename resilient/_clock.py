@@ -35,9 +35,12 @@ else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = [
+    "MONOTONIC_CLOCK",
     "SYSTEM_CLOCK",
     "Clock",
     "DefaultClock",
+    "LoopClock",
+    "MonotonicClock",
     "SystemClock",
     "TimerHandle",
     "blocking_sleep",
@@ -160,6 +163,56 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+class MonotonicClock(SystemClock):
+    """The system clock where no loop keeps time of its own: ``time.monotonic()``.
+
+    A timeout's deadline is measured on it when the loop it was set on reads
+    ``time.monotonic`` too, so reading it later (from any thread) costs no
+    loop lookup.
+    """
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()``, looked up at call time.
+
+        Returns:
+            Seconds from an arbitrary origin.
+        """
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+MONOTONIC_CLOCK = MonotonicClock()
+
+
+class LoopClock(SystemClock):
+    """The system clock pinned to one virtual-time loop: its ``time()``, from any thread.
+
+    Args:
+        loop: The event loop whose time this clock reads.
+    """
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+
+    def monotonic(self) -> float:
+        """Return the loop's time.
+
+        Returns:
+            Seconds from the loop's origin.
+        """
+        now: float = self.loop.time()
+        return now
+
+    def __repr__(self) -> str:
+        return f"LoopClock({self.loop!r})"
 
 
 def blocking_sleep(clock: Clock, seconds: float) -> None:

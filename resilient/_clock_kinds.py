@@ -1,7 +1,5 @@
-"""More clocks: the pinned ones deadlines and rate limiters read, and use_clock().
+"""More clocks, loaded when first needed (not by ``import resilient``).
 
-- :class:`MonotonicClock` and :class:`LoopClock`: the system clock pinned to
-  one time base, so a timeout's deadline reads it cheaply, from any thread.
 - :class:`ProcessClock`: a system or default clock read as
   ``time.monotonic()`` even in a virtual loop (state shared across loops).
 - :func:`use_clock`: one clock for every policy given none.
@@ -18,63 +16,10 @@ from . import _clock
 from ._clock import Clock, DefaultClock, SystemClock, TimerHandle
 
 __all__ = [
-    "MONOTONIC_CLOCK",
-    "LoopClock",
-    "MonotonicClock",
     "ProcessClock",
     "active_clock",
     "use_clock",
 ]
-
-
-class MonotonicClock(SystemClock):
-    """The system clock where no loop keeps time of its own: ``time.monotonic()``.
-
-    A timeout's deadline is measured on it when the loop it was set on reads
-    ``time.monotonic`` too, so reading it later (from any thread) costs no
-    loop lookup.
-    """
-
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        """Return ``time.monotonic()``, looked up at call time.
-
-        Returns:
-            Seconds from an arbitrary origin.
-        """
-        return time.monotonic()
-
-    def __repr__(self) -> str:
-        return "MonotonicClock()"
-
-
-MONOTONIC_CLOCK = MonotonicClock()
-
-
-class LoopClock(SystemClock):
-    """The system clock pinned to one virtual-time loop: its ``time()``, from any thread.
-
-    Args:
-        loop: The event loop whose time this clock reads.
-    """
-
-    __slots__ = ("loop",)
-
-    def __init__(self, loop: Any) -> None:
-        self.loop = loop
-
-    def monotonic(self) -> float:
-        """Return the loop's time.
-
-        Returns:
-            Seconds from the loop's origin.
-        """
-        now: float = self.loop.time()
-        return now
-
-    def __repr__(self) -> str:
-        return f"LoopClock({self.loop!r})"
 
 
 class ProcessClock(SystemClock):

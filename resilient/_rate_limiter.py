@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 from . import _clock
 from ._clock import Clock, DefaultClock, SystemClock, blocking_sleep
-from ._clock_kinds import ProcessClock
 from ._context import CallContext, _deadline
 from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
@@ -107,7 +106,11 @@ class RateLimiter(Policy):
         # time.monotonic, even inside a virtual-time loop (unless a pipeline
         # or use_clock gives the default clock another one).
         self._default: DefaultClock | None = self.clock if type(self.clock) is DefaultClock else None
-        schedule_clock = ProcessClock(self.clock) if isinstance(self.clock, SystemClock) else self.clock
+        schedule_clock = self.clock
+        if isinstance(self.clock, SystemClock):
+            from ._clock_kinds import ProcessClock  # loaded with the first limiter
+
+            schedule_clock = ProcessClock(self.clock)
         if backend is not None:
             if not isinstance(backend, RateLimiterBackend):
                 raise TypeError(f"backend must be a resilient.backends.RateLimiterBackend, got {backend!r}")

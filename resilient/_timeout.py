@@ -17,8 +17,16 @@ from types import BuiltinFunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
 from . import _clock
-from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, _is_virtual, _virtual
-from ._clock_kinds import MONOTONIC_CLOCK, LoopClock
+from ._clock import (
+    MONOTONIC_CLOCK,
+    Clock,
+    DefaultClock,
+    LoopClock,
+    SystemClock,
+    TimerHandle,
+    _is_virtual,
+    _virtual,
+)
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed

@@ -266,7 +266,7 @@ async def test_timeout_with_a_patched_monotonic_follows_it(monkeypatch: pytest.M
 
 async def test_timeout_deadline_clock_is_pinned_and_readable() -> None:
     """On a standard loop a system-clock timeout measures its deadline on time.monotonic directly."""
-    from resilient._clock_kinds import MONOTONIC_CLOCK, LoopClock
+    from resilient._clock import MONOTONIC_CLOCK, LoopClock
 
     async with timeout(10):
         left = resilient.remaining()
