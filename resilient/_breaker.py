@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, cast
 
 from ._breaker_core import SUCCESS, BreakerCore
@@ -31,6 +31,7 @@ from ._validate import (
     check_name,
     make_matcher,
 )
+from ._waits import on_wait
 from .backends import BreakerBackend, BreakerConfig, BreakerStats, MemoryBackend, Permit
 
 __all__ = ["CircuitBreaker", "circuit_breaker"]
@@ -38,6 +39,36 @@ __all__ = ["CircuitBreaker", "circuit_breaker"]
 
 def _seconds(param: str, value: object) -> float | None:
     return check_duration(param, value, allow_none=True)
+
+
+_UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
+
+
+def _on_wait(frame: FrameType, seconds: float, operation: str | None) -> None:
+    """A call in this breaker's layer *frame* waited *seconds* in an inner queue (see ``_waits``).
+
+    It was admitted before it waited: if the breaker has opened since, it
+    must not reach the dependency (a rejection raised here counts as
+    nothing, and its permit is released as the error passes this layer).
+    Otherwise the wait is left out of the call's slow-call timing.
+    """
+    local = frame.f_locals
+    me: CircuitBreaker = local["me"]
+    rejection = me.backend.readmit(local["permit"])
+    if rejection is not None:
+        raise me._reject(rejection, operation)
+    if me._slow is not None:
+        local["begun"][0] += seconds
+
+
+async def _on_wait_async(frame: FrameType, seconds: float, operation: str | None) -> None:
+    """:func:`_on_wait` for a backend whose steps do I/O."""
+    local = frame.f_locals
+    me: CircuitBreaker = local["me"]
+    rejection = await me.backend.readmit_async(local["permit"])
+    if rejection is not None:
+        raise me._reject(rejection, operation)
+    local["begun"][0] += seconds
 
 
 class CircuitBreaker(BreakerCore, Policy):
@@ -117,11 +148,12 @@ class CircuitBreaker(BreakerCore, Policy):
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
-        settle = self._settle
         emit = self._emit
         timed = self._slow is not None
         success = self._success
         clock = self.clock
+        untimed = _UNTIMED
+        me = self
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # Fastest path: CLOSED with nothing to forget (no acquire, no record).
@@ -133,18 +165,20 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            start = clock.monotonic() if timed else 0.0
+            # A list, so that a wait in an inner queue can move the start (see _on_wait).
+            begun = [clock.monotonic()] if timed else untimed
             try:
                 result = inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                settle(permit, exc, start, ctx.operation)
+                me._settle(permit, exc, begun[0], ctx.operation)
                 raise
             if timed or permit is not backend.quiet_permit:
-                transition = record(permit, success(start) if timed else SUCCESS)
+                transition = record(permit, success(begun[0]) if timed else SUCCESS)
                 if transition is not None:
                     emit(transition, ctx.operation)
             return result
 
+        on_wait(run, _on_wait)
         return run
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
@@ -155,11 +189,12 @@ class CircuitBreaker(BreakerCore, Policy):
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
-        settle = self._settle
         emit = self._emit
         timed = self._slow is not None
         success = self._success
         clock = self.clock
+        untimed = _UNTIMED
+        me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # Fastest path: CLOSED with nothing to forget (no acquire, no record).
@@ -171,18 +206,20 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            start = clock.monotonic() if timed else 0.0
+            # A list, so that a wait in an inner queue can move the start (see _on_wait).
+            begun = [clock.monotonic()] if timed else untimed
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                settle(permit, exc, start, ctx.operation)
+                me._settle(permit, exc, begun[0], ctx.operation)
                 raise
             if timed or permit is not backend.quiet_permit:
-                transition = record(permit, success(start) if timed else SUCCESS)
+                transition = record(permit, success(begun[0]) if timed else SUCCESS)
                 if transition is not None:
                     emit(transition, ctx.operation)
             return result
 
+        on_wait(run, _on_wait)
         return run
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
@@ -190,18 +227,20 @@ class CircuitBreaker(BreakerCore, Policy):
         admit = self._admit
         settle = self._settle_async
         clock = self.clock
+        me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             permit = admit(await backend.acquire_async(), ctx.operation)
-            start = clock.monotonic()
+            begun = [clock.monotonic()]
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                await settle(permit, exc, start, ctx.operation)
+                await settle(permit, exc, begun[0], ctx.operation)
                 raise
-            await settle(permit, None, start, ctx.operation)
+            await me._settle_async(permit, None, begun[0], ctx.operation)
             return result
 
+        on_wait(run, _on_wait_async)
         return run
 
     # --- context managers ---------------------------------------------------------
