@@ -164,43 +164,66 @@ class Bulkhead(Slots, Policy):
 
     async def __aenter__(self) -> Bulkhead:
         """Take a slot for the block, waiting in the queue if allowed (else BulkheadFullError)."""
-        took = False
+        w: Any = None
         try:
             with self._lock:
                 if self._in_use < self._max:
                     self._in_use += 1
-                    took = True
-            if not took:
-                await self._wait_async(_AsyncWaiter(), None, None)
+                    w = _FAST
+            if w is None:
+                w = _AsyncWaiter()
+                await self._wait_async(w, None, None)
         except BaseException:
-            if took:  # interrupted as the lock was let go: the block will not run
+            # Interrupted after the slot was taken (as the lock was let go, say): the block will not run.
+            if w is _FAST or (w is not None and w.state == _GRANTED):
                 self._give_back()
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Give the slot back (to the first waiter, if any)."""
-        self._give_back()
+        # Inlined: an interrupt as a helper starts would keep the slot. (One
+        # landing as __aexit__ itself starts cannot be guarded against.)
+        with self._lock:
+            if self._in_use <= 0:
+                raise RuntimeError(f"{self!r} released more often than it was entered")
+            self._in_use -= 1
+            if self._queued:
+                try:
+                    self._pass_on_locked()
+                except BaseException:
+                    self._pass_on_locked()
+                    raise
 
     def __enter__(self) -> Bulkhead:
         """Take a slot for the block, blocking in the queue if allowed (else BulkheadFullError)."""
-        took = False
+        w: Any = None
         try:
             with self._lock:
                 if self._in_use < self._max:
                     self._in_use += 1
-                    took = True
-            if not took:
-                self._wait_sync(_SyncWaiter(), None, None)
+                    w = _FAST
+            if w is None:
+                w = _SyncWaiter()
+                self._wait_sync(w, None, None)
         except BaseException:
-            if took:
+            if w is _FAST or (w is not None and w.state == _GRANTED):
                 self._give_back()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         """Give the slot back (to the first waiter, if any)."""
-        self._give_back()
+        with self._lock:
+            if self._in_use <= 0:
+                raise RuntimeError(f"{self!r} released more often than it was entered")
+            self._in_use -= 1
+            if self._queued:
+                try:
+                    self._pass_on_locked()
+                except BaseException:
+                    self._pass_on_locked()
+                    raise
 
 
 def bulkhead(

@@ -204,16 +204,6 @@ class Slots:
                 self._in_use -= 1
             queue.popleft()
 
-    def _free_locked(self) -> None:
-        """Give a slot back: to the first waiter if any (restartable, see above)."""
-        self._in_use -= 1
-        if self._queued:
-            try:
-                self._pass_on_locked()
-            except BaseException:
-                self._pass_on_locked()  # interrupted: finish the hand-over, then re-raise
-                raise
-
     def _leave_locked(self, w: _Waiter) -> None:
         w.state = _GONE
         self._queued -= 1
@@ -224,11 +214,15 @@ class Slots:
     # --- the slow path -----------------------------------------------------------
 
     def _give_back(self) -> None:
-        """Release a slot: hand it to the first waiter, or free it."""
+        """Release a slot: hand it to the first waiter, or free it (restartable, see above)."""
         with self._lock:
-            if self._in_use <= 0:
-                raise RuntimeError(f"{self!r} released more often than it was entered")
-            self._free_locked()
+            self._in_use -= 1
+            if self._queued:
+                try:
+                    self._pass_on_locked()
+                except BaseException:
+                    self._pass_on_locked()  # interrupted: finish the hand-over, then re-raise
+                    raise
 
     def _expire(self, w: _Waiter) -> None:
         """Timer callback: the waiter's time in the queue ran out."""
@@ -250,8 +244,15 @@ class Slots:
             w.handle.cancel()
         with self._lock:
             if w.state == _GRANTED:
+                # Pass the turn on: no lost wake-up.
                 w.state = _GONE
-                self._free_locked()  # pass the turn on: no lost wake-up
+                self._in_use -= 1
+                if self._queued:
+                    try:
+                        self._pass_on_locked()
+                    except BaseException:
+                        self._pass_on_locked()
+                        raise
             elif w.state == _QUEUED:
                 self._leave_locked(w)
 
