@@ -5,6 +5,11 @@ machine's atomic steps (admission, counting, transitions) belong to a
 :class:`~resilient.backends.BreakerBackend`, in process memory by default.
 Each admitted call holds a permit stamped with the breaker's generation, so
 a call that was running when the breaker moved on is ignored when it ends.
+
+A call that waits in an inner policy's queue after it was admitted (a
+bulkhead inside the breaker) is checked again as it leaves the queue, and
+the wait is left out of its slow-call timing: the layers listen for waits
+reported through :mod:`resilient._waits` (only calls that waited report).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from resilient import (
 from resilient._context import CallContext
 from resilient._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from resilient._waits import report_wait, report_wait_async
-from resilient.backends import MemoryBackend, Permit, Rejection
+from resilient.backends import BreakerBackend, MemoryBackend, Permit, Rejection
 from resilient.events import CircuitRejected, EventBus
 from resilient.testing import FakeClock
 
@@ -301,6 +301,76 @@ def test_an_uncontended_call_is_not_checked_again(clock: FakeClock) -> None:
     guarded = pipeline(circuit_breaker(clock=clock, backend=backend), bulkhead(1, clock=clock))
     assert guarded.call(lambda: 1) == 1
     assert backend.readmits == 0
+
+
+class StatsOnly(MemoryBackend):
+    """A backend relying on the default readmit (which reads stats())."""
+
+    readmit = BreakerBackend.readmit
+
+
+class Remote(MemoryBackend):
+    """A backend whose steps the breaker treats as I/O (awaited through the *_async defaults)."""
+
+    nonblocking: ClassVar[bool] = False
+
+
+def test_the_default_readmit_stops_queued_calls_after_the_breaker_opened(
+    mode: Mode, clock: FakeClock
+) -> None:
+    """A backend that relies on the default readmit() (from stats()) rejects queued calls the same way."""
+    breaker = circuit_breaker(failure_threshold=3, recovery_timeout=60, clock=clock, backend=StatsOnly())
+    bh = bulkhead(1, max_queue=9, clock=clock)
+    reached: list[int] = []
+    results = mode.run(pipeline(breaker, bh), bh, 10, failing(mode, reached))
+    assert len(reached) == 3
+    assert sum(isinstance(r, CircuitOpenError) for r in results) == 7
+
+
+def test_an_io_backend_stops_queued_calls_after_the_breaker_opened(clock: FakeClock) -> None:
+    """The breaker's path for backends doing I/O (async steps) rejects queued calls the same way."""
+    breaker = circuit_breaker(failure_threshold=3, recovery_timeout=60, clock=clock, backend=Remote())
+    bh = bulkhead(1, max_queue=9, clock=clock)
+    reached: list[int] = []
+    mode = AsyncMode(clock)
+    results = mode.run(pipeline(breaker, bh), bh, 10, failing(mode, reached))
+    assert len(reached) == 3
+    assert sum(isinstance(r, CircuitOpenError) for r in results) == 7
+
+
+def test_the_default_readmit_goes_ahead_when_nothing_moved(clock: FakeClock) -> None:
+    """The default readmit() lets a call go ahead in its own generation, or once CLOSED again."""
+    backend = StatsOnly()
+    breaker = circuit_breaker(failure_threshold=1, recovery_timeout=10, clock=clock, backend=backend)
+    permit = backend.acquire()
+    assert isinstance(permit, Permit)
+    assert backend.readmit(permit) is None
+    breaker.isolate()
+    rejection = backend.readmit(permit)
+    assert rejection is not None
+    assert (rejection.state, rejection.retry_after) == (CircuitState.ISOLATED, None)
+    breaker.reset()
+    assert backend.readmit(permit) is None
+
+
+def test_io_backend_leaves_queue_time_out_of_slow_calls(clock: FakeClock) -> None:
+    """With an I/O backend too, the breaker's slow-call timing leaves the queue time out."""
+    breaker = circuit_breaker(
+        failure_rate=1.0,
+        slow_call_duration=1.5,
+        slow_call_rate=0.5,
+        minimum_calls=1,
+        clock=clock,
+        backend=Remote(),
+    )
+    bh = bulkhead(1, max_queue=4, clock=clock)
+    AsyncMode(clock).run(pipeline(breaker, bh), bh, 5, healthy(AsyncMode(clock), 1.0))
+    assert (breaker.stats().slow_calls, breaker.state) == (0, CircuitState.CLOSED)
+
+
+def test_a_report_outside_any_pipeline_reaches_nobody() -> None:
+    """Reporting a wait from a frame that is not a pipeline layer does nothing."""
+    report_wait(sys._getframe(), 1.0, None)
 
 
 def test_a_queue_inside_the_dependency_is_its_own_business(clock: FakeClock) -> None:
