@@ -56,25 +56,6 @@ class CountWindow:
         pos += 1
         self._pos = 0 if pos == self._size else pos
 
-    def totals_with(self, code: int, now: float) -> tuple[int, int, int]:
-        """The (calls, failures, slow) the window would hold after :meth:`add` (it changes nothing).
-
-        Args:
-            code: The outcome code.
-            now: Ignored.
-
-        Returns:
-            The totals.
-        """
-        calls, failures, slow = self.calls, self.failures, self.slow
-        if calls == self._size:
-            old = self._ring[self._pos]
-            failures -= old & 1
-            slow -= old >> 1
-        else:
-            calls += 1
-        return calls, failures + (code & 1), slow + (code >> 1)
-
     def refresh(self, now: float) -> None:
         """Nothing to expire in a count window.
 
@@ -153,22 +134,6 @@ class TimeWindow:
         self.calls += 1
         self.failures += failed
         self.slow += slow
-
-    def totals_with(self, code: int, now: float) -> tuple[int, int, int]:
-        """The (calls, failures, slow) the window would hold after :meth:`add` at *now*.
-
-        It only expires the buckets that fell out of the window (as
-        :meth:`refresh` does); the outcome is not added.
-
-        Args:
-            code: The outcome code.
-            now: The clock reading.
-
-        Returns:
-            The totals.
-        """
-        self._slot(now)
-        return self.calls + 1, self.failures + (code & 1), self.slow + (code >> 1)
 
     def refresh(self, now: float) -> None:
         """Expire the buckets that fell out of the window by *now*.

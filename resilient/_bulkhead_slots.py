@@ -17,8 +17,12 @@ raises) can land wherever the interpreter checks for signals: when a
 Python function starts, when any call returns, on a loop's back edge. Never
 between two plain attribute stores. So:
 
-- every lock is taken with ``with`` (its C ``__enter__`` and ``__exit__``
-  leave no gap in which an interrupt could keep the lock held);
+- the lock is never kept by an interrupt: slow paths take it with
+  ``with``; the inlined fast paths use ``acquire()``/``release()`` (cheaper)
+  inside a ``try`` whose handler lets the lock go if this thread still holds
+  it (the lock is an ``RLock`` for its ``_is_owned()``), and a release that
+  an interrupt stopped, even while waiting for the lock, is completed by
+  :meth:`Slots._finish_give_back` before the interrupt propagates;
 - a lock section does what can be interrupted (calls) first and commits
   with plain stores, or it is *restartable*: each of its steps leaves the
   state consistent, so running it again finishes the job. The except
@@ -39,6 +43,7 @@ import asyncio
 import functools
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._clock import Clock, SystemClock, TimerHandle, call_later
@@ -142,7 +147,10 @@ class Slots:
     _max_queue: int
 
     def _init_slots(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant only so that a handler can ask whether this thread holds
+        # it (_is_owned); nothing takes it twice.
+        self._lock = threading.RLock()
+        self._owned: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
         self._in_use = 0
         # FIFO of waiters. One that leaves early is only marked _GONE and
         # skipped when it reaches the front (O(1) instead of a deque scan);
@@ -214,15 +222,40 @@ class Slots:
     # --- the slow path -----------------------------------------------------------
 
     def _give_back(self) -> None:
-        """Release a slot: hand it to the first waiter, or free it (restartable, see above)."""
-        with self._lock:
+        """Release a slot: hand it to the first waiter, or free it.
+
+        Only for exception handlers: the normal paths inline this (an
+        interrupt as this method starts would keep the slot).
+        """
+        lock = self._lock
+        freed = False
+        try:
+            lock.acquire()
             self._in_use -= 1
+            freed = True
             if self._queued:
-                try:
-                    self._pass_on_locked()
-                except BaseException:
-                    self._pass_on_locked()  # interrupted: finish the hand-over, then re-raise
-                    raise
+                self._pass_on_locked()
+            lock.release()
+        except BaseException:
+            self._finish_give_back(freed)
+            raise
+
+    def _finish_give_back(self, freed: bool) -> None:
+        """Complete a slot's release that an interrupt stopped part-way; the caller re-raises.
+
+        Args:
+            freed: Whether the interrupted code had already decremented ``in_use``.
+        """
+        lock = self._lock
+        if not self._owned():
+            lock.acquire()  # interrupted while waiting for the lock
+        try:
+            if not freed and self._in_use > 0:
+                self._in_use -= 1
+            if self._queue:  # (not _queued: a waiter granted but not woken yet is no longer counted)
+                self._pass_on_locked()  # restartable: finishes an interrupted hand-over
+        finally:
+            lock.release()
 
     def _expire(self, w: _Waiter) -> None:
         """Timer callback: the waiter's time in the queue ran out."""

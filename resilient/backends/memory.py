@@ -19,9 +19,9 @@ for signals (a Python function starting, any call returning), never between
 two plain stores. Each step therefore takes its lock with ``with``, does
 what can be interrupted first (reading the clock, allocating) and then
 commits with plain stores, transitions included: an interrupted step makes
-its transition completely or not at all. At worst the interrupted call is
-missing from the statistics, or counts as nothing, as if it had been
-interrupted a moment earlier.
+its transition completely or not at all. At worst the interrupted call
+counts as nothing, or is in the window without its verdict (the rates are
+looked at again on the next record).
 """
 
 from __future__ import annotations
@@ -276,21 +276,21 @@ class MemoryBackend(BreakerBackend):
             if permit.generation != self._gen:
                 return None
             now = self._now() if self._timed else 0.0
-            # Decide on the totals the window will have, then commit: the
-            # transition first (plain stores), the statistics after it.
-            calls, failures, slow = window.totals_with(outcome, now)
+            # Interrupted after this, the call is counted but the decision
+            # waits for the next record (a rate is looked at on every record).
+            window.add(outcome, now)
             consecutive = self._consecutive + 1 if outcome & 1 else 0
+            calls = window.calls
             transition = None
             if (self._failure_rate is None and consecutive >= self._threshold) or (
                 calls >= self._min_calls
                 and (
-                    (self._failure_rate is not None and failures / calls >= self._failure_rate)
-                    or (self._slow_rate is not None and slow / calls >= self._slow_rate)
+                    (self._failure_rate is not None and window.failures / calls >= self._failure_rate)
+                    or (self._slow_rate is not None and window.slow / calls >= self._slow_rate)
                 )
             ):
                 transition = self._open(now if self._timed else self._now())
             self._consecutive = consecutive
-            window.add(outcome, now)
             return transition
 
     def _record_probe(self, permit: Permit, outcome: Outcome) -> Transition | None:
