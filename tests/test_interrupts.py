@@ -705,3 +705,74 @@ def test_an_interrupt_in_the_test_mode_switch_leaves_it_off() -> None:
         )
     finally:
         resilient.set_testing(False)
+
+
+# --- an interrupt while waiting for the lock --------------------------------------------------
+
+
+class InterruptedWait:
+    """The bulkhead's lock, except that this thread's *n*-th acquire() is interrupted while it waits.
+
+    A blocking ``acquire()`` that a signal interrupts raises without taking
+    the lock; the sweeps above cannot produce that (nothing else holds the
+    lock there), so this stands in for it.
+    """
+
+    def __init__(self, lock: Any, n: int) -> None:
+        self.lock = lock
+        self.n = n
+        self.calls = 0
+        self.thread = threading.get_ident()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if threading.get_ident() == self.thread:
+            self.calls += 1
+            if self.calls == self.n:
+                raise KeyboardInterrupt  # as a signal would, before the lock is taken
+        return bool(self.lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def interrupt_nth_acquire(bh: Bulkhead, n: int) -> None:
+    """Make this thread's n-th acquisition of *bh*'s lock raise KeyboardInterrupt (before *bh*'s first call)."""
+    bh._lock = InterruptedWait(bh._lock, n)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_slot_is_given_back_even_if_waiting_for_the_lock_is_interrupted(is_async: bool) -> None:
+    """A call whose release is interrupted while waiting for the lock still gives its slot to the waiter."""
+    bh = resilient.bulkhead(1, max_queue=1)
+    interrupt_nth_acquire(bh, 2)  # the 1st takes the slot, the 2nd would give it back
+    ran: list[str] = []
+
+    def queue_behind() -> None:
+        wait_until(lambda: bh._queued == 1)
+
+    waiter = threading.Thread(target=lambda: bh.call(lambda: ran.append("waiter")), daemon=True)
+    if is_async:
+
+        async def first() -> None:
+            waiter.start()
+            queue_behind()
+
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(bh.call(first))
+    else:
+
+        def first_sync() -> None:
+            waiter.start()
+            queue_behind()
+
+        with pytest.raises(KeyboardInterrupt):
+            bh.call(first_sync)
+    waiter.join(5)
+    assert ran == ["waiter"]
+    assert bulkhead_state(bh) is None
