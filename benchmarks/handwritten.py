@@ -207,3 +207,99 @@ class Breaker:
             return result
 
         return wrapper
+
+
+def hedge(
+    delay: float, attempts: int = 2
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """A hedge written with ``asyncio.wait``: start another attempt after *delay*; first success wins.
+
+    A failure starts the next attempt at once; the attempts still running
+    are cancelled and awaited when the call ends.
+
+    Args:
+        delay: Seconds before the next attempt starts.
+        attempts: Attempts in all.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            pending: set[asyncio.Future[Any]] = {asyncio.ensure_future(fn(*args, **kwargs))}
+            started = 1
+            last: BaseException | None = None
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(
+                        pending,
+                        timeout=delay if started < attempts else None,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    for task in done:
+                        exc = task.exception()
+                        if exc is None:
+                            return task.result()
+                        last = exc
+                    if started < attempts:
+                        pending.add(asyncio.ensure_future(fn(*args, **kwargs)))
+                        started += 1
+                assert last is not None
+                raise last
+            finally:
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending)
+
+        return wrapper
+
+    return deco
+
+
+def chaos_fault(
+    enabled: Callable[[], bool],
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Fault injection behind a switch read on every call (async).
+
+    Args:
+        enabled: The switch.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if enabled():
+                raise ConnectionError("injected")
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def chaos_fault_sync(enabled: Callable[[], bool]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Fault injection behind a switch read on every call (sync).
+
+    Args:
+        enabled: The switch.
+
+    Returns:
+        A decorator.
+    """
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if enabled():
+                raise ConnectionError("injected")
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco

@@ -157,6 +157,32 @@ FALLBACK_ASYNC: dict[str, AsyncBuilder | str] = {
     "hyx": lambda fn: _hyx("fallback").fallback(_hyx_handler, on=Exception)(fn),
 }
 
+HEDGE_ASYNC: dict[str, AsyncBuilder | str] = {
+    # The default 2 s delay is never reached: the first attempt answers at once.
+    "resilient": lambda fn: resilient.hedge(delay=2.0)(cast(CoroFn, fn)),
+    "stdlib": lambda fn: hw.hedge(2.0)(fn),
+}
+
+
+class _Settings:
+    """Where a service keeps its chaos switch: read on every call."""
+
+    chaos = False
+
+
+SETTINGS = _Settings()
+
+
+def chaos_off() -> bool:
+    """The chaos switch, off."""
+    return SETTINGS.chaos
+
+
+CHAOS_OFF_ASYNC: dict[str, AsyncBuilder | str] = {
+    "resilient": lambda fn: resilient.chaos.fault(ConnectionError, enabled=chaos_off)(fn),
+    "stdlib": lambda fn: hw.chaos_fault(chaos_off)(fn),
+}
+
 STACK_ASYNC: dict[str, AsyncBuilder | str] = {
     "resilient": _res_stack,
     "stdlib": _hand_stack,
@@ -189,6 +215,12 @@ BREAKER_SYNC: dict[str, SyncBuilder | str] = {
     "aiobreaker": BREAKER_ASYNC["aiobreaker"],
     "purgatory": _purgatory_sync,
     "pybreaker": lambda fn: peer("pybreaker").CircuitBreaker(fail_max=5, reset_timeout=30)(fn),
+}
+
+
+CHAOS_OFF_SYNC: dict[str, SyncBuilder | str] = {
+    "resilient": lambda fn: resilient.chaos.fault(ConnectionError, enabled=chaos_off)(fn),
+    "stdlib": lambda fn: hw.chaos_fault_sync(chaos_off)(fn),
 }
 
 

@@ -1,11 +1,13 @@
 """Deadlines: hand what is left of a ``timeout`` to the client you call.
 
 A ``timeout`` sets an ambient deadline for everything it wraps.
-``resilient.remaining()`` reads it, so an HTTP client can be told to give up
-by the same moment (its own, clean timeout instead of a cancellation), nested
-timeouts never extend it, and ``retry`` never starts a wait that would end
-past it. A small server on localhost answers after ``?ms=`` milliseconds.
-Runs in about a second; exits 0.
+``resilient.remaining(default=...)`` reads it, so an HTTP client can be told
+to give up by the same moment (its own, clean timeout instead of a
+cancellation), nested timeouts never extend it, and ``retry`` never starts a
+wait that would end past it. The default is what the client gets where no
+deadline applies: never hand httpx ``None``, which switches its timeout off.
+A small server on localhost answers after ``?ms=`` milliseconds. Runs in
+about a second; exits 0.
 
     python examples/deadlines.py
 """
@@ -20,7 +22,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+try:
+    import httpx
+except ImportError:  # a plain install; the examples extra brings it
+    raise SystemExit(
+        "examples/deadlines.py needs httpx: pip install 'resilient-policies[examples]'"
+    ) from None
 
 import resilient
 from resilient import backoff, retry, timeout
@@ -65,12 +72,11 @@ class ServerBusy(Exception):
 
 async def fetch(client: httpx.AsyncClient, ms: int, status: int = 200) -> str:
     """Call the server, giving httpx exactly the time the caller has left."""
-    budget = resilient.remaining()  # None outside any timeout
-    print(f"    fetch(ms={ms}) with {'no deadline' if budget is None else f'{budget:.3f}s left'}")
-    # httpx's own default (5 s) applies when there is no deadline.
-    response = await client.get(
-        "/", params={"ms": ms, "status": status}, timeout=5.0 if budget is None else budget
-    )
+    # httpx's own default (5 s) where no deadline applies; never None.
+    budget = resilient.remaining(default=5.0)
+    label = "no deadline (default 5 s)" if resilient.remaining() is None else f"{budget:.3f}s left"
+    print(f"    fetch(ms={ms}) with {label}")
+    response = await client.get("/", params={"ms": ms, "status": status}, timeout=budget)
     if response.status_code == 503:
         raise ServerBusy
     return response.text
@@ -110,7 +116,7 @@ async def main() -> None:
     assert resilient.remaining() is None
     with slow_server() as base:
         async with httpx.AsyncClient(base_url=base) as client:
-            print("1. no timeout around the call: remaining() is None")
+            print("1. no timeout around the call: remaining() is None, httpx gets the default")
             assert await fetch(client, 0) == "ok"
 
             print("2. one deadline, two calls")

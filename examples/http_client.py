@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
+try:
+    import httpx
+except ImportError:  # a plain install; the examples extra brings it
+    raise SystemExit(
+        "examples/http_client.py needs httpx: pip install 'resilient-policies[examples]'"
+    ) from None
 
 import resilient
 from resilient import (
@@ -197,8 +202,10 @@ async def get_or_stale(client: httpx.AsyncClient, path: str) -> str:
 @timeout(0.5)
 async def get_within_budget(client: httpx.AsyncClient, path: str) -> str:
     # Hand what is left of the deadline to httpx, so the client gives up
-    # (and closes its connection cleanly) by the deadline.
-    budget = resilient.remaining()
+    # (and closes its connection cleanly) by the deadline. The default is
+    # httpx's own 5 s, for calls made where no deadline applies: None would
+    # switch httpx's timeout off.
+    budget = resilient.remaining(default=5.0)
     return check(await client.get(path, timeout=budget))
 
 

@@ -1,6 +1,6 @@
 """Serve resilient's Prometheus metrics while a flaky workload runs, then scrape them.
 
-Run: ``python examples/prometheus_metrics.py`` (needs ``pip install 'resilient[prometheus]'``).
+Run: ``python examples/prometheus_metrics.py`` (needs ``pip install 'resilient-policies[examples]'``).
 
 It starts prometheus_client's HTTP server on 127.0.0.1 (a free port), runs
 about two seconds of calls to a flaky dependency through
@@ -16,7 +16,12 @@ import random
 import time
 import urllib.request
 
-from prometheus_client import CollectorRegistry, start_http_server
+try:
+    from prometheus_client import CollectorRegistry, start_http_server
+except ImportError:  # a plain install; the examples extra brings it
+    raise SystemExit(
+        "examples/prometheus_metrics.py needs prometheus_client: pip install 'resilient-policies[examples]'"
+    ) from None
 
 import resilient
 from resilient import backoff

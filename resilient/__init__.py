@@ -1,21 +1,24 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
-Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead`` and
-``fallback``; stacked decorators fold into one pipeline; policies emit events
-on a bus that logging and metrics adapters plug into.
+Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
+``fallback`` and ``hedge`` (``resilient.chaos`` injects faults); stacked
+decorators fold into one pipeline; policies emit events on a bus that
+logging and metrics adapters plug into.
 """
 
-from . import backoff
+from . import backoff, chaos
 from ._breaker import CircuitBreaker, circuit_breaker
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead, bulkhead
 from ._clock import Clock, SystemClock
 from ._config import set_testing
-from ._context import CallContext, current_call, remaining
+from ._context import CallContext, current_call, remaining, without_deadline
 from ._decorate import pipeline_of
-from ._errors import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError
+from ._errors import BulkheadFullError, CircuitOpenError, FailedResult, ResilientError, TimeoutExceededError
 from ._events import EventBus, Subscription, subscribe
 from ._fallback import Fallback, fallback
+from ._hedge import Hedge, hedge
+from ._outcome import Outcome, gather_outcomes, outcome
 from ._pipeline import Pipeline, Policy, pipeline
 from ._retry import Retry, retry
 from ._state import CircuitState
@@ -32,7 +35,10 @@ __all__ = [
     "CircuitState",
     "Clock",
     "EventBus",
+    "FailedResult",
     "Fallback",
+    "Hedge",
+    "Outcome",
     "Pipeline",
     "Policy",
     "ResilientError",
@@ -45,9 +51,13 @@ __all__ = [
     "__version__",
     "backoff",
     "bulkhead",
+    "chaos",
     "circuit_breaker",
     "current_call",
     "fallback",
+    "gather_outcomes",
+    "hedge",
+    "outcome",
     "pipeline",
     "pipeline_of",
     "remaining",
@@ -55,6 +65,7 @@ __all__ = [
     "set_testing",
     "subscribe",
     "timeout",
+    "without_deadline",
 ]
 
 for _name in __all__:

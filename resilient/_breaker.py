@@ -46,6 +46,15 @@ def _seconds(param: str, value: object) -> float | None:
     return check_duration(param, value, allow_none=True)
 
 
+MAX_WINDOW = 1_000_000
+"""The largest count window: one byte per call, allocated when the breaker is made.
+
+Longer memories are what ``window_seconds`` is for (fixed memory).
+"""
+MIN_WINDOW_SECONDS = 0.001
+"""The shortest time window: its buckets must be measurable clock intervals."""
+
+
 _UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
 
 
@@ -111,8 +120,10 @@ class CircuitBreaker(BreakerCore, Policy):
             half_open_max_calls=check_int("half_open_max_calls", half_open_max_calls, minimum=1),
             success_threshold=check_int("success_threshold", success_threshold, minimum=1),
             failure_rate=None if failure_rate is None else check_fraction("failure_rate", failure_rate),
-            window=check_int("window", window, minimum=1),
-            window_seconds=_seconds("window_seconds", window_seconds),
+            window=check_int("window", window, minimum=1, maximum=MAX_WINDOW),
+            window_seconds=check_duration(
+                "window_seconds", window_seconds, allow_none=True, minimum=MIN_WINDOW_SECONDS
+            ),
             minimum_calls=check_int("minimum_calls", minimum_calls, minimum=1),
             slow_call_duration=_seconds("slow_call_duration", slow_call_duration),
             slow_call_rate=check_fraction("slow_call_rate", slow_call_rate),
@@ -229,13 +240,13 @@ class CircuitBreaker(BreakerCore, Policy):
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
         backend = self.backend
-        admit = self._admit
+        admit = self._admit_async
         settle = self._settle_async
         clock = self.clock
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            permit = admit(await backend.acquire_async(), ctx.operation)
+            permit = await admit(await backend.acquire_async(), ctx.operation)
             begun = [clock.monotonic()]
             try:
                 result = await inner(ctx, fn, args, kwargs)
@@ -251,8 +262,10 @@ class CircuitBreaker(BreakerCore, Policy):
     # --- context managers ---------------------------------------------------------
 
     async def __aenter__(self) -> CircuitBreaker:
-        got = self.backend.acquire() if self._direct else await self.backend.acquire_async()
-        permit = self._admit(got, None)
+        if self._direct:
+            permit = self._admit(self.backend.acquire(), None)
+        else:
+            permit = await self._admit_async(await self.backend.acquire_async(), None)
         push_scope(self, (permit, self.clock.monotonic()))
         return self
 
@@ -291,6 +304,21 @@ class CircuitBreaker(BreakerCore, Policy):
         if transition is not None:
             self._emit(transition, None)
         return state
+
+    def peek_state(self) -> CircuitState:
+        """Return the state as :attr:`state` would, without moving the breaker or emitting anything.
+
+        A due OPEN -> HALF_OPEN move reads as HALF_OPEN but is not applied:
+        the next call (or :attr:`state`) applies it. Metrics scrapes use
+        this, so reading a gauge never changes what it measures.
+
+        Returns:
+            The current state.
+        """
+        stats = self.backend.stats()
+        if stats.state is CircuitState.OPEN and stats.retry_after is not None and stats.retry_after <= 0:
+            return CircuitState.HALF_OPEN
+        return stats.state
 
     def stats(self) -> BreakerStats:
         """Return a snapshot of the state and window statistics.
@@ -382,9 +410,10 @@ def circuit_breaker(
         success_threshold: Probe successes that close it (int >= 1).
         failure_rate: Failure fraction in (0, 1] that opens it, or None for
             consecutive mode.
-        window: The count window: the last *window* recorded calls (int >= 1).
-        window_seconds: Use a time window of this many seconds instead
-            (fixed buckets: O(1) memory whatever the traffic).
+        window: The count window: the last *window* recorded calls (int from
+            1 to 1,000,000; one byte each).
+        window_seconds: Use a time window of this many seconds (at least
+            0.001) instead (fixed buckets: O(1) memory whatever the traffic).
         minimum_calls: Calls the window must hold before a rate opens it
             (int >= 1; capped at *window* for a count window).
         slow_call_duration: Seconds above which a call is slow, or None.

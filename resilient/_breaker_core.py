@@ -24,7 +24,7 @@ from ._events import (
     EventBus,
 )
 from ._state import CircuitState
-from ._validate import Matcher
+from ._validate import Matcher, every_leaf
 from .backends import BreakerBackend, Outcome, Permit, Rejection
 from .backends._base import Transition
 
@@ -41,11 +41,13 @@ SUCCESS = Outcome.SUCCESS
 _SLOW_SUCCESS = Outcome.SLOW_SUCCESS
 
 
+def _is_rejection_leaf(exc: BaseException) -> bool:
+    return isinstance(exc, ResilientError) and hasattr(exc, "retry_after")
+
+
 def _is_rejection(exc: BaseException) -> bool:
     """True for this library's rejection errors, or a group made only of them."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_rejection(e) for e in exc.exceptions)
-    return isinstance(exc, ResilientError) and hasattr(exc, "retry_after")
+    return every_leaf(exc, _is_rejection_leaf)
 
 
 class BreakerCore:
@@ -123,7 +125,24 @@ class BreakerCore:
                 self._emit(got.transition, operation)
             raise self._reject(got, operation)
         if got.transition is not None:
+            try:
+                self._emit(got.transition, operation)
+            except BaseException:
+                # A handler raised KeyboardInterrupt (say): the permit, a
+                # half-open probe's slot, must not stay taken.
+                self.backend.release(got)
+                raise
+        return got
+
+    async def _admit_async(self, got: Permit | Rejection, operation: str | None) -> Permit:
+        """:meth:`_admit` for a backend whose release must be awaited."""
+        if isinstance(got, Rejection) or got.transition is None:
+            return self._admit(got, operation)
+        try:
             self._emit(got.transition, operation)
+        except BaseException:
+            await self.backend.release_async(got)
+            raise
         return got
 
     def _settle(self, permit: Permit, exc: BaseException | None, start: float, op: str | None) -> None:

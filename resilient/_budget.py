@@ -6,17 +6,22 @@ import math
 import threading
 
 from ._clock import Clock
+from ._numbers import describe, plain_number
 from ._validate import check_clock, check_fraction, check_int
 
 __all__ = ["RetryBudget"]
 
 
 def _check_rate(param: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
-    rate = float(value)
+    number = plain_number(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number, got {describe(value)}")
+    try:
+        rate = float(number)
+    except OverflowError:  # an int beyond any float
+        rate = math.inf
     if not math.isfinite(rate) or rate < 0:
-        raise ValueError(f"{param} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{param} must be a finite number >= 0, got {rate!r}")
     return rate
 
 
@@ -38,7 +43,7 @@ class RetryBudget:
     Raises:
         TypeError: A parameter has the wrong type.
         ValueError: *ratio* is outside (0, 1], *min_per_second* is negative,
-            NaN or infinite, or *capacity_calls* is < 1.
+            NaN or infinite, or *capacity_calls* is < 1 or beyond a float.
     """
 
     def __init__(
@@ -53,7 +58,13 @@ class RetryBudget:
         self.min_per_second = _check_rate("min_per_second", min_per_second)
         self.capacity_calls = check_int("capacity_calls", capacity_calls, minimum=1)
         self.clock = check_clock(clock)
-        self._cap = max(1.0, self.ratio * capacity_calls + self.min_per_second)
+        try:
+            deposits = self.ratio * self.capacity_calls
+        except OverflowError:  # an int beyond any float
+            raise ValueError(
+                f"capacity_calls must fit a float, got an integer of {self.capacity_calls.bit_length()} bits"
+            ) from None
+        self._cap = max(1.0, deposits + self.min_per_second)
         self._balance = self._cap
         self._last = self.clock.monotonic()
         self._lock = threading.Lock()

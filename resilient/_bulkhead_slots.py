@@ -39,7 +39,6 @@ that block's slot taken. The decorator and ``call`` forms have no such gap.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 from collections import deque
@@ -50,10 +49,14 @@ from ._clock import Clock, SystemClock, TimerHandle, call_later
 from ._context import _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, EventBus
+from ._lazy import LazyModule
 from ._waits import report_wait, report_wait_async
 
 if TYPE_CHECKING:
+    import asyncio
     from types import FrameType
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Slots"]
 
@@ -62,8 +65,6 @@ _NEW = 0  # not in the queue (yet): holds nothing
 _QUEUED = 1
 _GRANTED = 2  # handed a slot: it owns one until it gives it back
 _GONE = 3  # timed out, interrupted, or done: holds nothing
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -79,7 +80,7 @@ class _AsyncWaiter:
 
     def __init__(self) -> None:
         # The running loop's future: no loop is bound before a call has to wait.
-        loop = self.loop = _get_running_loop()
+        loop = self.loop = asyncio._get_running_loop()
         self.fut: asyncio.Future[None] = loop.create_future()  # type: ignore[union-attr]
         self.state = _NEW
         self.woken = False
@@ -92,7 +93,7 @@ class _AsyncWaiter:
         """Wake the waiter from any thread (idempotent); False if its loop is gone."""
         fut = self.fut
         loop = self.loop
-        if loop is _get_running_loop():
+        if loop is asyncio._get_running_loop():
             self.woken = True
             if not fut.done():
                 fut.set_result(None)

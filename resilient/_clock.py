@@ -8,14 +8,20 @@ freezegun (``real_asyncio=True``) can move it; tests inject
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "TimerHandle"]
 
@@ -221,7 +227,7 @@ class FakeClock:
         s = self._seconds(seconds)
         self.sleeps.append(s)
         target = self._now + s
-        while self._step(target):  # noqa: ASYNC110 (virtual time: each step fires a timer)
+        while self._step(target):
             # Let a cancellation the timer requested reach its task.
             await asyncio.sleep(0)
         await asyncio.sleep(0)

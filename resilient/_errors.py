@@ -5,7 +5,9 @@
     ResilientError(Exception)
     ├── CircuitOpenError          .name  .retry_after
     ├── BulkheadFullError         .name  .retry_after (None)
-    └── TimeoutExceededError      .seconds        (also a builtin TimeoutError)
+    ├── TimeoutExceededError      .seconds        (also a builtin TimeoutError)
+    └── FailedResult              .result         (never raised: what a result-triggered
+                                                   fallback reports)
 
 Every rejection raises a fresh object, so tracebacks never grow. Exceptions
 raised by the protected function are never wrapped: they propagate as the
@@ -17,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
+    "FailedResult",
     "ResilientError",
     "TimeoutExceededError",
 ]
@@ -81,7 +84,9 @@ class TimeoutExceededError(ResilientError, TimeoutError):
     it. ``__cause__`` is the ``CancelledError`` that interrupted the work.
 
     Attributes:
-        seconds: The timeout that expired.
+        seconds: The length of the timeout whose deadline passed: the
+            policy's own, or that of an enclosing (or inherited) deadline
+            that cut it short.
     """
 
     seconds: float
@@ -92,3 +97,31 @@ class TimeoutExceededError(ResilientError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[TimeoutExceededError], tuple[float]]:
         return (type(self), (self.seconds,))
+
+
+class FailedResult(ResilientError):
+    """A result that ``fallback(on_result=...)`` judged a failure, in an exception's clothes.
+
+    Never raised by the library. When a fallback replaces a *result*, there
+    is no exception to report, so its handler receives one of these as its
+    first argument (``handler(FailedResult(result), *args, **kwargs)``) and
+    the ``FallbackUsed`` event carries it as ``exception``: handlers and
+    event consumers keep seeing an ``Exception``, and ``.result`` is the
+    value that was replaced.
+
+    Attributes:
+        result: The result that matched ``on_result``.
+    """
+
+    result: object
+
+    def __init__(self, result: object) -> None:
+        self.result = result
+        # The result itself as the argument: no repr() of it until someone asks.
+        super().__init__(result)
+
+    def __str__(self) -> str:
+        return f"result matched on_result: {self.result!r}"
+
+    def __reduce__(self) -> tuple[type[FailedResult], tuple[object]]:
+        return (type(self), (self.result,))

@@ -7,10 +7,13 @@ that delivers them; :mod:`resilient.events` is the public face of both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if not TYPE_CHECKING:
+    from ._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
+    from dataclasses import dataclass
+
     from ._state import CircuitState
 
 __all__ = [
@@ -18,8 +21,11 @@ __all__ = [
     "BackendRecovered",
     "BulkheadRejected",
     "CallFailed",
+    "CallCancelled",
     "CallRejected",
+    "CallStarted",
     "CallSucceeded",
+    "ChaosInjected",
     "CircuitClosed",
     "CircuitHalfOpened",
     "CircuitIsolated",
@@ -28,6 +34,7 @@ __all__ = [
     "CircuitStateChanged",
     "Event",
     "FallbackUsed",
+    "HedgeStarted",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutElapsed",
@@ -41,7 +48,7 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"fallback"`` or ``"pipeline"``.
+            ``"fallback"``, ``"hedge"``, ``"chaos"`` or ``"pipeline"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -156,10 +163,56 @@ class FallbackUsed(Event):
     """A fallback replaced a failure with its default.
 
     Attributes:
-        exception: The failure that was replaced.
+        exception: The failure that was replaced; for a result matching
+            ``on_result``, a :class:`resilient.FailedResult` whose
+            ``.result`` is that result.
     """
 
     exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HedgeStarted(Event):
+    """A hedge started another attempt while the earlier ones may still run.
+
+    Attributes:
+        attempt: The attempt just started (2 for the first hedge).
+        reason: ``"delay"`` (no attempt finished within the hedging delay)
+            or ``"failure"`` (an attempt failed with a handled exception or
+            result).
+    """
+
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChaosInjected(Event):
+    """A chaos policy injected a fault, a latency or a result into a call.
+
+    Attributes:
+        kind: ``"fault"``, ``"latency"`` or ``"result"``.
+        seconds: The injected latency (``"latency"``), else None.
+        exception: The injected exception (``"fault"``), else None.
+    """
+
+    kind: str
+    seconds: float | None = None
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted(Event):
+    """An outer pipeline call is starting (once per call, before its first attempt).
+
+    Emitted only while a handler subscribes to it. A sync handler runs
+    inline, in the caller's task or thread, before the function: whatever it
+    makes current (an OpenTelemetry span, a context variable) stays current
+    for the whole call, so everything the function does happens inside it.
+    Undo it with :meth:`resilient.CallContext.on_exit` on
+    ``resilient.current_call()``: the pipeline runs that callback when the
+    call ends, however it ends.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +236,24 @@ class CallFailed(Event):
     Attributes:
         duration: Seconds from the call's start to the raise.
         exception: What the caller receives.
+    """
+
+    duration: float
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCancelled(Event):
+    """An outer pipeline call was ended by a control-flow exception (once per call).
+
+    Cancellation (``asyncio.CancelledError``), ``KeyboardInterrupt``,
+    ``SystemExit`` or ``GeneratorExit`` (a coroutine closed before it
+    finished). This is not a failure: no ``CallFailed`` is emitted, and the
+    exception propagates unchanged.
+
+    Attributes:
+        duration: Seconds from the call's start to the interruption.
+        exception: The control-flow exception.
     """
 
     duration: float

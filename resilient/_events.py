@@ -7,22 +7,24 @@ allocates nothing.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeAlias
 
+from ._event_runs import AsyncRuns, Sub, report
 from ._event_types import (
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitIsolated,
@@ -31,19 +33,24 @@ from ._event_types import (
     CircuitStateChanged,
     Event,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     TimeoutElapsed,
 )
 from ._introspect import is_async_callable
+from ._numbers import describe, plain_number
 
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
     "BulkheadRejected",
+    "CallCancelled",
     "CallFailed",
     "CallRejected",
+    "CallStarted",
     "CallSucceeded",
+    "ChaosInjected",
     "CircuitClosed",
     "CircuitHalfOpened",
     "CircuitIsolated",
@@ -53,6 +60,7 @@ __all__ = [
     "Event",
     "EventBus",
     "FallbackUsed",
+    "HedgeStarted",
     "Handler",
     "RetriesExhausted",
     "RetryScheduled",
@@ -63,7 +71,10 @@ __all__ = [
     "subscribe",
 ]
 
-logger = logging.getLogger("resilient")
+EXPLICIT_ONLY: tuple[type[Event], ...] = (CallStarted, CallCancelled)
+"""Events delivered only to subscriptions that name them (or a base other than ``Event``)."""
+ALL_EVENTS: tuple[type[Event], ...] = (Event, *EXPLICIT_ONLY)
+"""Subscribe to these to receive every event, the explicit-only ones included."""
 
 
 # A sync handler's return value is ignored (unless it is awaitable), so any
@@ -81,15 +92,6 @@ def _changed() -> None:
     subscriptions_version[0] += 1
 
 
-class _Sub:
-    __slots__ = ("handler", "is_async", "types")
-
-    def __init__(self, handler: Handler, types: tuple[type[Event], ...]) -> None:
-        self.handler = handler
-        self.types = types
-        self.is_async = is_async_callable(handler)
-
-
 class Subscription:
     """A handler's registration on a bus.
 
@@ -99,14 +101,14 @@ class Subscription:
 
     __slots__ = ("_bus", "_sub")
 
-    def __init__(self, bus: EventBus, sub: _Sub) -> None:
+    def __init__(self, bus: EventBus, sub: Sub) -> None:
         self._bus = bus
         self._sub = sub
 
     @property
     def active(self) -> bool:
         """True while the handler still receives events."""
-        return self._sub in self._bus._subs
+        return self._sub.active
 
     def unsubscribe(self) -> None:
         """Stop delivering events to the handler. Calling it again does nothing."""
@@ -128,22 +130,42 @@ class EventBus:
     """Delivers events to subscribed handlers.
 
     Sync handlers run inline, in subscription order, exactly once per event.
-    Async handlers run as tasks the bus holds until they finish;
-    :meth:`drain` waits for them. A handler that raises is logged on the
-    ``resilient`` logger and changes nothing else.
+    Async handlers run as tasks the bus holds until they finish, on the
+    event loop they were subscribed on (see ``docs/events.md``); at most
+    *max_pending* runs are held at once, the excess is dropped and counted
+    in :attr:`dropped`. :meth:`drain` waits for the runs of the loop it is
+    awaited in. A handler that raises is logged on the ``resilient`` logger
+    and changes nothing else.
+
+    Args:
+        max_pending: Async handler runs the bus may hold at once (accepted
+            and not finished: queued, handed to a loop, or running), an
+            int >= 1. Beyond it new runs are dropped.
+
+    Raises:
+        TypeError: *max_pending* is not an int.
+        ValueError: *max_pending* is < 1.
     """
 
-    def __init__(self) -> None:
-        self._subs: list[_Sub] = []
+    def __init__(self, *, max_pending: int = 10_000) -> None:
+        # A plain int: an int subclass's comparisons could lie (see _numbers).
+        number = plain_number(max_pending)
+        if number is None or type(number) is float:
+            raise TypeError(f"max_pending must be an int, got {describe(max_pending)}")
+        max_pending = int(number)
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self._subs: list[Sub] = []
         self._lock = threading.Lock()
         # type -> matching subscriptions, filled lazily, cleared on change.
-        self._cache: dict[type, tuple[_Sub, ...]] = {}
-        self._tasks: set[asyncio.Future[Any]] = set()
-        # Async deliveries that found no running loop; drain() runs them.
-        self._pending: list[tuple[_Sub, Event]] = []
+        self._cache: dict[type, tuple[Sub, ...]] = {}
+        self._runs = AsyncRuns(max_pending, self._lock)
 
     def subscribe(self, handler: Handler, *event_types: type[Event]) -> Subscription:
         """Register *handler* for *event_types* (all events when none given).
+
+        An async handler's runs go to the event loop running here, if any
+        (see ``docs/events.md``).
 
         Args:
             handler: A function or coroutine function taking one event.
@@ -160,26 +182,36 @@ class EventBus:
         for t in event_types:
             if not (isinstance(t, type) and issubclass(t, Event)):
                 raise TypeError(f"event_types must be Event subclasses, got {t!r}")
-        sub = _Sub(handler, event_types or (Event,))
+        sub = Sub(handler, event_types or (Event,), is_async_callable(handler))
         with self._lock:
             self._subs = [*self._subs, sub]
             self._cache = {}
             _changed()
         return Subscription(self, sub)
 
-    def _remove(self, sub: _Sub) -> None:
+    def _remove(self, sub: Sub) -> None:
         with self._lock:
             if sub in self._subs:
+                sub.active = False
                 self._subs = [s for s in self._subs if s is not sub]
                 self._cache = {}
                 _changed()
+        self._runs.forget({sub})
 
-    def _listeners(self, cls: type) -> tuple[_Sub, ...]:
+    def _listeners(self, cls: type) -> tuple[Sub, ...]:
         cache = self._cache
         try:
             return cache[cls]
         except KeyError:
-            found = tuple(s for s in self._subs if issubclass(cls, s.types))
+            if issubclass(cls, EXPLICIT_ONLY):
+                # Call-lifecycle events that API.md's event list does not name
+                # reach only handlers that name them: a catch-all subscription
+                # (``Event``) sees the same stream as before they existed.
+                found = tuple(
+                    s for s in self._subs if any(issubclass(cls, t) and t is not Event for t in s.types)
+                )
+            else:
+                found = tuple(s for s in self._subs if issubclass(cls, s.types))
             cache[cls] = found
             return found
 
@@ -203,87 +235,62 @@ class EventBus:
     def emit(self, event: Event) -> None:
         """Deliver *event* to every handler subscribed to its type.
 
+        Never raises an :class:`Exception`: a handler failing, even when it
+        is called (an async handler of the wrong arity), is logged on the
+        ``resilient`` logger. A control-flow exception a sync handler raises
+        (``KeyboardInterrupt``, ``SystemExit``...) propagates, and the
+        handlers after it do not run.
+
         Args:
             event: The event.
         """
         for sub in self._listeners(type(event)):
-            if sub.is_async:
-                self._schedule(sub, event)
-                continue
             try:
+                if sub.is_async:
+                    self._runs.deliver(sub, event)
+                    continue
                 result = sub.handler(event)
+                if result is not None and inspect.isawaitable(result):
+                    self._runs.adopt(result, sub)
             except Exception:
-                logger.exception("resilient event handler %r failed on %r", sub.handler, event)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                self._track(result, sub)
+                report(sub, event)
 
-    def _schedule(self, sub: _Sub, event: Event) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            with self._lock:
-                self._pending.append((sub, event))
-            return
-        self._track(sub.handler(event), sub)  # type: ignore[arg-type]
-
-    def _track(self, awaitable: Awaitable[Any], sub: _Sub) -> None:
-        try:
-            fut = asyncio.ensure_future(awaitable)
-        except RuntimeError:
-            # No running loop for an awaitable a sync handler returned.
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()
-            logger.error("resilient event handler %r returned an awaitable outside a loop", sub.handler)
-            return
-        self._tasks.add(fut)
-        fut.add_done_callback(self._done)
-
-    def _done(self, fut: asyncio.Future[Any]) -> None:
-        # Runs once per run: from the done callback or from drain(),
-        # whichever comes first (drain must not wait on the loop for it).
-        if fut not in self._tasks:
-            return
-        self._tasks.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            logger.error("resilient async event handler failed", exc_info=exc)
+    @property
+    def max_pending(self) -> int:
+        """Async handler runs the bus holds at most (beyond it, new runs are dropped)."""
+        return self._runs.max_pending
 
     @property
     def pending(self) -> int:
-        """Async handler runs not finished yet (including ones not started)."""
-        return len(self._tasks) + len(self._pending)
+        """Async handler runs accepted and not finished: queued, handed to a loop, or running."""
+        return self._runs.pending
+
+    @property
+    def dropped(self) -> int:
+        """Async handler runs dropped so far: over :attr:`max_pending`, or their event loop was closed."""
+        return self._runs.dropped
 
     async def drain(self) -> None:
-        """Wait until every async handler run started so far has finished.
+        """Wait until the async handler runs of the running loop have finished.
 
-        Deliveries made where no event loop was running are started here.
+        It starts the runs handed to this loop and the events that were
+        emitted where no loop ran (for handlers subscribed outside a loop),
+        then waits for this loop's runs, including ones they start. Runs that
+        belong to another event loop are not waited for (drain that loop);
+        :attr:`pending` still counts them.
         """
-        while True:
-            with self._lock:
-                pending, self._pending = self._pending, []
-            for sub, event in pending:
-                self._track(sub.handler(event), sub)  # type: ignore[arg-type]
-            running = [t for t in self._tasks if not t.done()]
-            if running:
-                await asyncio.wait(running)
-            # Settle finished runs here rather than relying on their done
-            # callbacks: awaiting only finished futures may not yield to the
-            # loop (Python 3.12+), so the callbacks might never get to run.
-            for t in [t for t in self._tasks if t.done()]:
-                self._done(t)
-            if not self._tasks and not self._pending:
-                return
+        await self._runs.drain()
 
     def clear(self) -> None:
-        """Remove every subscription (tracked tasks keep running)."""
+        """Remove every subscription; runs not started yet are forgotten, running ones finish."""
         with self._lock:
+            subs = set(self._subs)
+            for sub in subs:
+                sub.active = False
             self._subs = []
             self._cache = {}
             _changed()
+        self._runs.forget(subs)
 
     def __repr__(self) -> str:
         return f"<EventBus subscriptions={len(self._subs)}>"

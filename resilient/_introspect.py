@@ -7,7 +7,7 @@ import inspect
 import types
 from typing import Any
 
-__all__ = ["is_async_callable", "kind_of", "qualname", "unwrap_descriptor"]
+__all__ = ["full_name", "is_async_callable", "kind_of", "module_of", "qualname", "unwrap_descriptor"]
 
 
 def qualname(fn: object) -> str:
@@ -18,6 +18,29 @@ def qualname(fn: object) -> str:
     if func is not None:
         return qualname(func)
     return type(fn).__qualname__
+
+
+def module_of(fn: object) -> str | None:
+    """Return the module defining *fn* (a partial's function's, a callable object's class's), or None."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    module = getattr(fn, "__module__", None)
+    if not isinstance(module, str):
+        module = getattr(type(fn), "__module__", None)
+    return module if isinstance(module, str) and module else None
+
+
+def full_name(operation: str, module: str | None) -> str:
+    """Return the module-qualified name ``module.operation`` (``"myapp.client.Client.fetch"``).
+
+    Args:
+        operation: The qualified name (``__qualname__``).
+        module: The defining module, or None.
+
+    Returns:
+        ``module.operation``, or *operation* alone when no module is known.
+    """
+    return operation if module is None else f"{module}.{operation}"
 
 
 def unwrap_descriptor(fn: object) -> object:
@@ -35,8 +58,19 @@ def is_async_callable(fn: object) -> bool:
     return inspect.iscoroutinefunction(inspect.getattr_static(type(fn), "__call__", None))
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
 def kind_of(fn: object) -> bool:
     """Return True for an async target, False for sync; reject the rest."""
+    if type(fn) is types.FunctionType:
+        # The common case, read off the code flags (decorating is on import's path).
+        flags = fn.__code__.co_flags
+        if flags & inspect.CO_COROUTINE:
+            return True
+        if not flags & _GENERATOR_FLAGS:
+            # inspect also honours markcoroutinefunction (3.12+).
+            return inspect.iscoroutinefunction(fn)
     target: Any = unwrap_descriptor(fn)
     if getattr(type(target), "__resilient_wrapper__", False):
         target = target.__wrapped__

@@ -10,16 +10,38 @@ the function; decorating stacks into ONE wrapper holding one pipeline.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeVar, overload
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._context import CallContext, register_layer
-from ._events import CallFailed, CallSucceeded, Event, EventBus, default_bus, subscriptions_version
-from ._introspect import kind_of, qualname
+from ._context import AttributeValue, CallContext, clean_attributes, delivering, register_layer
+from ._events import (
+    CallCancelled,
+    CallFailed,
+    CallStarted,
+    CallSucceeded,
+    Event,
+    EventBus,
+    default_bus,
+    subscriptions_version,
+)
+from ._introspect import full_name, is_async_callable, kind_of, module_of, qualname
+from ._lazy import LazyLogger
 from ._validate import check_bus, check_clock, check_name
 
-__all__ = ["AsyncLayer", "Pipeline", "Policy", "SyncLayer", "pipeline"]
+__all__ = [
+    "AsyncLayer",
+    "Attributes",
+    "Pipeline",
+    "Policy",
+    "SyncLayer",
+    "is_frameless",
+    "mark_frameless",
+    "pipeline",
+]
+
+logger = LazyLogger("resilient")  # logging loads with the first message
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -27,15 +49,51 @@ C = TypeVar("C")
 
 Args: TypeAlias = tuple[Any, ...]
 Kwargs: TypeAlias = dict[str, Any]
+Attributes: TypeAlias = Callable[..., Mapping[str, AttributeValue] | None]
+"""``(*args, **kwargs) -> {name: value}``: a call's attributes, from its arguments."""
 AsyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Awaitable[Any]]
 """``(ctx, fn, args, kwargs) -> awaitable result``: one async layer of a pipeline."""
 SyncLayer: TypeAlias = Callable[[CallContext, Callable[..., Any], Args, Kwargs], Any]
 """``(ctx, fn, args, kwargs) -> result``: one sync layer of a pipeline."""
 
 
+_CALL_CACHE_SIZE = 128
+"""How many operations' runners a pipeline keeps for ``.call()``."""
+
+
 def _terminal(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
     # For async code this returns the coroutine; the layer above awaits it.
     return fn(*args, **kwargs)
+
+
+# Async layers that may hand back their inner layer's awaitable instead of
+# awaiting it (a disabled chaos policy): while the function runs, no frame
+# of theirs, nor of any layer inside them, is on the stack for
+# current_call() to find.
+_frameless: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def mark_frameless(layer: Callable[..., Any]) -> None:
+    """Record that the async *layer* may return its inner layer's awaitable without a frame of its own.
+
+    Mark it only if its inner layer is frameless too (:func:`is_frameless`);
+    a chain whose outermost layer is frameless gets one frame on top.
+    """
+    _frameless.add(layer)
+
+
+def is_frameless(layer: Callable[..., Any]) -> bool:
+    """True if the async *layer* may run the function with no layer frame on the stack."""
+    return layer is _terminal or layer in _frameless
+
+
+def _framed(chain: AsyncLayer) -> AsyncLayer:
+    async def framed(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+        # The frame current_call() finds while the function runs.
+        return await chain(ctx, fn, args, kwargs)
+
+    register_layer(framed)
+    return framed
 
 
 class Policy(abc.ABC):
@@ -94,6 +152,26 @@ class Policy(abc.ABC):
         """This policy as a one-element tuple (a Pipeline lists its own)."""
         return (self,)
 
+    def check_sync(self, target: object) -> None:
+        """Raise TypeError if this policy cannot guard the sync function *target*.
+
+        Called when a sync function is decorated or passed to ``call``,
+        before any layer is built (layers are folded on the first call), so
+        a policy that refuses a target says so at decoration time.
+
+        Args:
+            target: The sync function about to be guarded.
+
+        Raises:
+            TypeError: The policy does not support sync functions.
+        """
+        if not self.supports_sync:
+            raise TypeError(
+                f"{self.kind}() cannot guard the sync function {qualname(target)}: "
+                f"a running thread cannot be interrupted. Make it `async def`, or run it "
+                f"with `await asyncio.to_thread(...)` inside an async function."
+            )
+
     @overload
     def __call__(self, fn: classmethod[C, P, T]) -> classmethod[C, P, T]: ...
     @overload
@@ -115,9 +193,7 @@ class Policy(abc.ABC):
             TypeError: *fn* is not callable, is a generator function, or is
                 sync while a policy needs async.
         """
-        from ._decorate import decorate  # the decorating module builds on this one
-
-        return decorate(self, fn)
+        return _decorate.decorate(self, fn)
 
     @overload
     def call(
@@ -148,10 +224,21 @@ class Policy(abc.ABC):
         return solo.call(fn, *args, **kwargs)
 
 
+def is_pipeline(obj: object) -> TypeGuard[Pipeline]:
+    """``isinstance(obj, Pipeline)`` without ABCMeta's Python-level instance check (a third of a µs)."""
+    return Pipeline in type(obj).__mro__
+
+
 def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
+    if len(policies) == 1:
+        (p,) = policies
+        if is_pipeline(p):
+            return p.policies
+        if Policy in type(p).__mro__:
+            return policies  # type: ignore[return-value]
     out: list[Policy] = []
     for i, p in enumerate(policies):
-        if isinstance(p, Pipeline):
+        if is_pipeline(p):
             out.extend(p.policies)
         elif isinstance(p, Policy):
             out.append(p)
@@ -164,8 +251,9 @@ class Pipeline(Policy):
     """Policies applied in order, the first outermost.
 
     A pipeline is itself a policy: it decorates, it has ``call``, and a
-    pipeline inside a pipeline is flattened. It emits ``CallSucceeded`` /
-    ``CallFailed`` once per outer call and sets the :class:`CallContext`.
+    pipeline inside a pipeline is flattened. It emits ``CallStarted`` and
+    then ``CallSucceeded``, ``CallFailed`` or ``CallCancelled`` once per
+    outer call, and sets the :class:`CallContext`.
     """
 
     kind: ClassVar[str] = "pipeline"
@@ -176,8 +264,14 @@ class Pipeline(Policy):
         name: str | None = None,
         clock: Clock | None = None,
         bus: EventBus | None = None,
+        attributes: Attributes | None = None,
     ) -> None:
         self._policies = _flatten(policies)
+        if attributes is not None and (not callable(attributes) or is_async_callable(attributes)):
+            raise TypeError(
+                f"attributes must be a sync callable (*args, **kwargs) -> mapping or None; got {attributes!r}"
+            )
+        self.attributes = attributes
         self.name = check_name(name)
         self.clock = check_clock(clock)
         self._explicit_clock = clock is not None
@@ -198,7 +292,8 @@ class Pipeline(Policy):
                     break
         self._async_chain: AsyncLayer | None = None
         self._sync_chain: SyncLayer | None = None
-        self._parts: dict[tuple[bool, str], _Parts] = {}
+        # `.call()`'s runners by (is_async, operation, module), made on first use.
+        self._parts: dict[tuple[bool, str, str | None], _Parts] | None = None
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -250,52 +345,77 @@ class Pipeline(Policy):
     def _chain(self, is_async: bool) -> Any:
         if is_async:
             if self._async_chain is None:
-                self._async_chain = self.wrap_async(_terminal)
+                chain = self.wrap_async(_terminal)
+                if self._policies and is_frameless(chain):
+                    chain = _framed(chain)
+                self._async_chain = chain
             return self._async_chain
         if self._sync_chain is None:
             self._sync_chain = self.wrap_sync(_terminal)
         return self._sync_chain
 
     def check_sync(self, target: object) -> None:
-        """Raise TypeError if a policy here cannot guard the sync *target*."""
+        """Raise TypeError if a policy here cannot guard the sync *target*.
+
+        Args:
+            target: The sync function about to be guarded.
+        """
         for p in self._policies:
-            if not p.supports_sync:
-                raise TypeError(
-                    f"{p.kind}() cannot guard the sync function {qualname(target)}: "
-                    f"a running thread cannot be interrupted. Make it `async def`, or run it "
-                    f"with `await asyncio.to_thread(...)` inside an async function."
-                )
+            p.check_sync(target)
 
     def _observed(self) -> bool:
         """True while some subscriber would receive an event of this pipeline's calls."""
         bus = self.bus
-        if bus.wants(CallSucceeded) or bus.wants(CallFailed):
+        if any(bus.wants(t) for t in (CallStarted, CallSucceeded, CallFailed, CallCancelled)):
             return True
         return any(p.bus.wants(t) for p in self._policies for t in p.emits)
 
-    def runner(self, is_async: bool, operation: str) -> Callable[[Callable[..., Any], Args, Kwargs], Any]:
+    def runner(
+        self, is_async: bool, operation: str, module: str | None = None
+    ) -> Callable[[Callable[..., Any], Args, Kwargs], Any]:
         """Return the function ``(fn, args, kwargs)`` that runs a call of *operation*.
 
         Built once per operation. While nobody subscribes to the events its
         calls may emit, a call is the folded chain itself, run with one
         shared context: no allocation, no extra frame. Otherwise each call
-        gets its own context and is timed for ``CallSucceeded``/``CallFailed``.
+        gets its own context and reports its lifecycle (``CallStarted``,
+        then ``CallSucceeded``, ``CallFailed`` or ``CallCancelled``).
 
         Args:
             is_async: Whether calls are coroutine functions.
             operation: The qualified name reported for the calls.
+            module: The module defining the function (for
+                :attr:`CallContext.full_name`), or None.
 
         Returns:
             The runner.
         """
-        return self.parts(is_async, operation).run
+        run = self.parts(is_async, operation, module).run
+        assert run is not None  # parts() builds the run form
+        return run
 
-    def parts(self, is_async: bool, operation: str) -> _Parts:
-        """The runner of *operation* and what it is built from (made once, then cached)."""
-        key = (is_async, operation)
-        found = self._parts.get(key)
+    def parts(self, is_async: bool, operation: str, module: str | None = None) -> _Parts:
+        """The runner of *operation* and what it is built from.
+
+        Cached for the last 128 operations (``_CALL_CACHE_SIZE``): ``.call()``
+        of a few functions builds each runner once, and one pipeline called
+        with ever new functions keeps its memory bounded.
+
+        Returns:
+            The parts; ``.run`` is the runner.
+        """
+        cache = self._parts
+        if cache is None:
+            cache = self._parts = {}
+        key = (is_async, operation, module)
+        found = cache.get(key)
         if found is None:
-            found = self._parts[key] = _Parts(self, is_async, operation)
+            if len(cache) >= _CALL_CACHE_SIZE:
+                try:  # the oldest entry (dicts keep insertion order); another thread may be here too
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
+            found = cache[key] = _Parts(self, is_async, operation, full_name(operation, module))
         return found
 
     @overload
@@ -322,26 +442,68 @@ class Pipeline(Policy):
         is_async = kind_of(fn)
         if not is_async:
             self.check_sync(fn)
-        return self.runner(is_async, qualname(fn))(fn, args, kwargs)
+        return self.runner(is_async, qualname(fn), module_of(fn))(fn, args, kwargs)
 
 
 class _Parts:
     """The runner of one operation and what it is built from: the chain, the contexts, the observer."""
 
-    __slots__ = ("chain", "observed", "operation", "pipeline", "run", "seen", "static")
+    __slots__ = ("chain", "full_name", "observed", "operation", "pipeline", "run", "seen", "static")
 
-    def __init__(self, pipeline: Pipeline, is_async: bool, operation: str) -> None:
+    run: Callable[..., Any] | None
+
+    def __init__(
+        self, pipeline: Pipeline, is_async: bool, operation: str, full: str | None = None, *, run: bool = True
+    ) -> None:
+        # run=False: no `run` form (a plain function's wrapper only calls `caller(fn)`'s).
         self.pipeline = pipeline
         self.operation = operation
+        self.full_name = operation if full is None else full
         chain = self.chain = pipeline._chain(is_async)
-        self.static = CallContext(operation, pipeline, shared=True)
+        self.static = CallContext(operation, pipeline, shared=True, full_name=self.full_name)
         # [subscriptions version last checked, observed then]; observed until checked.
         self.seen: list[Any] = [-1, True]
         bus = pipeline.bus
         clock = pipeline.clock
         name = pipeline.name
+        attributes = pipeline.attributes
+        source = f"the attributes callable of {self.full_name}"
 
-        def finish(start: float, exc: BaseException | None) -> None:
+        def begin(ctx: CallContext, args: Args, kwargs: Kwargs) -> float:
+            if attributes is not None:
+                try:
+                    found = attributes(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s failed; the call runs without attributes", source)
+                    found = None
+                ctx.attributes = clean_attributes(found, source)
+            start = clock.monotonic()
+            if bus.wants(CallStarted):
+                outer = delivering.ctx
+                delivering.ctx = ctx
+                try:
+                    bus.emit(CallStarted(policy="pipeline", name=name, operation=operation, time=start))
+                except BaseException as interrupt:  # a handler's KeyboardInterrupt: close what others opened
+                    if ctx._exits is not None:
+                        ctx.run_exits(interrupt)
+                    raise
+                finally:
+                    delivering.ctx = outer
+            return start
+
+        def finish(ctx: CallContext, start: float, exc: BaseException | None) -> None:
+            # Raises only a control-flow exception from a handler or an exit
+            # callback (the bus and run_exits contain the rest); exits run anyway.
+            outer = delivering.ctx
+            delivering.ctx = ctx
+            try:
+                report(start, exc)
+            finally:
+                delivering.ctx = outer
+                if ctx._exits is not None:
+                    ctx.run_exits(exc)
+
+        def report(start: float, exc: BaseException | None) -> None:
             if exc is None:
                 if bus.wants(CallSucceeded):
                     now = clock.monotonic()
@@ -350,10 +512,23 @@ class _Parts:
                             policy="pipeline", name=name, operation=operation, time=now, duration=now - start
                         )
                     )
-            elif bus.wants(CallFailed):
+            elif isinstance(exc, Exception):
+                if bus.wants(CallFailed):
+                    now = clock.monotonic()
+                    bus.emit(
+                        CallFailed(
+                            policy="pipeline",
+                            name=name,
+                            operation=operation,
+                            time=now,
+                            duration=now - start,
+                            exception=exc,
+                        )
+                    )
+            elif bus.wants(CallCancelled):
                 now = clock.monotonic()
                 bus.emit(
-                    CallFailed(
+                    CallCancelled(
                         policy="pipeline",
                         name=name,
                         operation=operation,
@@ -369,26 +544,28 @@ class _Parts:
             async def observed_async(
                 ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs
             ) -> Any:
-                start = clock.monotonic()
+                start = begin(ctx, args, kwargs)
                 try:
                     result = await chain(ctx, fn, args, kwargs)
-                except Exception as exc:
-                    finish(start, exc)
+                except BaseException as exc:
+                    # Control-flow exceptions too (CallCancelled, exit callbacks);
+                    # every exception propagates as the same object.
+                    finish(ctx, start, exc)
                     raise
-                finish(start, None)
+                finish(ctx, start, None)
                 return result
 
             observed = observed_async
         else:
 
             def observed_sync(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                start = clock.monotonic()
+                start = begin(ctx, args, kwargs)
                 try:
                     result = chain(ctx, fn, args, kwargs)
-                except Exception as exc:
-                    finish(start, exc)
+                except BaseException as exc:
+                    finish(ctx, start, exc)
                     raise
-                finish(start, None)
+                finish(ctx, start, None)
                 return result
 
             observed = observed_sync
@@ -397,7 +574,7 @@ class _Parts:
         if not pipeline.policies:
             # No policy layer's frame would carry the context: always observe.
             self.seen[0] = None
-        self.run = self.caller(None)
+        self.run = self.caller(None) if run else None
 
     def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
         """Build the function that runs a call of this operation.
@@ -406,8 +583,8 @@ class _Parts:
         wrapper's form closes over it so its call path reads no attribute.
 
         Args:
-            wrapped: None for ``run(fn, args, kwargs)``; a function for the
-                ``__call__(self, *args, **kwargs)`` of its wrapper.
+            wrapped: None for ``run(fn, args, kwargs)``; a function for
+                ``call(*args, **kwargs)``, what its ready wrapper calls.
 
         Returns:
             The runner.
@@ -419,6 +596,7 @@ class _Parts:
         refresh = self.refresh
         version = subscriptions_version
         operation = self.operation
+        full = self.full_name
         pipeline = self.pipeline
         context = CallContext
 
@@ -428,19 +606,19 @@ class _Parts:
                 if seen[0] != version[0]:
                     refresh()
                 if seen[1]:
-                    return observed(context(operation, pipeline), fn, args, kwargs)
+                    return observed(context(operation, pipeline, False, full), fn, args, kwargs)
                 return chain(static, fn, args, kwargs)
 
             return run
 
-        def __call__(_: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             if seen[0] != version[0]:
                 refresh()
             if seen[1]:
-                return observed(context(operation, pipeline), wrapped, args, kwargs)
+                return observed(context(operation, pipeline, False, full), wrapped, args, kwargs)
             return chain(static, wrapped, args, kwargs)
 
-        return __call__
+        return call
 
     def refresh(self) -> None:
         """Re-check whether anyone observes these calls (subscriptions changed)."""
@@ -453,7 +631,11 @@ class _Parts:
 
 
 def pipeline(
-    *policies: Policy, name: str | None = None, clock: Clock | None = None, bus: EventBus | None = None
+    *policies: Policy,
+    name: str | None = None,
+    clock: Clock | None = None,
+    bus: EventBus | None = None,
+    attributes: Attributes | None = None,
 ) -> Pipeline:
     """Compose *policies* into one :class:`Pipeline`, the first outermost (Polly v8 order).
 
@@ -462,16 +644,28 @@ def pipeline(
 
     Args:
         *policies: Policies or pipelines (nested pipelines are flattened).
-        name: Reported as ``name`` on ``CallSucceeded``/``CallFailed``.
+        name: Reported as ``name`` on the call events.
         clock: Clock for call durations (default: the first policy's
             injected clock, else the system clock).
-        bus: Bus for ``CallSucceeded``/``CallFailed`` (default: the first
-            policy's non-default bus, else ``default_bus``).
+        bus: Bus for the call events (``CallStarted``, ``CallSucceeded``,
+            ``CallFailed``, ``CallCancelled``; default: the first policy's
+            non-default bus, else ``default_bus``).
+        attributes: A sync callable given the call's arguments,
+            ``(*args, **kwargs) -> {name: value}``, whose result becomes the
+            call's :attr:`CallContext.attributes` (for spans, log records and
+            allow-listed metric labels). Called only for observed calls; if it
+            raises or returns something unusable, that is logged and the call
+            runs without (those) attributes.
 
     Returns:
         The pipeline.
 
     Raises:
-        TypeError: An argument is not a policy.
+        TypeError: An argument is not a policy, or *attributes* is not a
+            sync callable.
     """
-    return Pipeline(*policies, name=name, clock=clock, bus=bus)
+    return Pipeline(*policies, name=name, clock=clock, bus=bus, attributes=attributes)
+
+
+# The decorating module builds on this one: imported last, whichever loads first.
+from . import _decorate  # noqa: E402

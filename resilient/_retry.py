@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import numbers
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from . import _config
 from ._budget import RetryBudget
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
+    MAX_WAIT,
     ExceptionSpec,
     check_bus,
     check_clock,
@@ -24,11 +25,19 @@ from ._validate import (
     check_name,
     make_matcher,
 )
-from .backoff import Backoff, _to_backoff
+from .backoff import Backoff, BackoffFunction, _to_backoff
 
-__all__ = ["Retry", "retry"]
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
+
+__all__ = ["LongRetryAfter", "Retry", "retry"]
 
 _GIVE_UP = -1.0
+
+LongRetryAfter: TypeAlias = Literal["give_up", "cap"]
+"""What ``retry`` does with a Retry-After hint longer than the backoff's ``max_delay``."""
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -40,6 +49,20 @@ def _retry_after(exc: BaseException | None) -> float | None:
         # A broken property on the user's exception is not a reason to lose
         # the exception itself: treat it as "no hint".
         return None
+    return _seconds(value)
+
+
+def _result_hint(hint: Callable[[Any], object], result: Any) -> float | None:
+    try:
+        value = hint(result)
+    except Exception:
+        # As for an exception's broken retry_after: the result is not lost
+        # over a hint that cannot be read.
+        return None
+    return _seconds(value)
+
+
+def _seconds(value: object) -> float | None:
     if isinstance(value, (bool, complex)) or not isinstance(value, numbers.Number):
         return None
     try:
@@ -49,6 +72,14 @@ def _retry_after(exc: BaseException | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def _check_long_retry_after(value: object) -> LongRetryAfter:
+    if not isinstance(value, str):
+        raise TypeError(f"long_retry_after must be 'give_up' or 'cap', got {value!r}")
+    if value not in ("give_up", "cap"):
+        raise ValueError(f"long_retry_after must be 'give_up' or 'cap', got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 class Retry(Policy):
@@ -67,9 +98,10 @@ class Retry(Policy):
         attempts: int = 3,
         on: ExceptionSpec = Exception,
         on_result: Callable[[Any], bool] | None = None,
-        backoff: Backoff | float | timedelta | Callable[[int, BaseException | None], float] | None = None,
+        backoff: Backoff | float | timedelta | BackoffFunction | None = None,
         deadline: float | timedelta | None = None,
         budget: RetryBudget | None = None,
+        long_retry_after: LongRetryAfter = "give_up",
         name: str | None = None,
         clock: Clock | None = None,
         bus: EventBus | None = None,
@@ -80,7 +112,12 @@ class Retry(Policy):
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
         self.on_result = on_result
+        # A predicate may also say how long a result asks to wait
+        # (resilient.http.retryable_status does): retry_after(result) -> seconds.
+        hint = getattr(on_result, "retry_after", None)
+        self._result_hint: Callable[[Any], object] | None = hint if callable(hint) else None
         self.backoff = _to_backoff(backoff)
+        self.long_retry_after = _check_long_retry_after(long_retry_after)
         self.deadline = check_duration("deadline", deadline, allow_none=True)
         if budget is not None and not (
             callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
@@ -112,20 +149,32 @@ class Retry(Policy):
             reason = "attempts"
         else:
             try:
-                delay = self.backoff.delay(attempt, previous, exc)
-                if not 0.0 <= delay < math.inf:  # NaN fails too
+                delay = self.backoff._delay_for(attempt, previous, exc, result)
+                if not 0.0 <= delay <= MAX_WAIT:  # NaN fails too
                     # A custom strategy's bug; sleeping a negative or NaN
                     # delay would silently retry at once (or raise deep in a clock).
-                    raise ValueError(f"backoff {self.backoff!r} returned {delay!r}; need finite seconds >= 0")
+                    raise ValueError(
+                        f"backoff {self.backoff!r} returned {delay!r}; need seconds >= 0 and <= {MAX_WAIT:g}"
+                    )
             except Exception as bad:
                 if exc is not None:
                     raise bad from exc
                 raise
-            ra = _retry_after(exc)
+            if exc is not None:
+                ra = _retry_after(exc)
+            elif self._result_hint is not None:
+                ra = _result_hint(self._result_hint, result)
+            else:
+                ra = None
             if ra is not None:
                 delay = max(delay, ra)
-                if delay > self.backoff.max_delay:
-                    reason = "retry_after"
+                # Beyond MAX_WAIT no sleep can honour it (max_delay may be inf).
+                cap = min(self.backoff.max_delay, MAX_WAIT)
+                if delay > cap:
+                    if self.long_retry_after == "cap":
+                        delay = cap  # wait as long as the strategy ever would, then try
+                    else:
+                        reason = "retry_after"
             # `>=`: a wait ending exactly at the deadline would leave no time
             # for the attempt after it.
             if (
@@ -178,6 +227,8 @@ class Retry(Policy):
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async retry loop around *inner*."""
+        from ._cancelling import cancel_requested, running_task  # asyncio, loaded with the first call
+
         match = self._match
         on_result = self.on_result
         decide = self._next_delay
@@ -186,6 +237,10 @@ class Retry(Policy):
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             started = self._start() if needs_start else 0.0
+            # The cancellation count before the attempt: only an increase means
+            # a request during it (a swallowed one from before must not count).
+            task = running_task()
+            before = 0 if task is None else task.cancelling()
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -200,11 +255,10 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
-            task = asyncio.current_task()
             attempt = 1
             previous: float | None = None
             while True:
-                if last is not None and task is not None and task.cancelling():
+                if last is not None and task is not None and cancel_requested(task, before, last):
                     # Someone asked to cancel this task and the attempt turned
                     # the cancellation into an ordinary exception: never retry it.
                     raise last
@@ -224,6 +278,8 @@ class Retry(Policy):
                 attempt += 1
                 ctx.attempt = attempt
                 last = None
+                if task is not None:
+                    before = task.cancelling()
                 try:
                     result = await inner(ctx, fn, args, kwargs)
                 except Exception as exc:
@@ -285,9 +341,10 @@ def retry(
     attempts: int = 3,
     on: ExceptionSpec = Exception,
     on_result: Callable[[Any], bool] | None = None,
-    backoff: Backoff | float | timedelta | Callable[[int, BaseException | None], float] | None = None,
+    backoff: Backoff | float | timedelta | BackoffFunction | None = None,
     deadline: float | timedelta | None = None,
     budget: RetryBudget | None = None,
+    long_retry_after: LongRetryAfter = "give_up",
     name: str | None = None,
     clock: Clock | None = None,
     bus: EventBus | None = None,
@@ -304,15 +361,21 @@ def retry(
         on: An exception type, a tuple of types, or a predicate
             ``(exc) -> bool``. An ``ExceptionGroup`` matches only when every
             leaf matches. ``BaseException`` means every ``Exception``.
-        on_result: Predicate ``(result) -> bool``; True means retry.
+        on_result: Predicate ``(result) -> bool``; True means retry. If it
+            also has a ``retry_after(result) -> seconds | None`` method (as
+            :func:`resilient.http.retryable_status` does), a result retry
+            honours that hint as an exception's ``retry_after``.
         backoff: A :mod:`resilient.backoff` strategy, constant seconds, or a
-            callable ``(attempt, exc_or_none) -> seconds``. Default:
+            callable ``(attempt, exc_or_none) -> seconds``, or
+            ``(attempt, exc_or_none, result_or_none) -> seconds`` to see the
+            result of an ``on_result`` retry (a third positional parameter
+            without a default selects that form). Default:
             ``exponential(initial=0.1, multiplier=2, max_delay=10, jitter="full")``.
             An exception's numeric ``retry_after`` raises the wait to at
-            least that; beyond the strategy's ``max_delay``, retry gives up.
-            A number's ``max_delay`` is the number itself (use
-            ``backoff.constant(d, max_delay=m)`` to wait longer hints); a
-            callable has none (any finite ``retry_after`` is waited).
+            least that; beyond the strategy's ``max_delay``, see
+            *long_retry_after*. A number's ``max_delay`` is the number
+            itself (use ``backoff.constant(d, max_delay=m)`` to wait longer
+            hints); a callable has none (any finite ``retry_after`` is waited).
         deadline: Seconds (or a ``timedelta``) for all attempts and waits
             together; retry never starts a wait that would end at or past it
             (nor past the ambient deadline of an enclosing ``timeout``). It
@@ -320,6 +383,10 @@ def retry(
             for that. In test mode (``set_testing``) skipped waits still
             count, so retry gives up where it would for real.
         budget: A :class:`RetryBudget` shared across calls, or None.
+        long_retry_after: When a Retry-After hint exceeds the strategy's
+            ``max_delay``: ``"give_up"`` (the default) gives up at once
+            (``RetriesExhausted.reason == "retry_after"``); ``"cap"`` waits
+            ``max_delay`` and tries again.
         name: Name reported in events.
         clock: Time source; ``FakeClock`` in tests.
         bus: Event bus (default: ``default_bus``).
@@ -339,6 +406,7 @@ def retry(
         backoff=backoff,
         deadline=deadline,
         budget=budget,
+        long_retry_after=long_retry_after,
         name=name,
         clock=clock,
         bus=bus,

@@ -10,7 +10,6 @@ expiry, and the task's ``cancelling()`` count is restored.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from types import TracebackType
@@ -20,9 +19,15 @@ from ._clock import Clock, SystemClock, TimerHandle
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
+from ._lazy import LazyModule
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_name
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Timeout", "timeout"]
 
@@ -42,10 +47,13 @@ class _Scope(Deadline):
 
     task: asyncio.Task[Any]
 
-    def __init__(self, task: asyncio.Task[Any], at: float, clock: Clock) -> None:
+    def __init__(self, task: asyncio.Task[Any], at: float, clock: Clock, seconds: float) -> None:
         self.at = at
         self.clock = clock
         self.task = task
+        #: What an expiry reports: the length of the timeout whose deadline
+        #: this entry's timer enforces (its own, or an enclosing one's).
+        self.seconds = seconds
         self.cancelling = task.cancelling()
         self.expired = False
         self.closed = False
@@ -149,21 +157,32 @@ class Timeout(Policy):
                     and not ambient.expired
                     and not ambient.closed
                 ):
-                    # The enclosing timeout fires first and reports itself.
-                    return _Scope(task, ambient.at, ambient.clock)
+                    # The enclosing timeout fires first and reports itself; its
+                    # deadline stays the ambient one. Our timer still runs, at
+                    # our own length, as asyncio.timeout's would: if the body
+                    # swallows the outer cancellation, this one still ends it.
+                    scope = _Scope(task, ambient.at, ambient.clock, seconds)
+                    self._arm(scope, loop, seconds)
+                    return scope
                 # Inherited from a parent task whose timer cannot reach us, or
                 # an enclosing timeout that already fired and whose
-                # cancellation the body swallowed: our own timer, at most
-                # what is left.
-                seconds = max(0.0, left)
-        scope = _Scope(task, clock.monotonic() + seconds, clock)
+                # cancellation the body swallowed: our own timer enforces that
+                # deadline (at most what is left), and reports it when it fires.
+                scope = _Scope(task, ambient.at, ambient.clock, ambient.seconds)
+                scope.token = _deadline.set(scope)
+                self._arm(scope, loop, max(0.0, left))
+                return scope
+        scope = _Scope(task, clock.monotonic() + seconds, clock, seconds)
         scope.token = _deadline.set(scope)
+        self._arm(scope, loop, seconds)
+        return scope
+
+    def _arm(self, scope: _Scope, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         schedule = self._schedule
         if schedule is None:
             scope.handle = loop.call_later(seconds, scope.expire)
         else:
             scope.handle = schedule(seconds, scope.expire)
-        return scope
 
     def _exit(self, scope: _Scope, exc: BaseException | None, operation: str | None) -> None:
         scope.closed = True
@@ -184,10 +203,10 @@ class Timeout(Policy):
                             name=self.name,
                             operation=operation,
                             time=self.clock.monotonic(),
-                            seconds=self.seconds,
+                            seconds=scope.seconds,
                         )
                     )
-                raise TimeoutExceededError(self.seconds) from exc
+                raise TimeoutExceededError(scope.seconds) from exc
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async layer that bounds *inner* by the timeout."""

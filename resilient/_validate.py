@@ -13,16 +13,20 @@ from typing import Any, TypeAlias
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import EventBus, default_bus
+from ._numbers import describe, plain_number, plain_seconds
 
 __all__ = [
+    "MAX_WAIT",
     "Duration",
     "ExceptionSpec",
     "Matcher",
     "check_bus",
     "check_clock",
     "check_duration",
+    "check_fraction",
     "check_int",
     "check_name",
+    "every_leaf",
     "make_matcher",
 ]
 
@@ -32,6 +36,20 @@ ExceptionSpec: TypeAlias = (
 )
 
 
+MAX_WAIT = 1e9
+"""The longest wait (seconds, about 31.7 years) a backoff may ask for.
+
+A blocking ``time.sleep`` overflows a little beyond 9.2e9 seconds; a round
+bound below that keeps every wait sleepable, sync or async, and anything
+near it is a configuration mistake anyway.
+"""
+
+
+def _show_int(value: int) -> str:
+    # str() of an int beyond 4300 digits raises ValueError: describe it instead.
+    return str(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+
+
 def check_duration(
     param: str,
     value: object,
@@ -39,53 +57,79 @@ def check_duration(
     allow_zero: bool = False,
     allow_none: bool = False,
     allow_inf: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> float | None:
-    """Return *value* as float seconds, or raise naming *param*."""
+    """Return *value* as plain float seconds, or raise naming *param*.
+
+    Args:
+        param: The parameter's name, for error messages.
+        value: A number (``int``/``float``; a subclass is read through the
+            base type) or a ``timedelta``, or None.
+        allow_zero: Accept 0.
+        allow_none: Accept None (returned as is).
+        allow_inf: Accept positive infinity (beyond *maximum*).
+        minimum: The smallest finite value accepted, if any.
+        maximum: The largest finite value accepted, if any.
+
+    Returns:
+        Plain float seconds, or None.
+
+    Raises:
+        TypeError: *value* is not a number of seconds or a timedelta.
+        ValueError: *value* is out of range, NaN or infinite.
+    """
     if value is None:
         if allow_none:
             return None
         raise TypeError(f"{param} must be a number of seconds or a timedelta, not None")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{param} must be a number of seconds or a timedelta, got {type(value).__name__} {value!r}"
-        )
-    else:
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int beyond any float
-            bits = value.bit_length() if isinstance(value, int) else 0
-            raise ValueError(f"{param} must be finite, got an integer of {bits} bits") from None
+    number = plain_seconds(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number of seconds or a timedelta, got {describe(value)}")
+    try:
+        seconds = float(number)
+    except OverflowError:  # an int beyond any float
+        raise ValueError(f"{param} must be finite, got {_show_int(int(number))}") from None
     if math.isnan(seconds):
         raise ValueError(f"{param} must not be NaN")
-    if math.isinf(seconds) and not allow_inf:
+    if math.isinf(seconds):
+        if allow_inf and seconds > 0:
+            return seconds
         raise ValueError(f"{param} must be finite, got {seconds}")
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{param} must be {bound}, got {value!r}")
+        raise ValueError(f"{param} must be {bound}, got {seconds!r}")
+    if minimum is not None and seconds < minimum:
+        raise ValueError(f"{param} must be at least {minimum:g} seconds, got {seconds!r}")
+    if maximum is not None and seconds > maximum:
+        raise ValueError(f"{param} must be at most {maximum:g} seconds, got {seconds:g}")
     return seconds
 
 
-def check_int(param: str, value: object, *, minimum: int) -> int:
-    """Return *value* if it is an int >= *minimum*, or raise naming *param*."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{param} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{param} must be >= {minimum}, got {value}")
-    return value
+def check_int(param: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """Return *value* as a plain int in ``[minimum, maximum]``, or raise naming *param*."""
+    number = plain_number(value)
+    if number is None or type(number) is float:
+        raise TypeError(f"{param} must be an int, got {describe(value)}")
+    assert isinstance(number, int)
+    if number < minimum:
+        raise ValueError(f"{param} must be >= {minimum}, got {_show_int(number)}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{param} must be <= {maximum:_}, got {_show_int(number)}")
+    return number
 
 
 def check_fraction(param: str, value: object) -> float:
-    """Return *value* if it is a number in (0, 1], or raise naming *param*."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{param} must be a number in (0, 1], got {type(value).__name__} {value!r}")
+    """Return *value* as a plain float in (0, 1], or raise naming *param*."""
+    number = plain_number(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number in (0, 1], got {describe(value)}")
     try:
-        f = float(value)
+        f = float(number)
     except OverflowError:
         raise ValueError(f"{param} must be in (0, 1], got a huge integer") from None
     if math.isnan(f) or not 0.0 < f <= 1.0:
-        raise ValueError(f"{param} must be in (0, 1], got {value!r}")
+        raise ValueError(f"{param} must be in (0, 1], got {f!r}")
     return f
 
 
@@ -176,20 +220,65 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
             )
     if not types:
         return _never
+    shared = _type_matchers.get(types)
+    if shared is not None:
+        return shared
     # BaseException means "every Exception": control flow is excluded below.
     norm = tuple(Exception if t is BaseException else t for t in types)
     group_types = tuple(t for t in norm if issubclass(t, BaseExceptionGroup))
+
+    def listed(exc: BaseException) -> bool:
+        return isinstance(exc, norm)
 
     def match(exc: BaseException) -> bool:
         if not isinstance(exc, Exception):
             return False
         if isinstance(exc, BaseExceptionGroup):
-            if group_types and isinstance(exc, group_types):
-                return True
-            return all(match(e) for e in exc.exceptions)
+            # A listed group type matches the group itself, whatever it holds.
+            return every_leaf(exc, listed, group_types)
         return isinstance(exc, norm)
 
+    if len(_type_matchers) < _TYPE_MATCHERS_MAX:
+        _type_matchers[types] = match
     return match
+
+
+# A matcher of exception types depends on nothing else, so policies share
+# them: most keep the default ``Exception``, and a closure each would cost
+# every decorated function about 400 bytes. Bounded, for programs that make
+# exception classes at run time.
+_type_matchers: dict[tuple[type[BaseException], ...], Matcher] = {}
+_TYPE_MATCHERS_MAX = 256
+
+
+def every_leaf(
+    exc: BaseException,
+    test: Matcher,
+    whole: tuple[type[BaseExceptionGroup[Any]], ...] = (),
+) -> bool:
+    """Return True if every leaf exception of *exc* passes *test*.
+
+    The one exception-group walk of every policy (``on=``, ``ignore=``, the
+    breaker's "only rejections" check). A non-group is its own only leaf. It
+    is iterative, depth first and left to right, stopping at the first leaf
+    that fails: groups nested deeper than the recursion limit are fine.
+
+    Args:
+        exc: The exception (group) to examine.
+        test: The predicate each leaf must pass.
+        whole: Group types that count as one leaf (tested themselves, not opened).
+
+    Returns:
+        Whether every leaf passed (an empty group cannot be built, so never vacuous).
+    """
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup) and not (whole and isinstance(e, whole)):
+            stack.extend(reversed(e.exceptions))
+        elif not test(e):
+            return False
+    return True
 
 
 def _never(exc: BaseException) -> bool:
@@ -197,11 +286,14 @@ def _never(exc: BaseException) -> bool:
 
 
 def _predicate_matcher(param: str, pred: Callable[..., Any]) -> Matcher:
+    def leaf(exc: BaseException) -> bool:
+        return bool(pred(exc))
+
     def match(exc: BaseException) -> bool:
         if not isinstance(exc, Exception):
             return False
         if isinstance(exc, BaseExceptionGroup):
-            return all(match(e) for e in exc.exceptions)
+            return every_leaf(exc, leaf)
         return bool(pred(exc))
 
     return match

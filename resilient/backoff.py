@@ -16,16 +16,22 @@ backoff sequence.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 import random
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
+from ._numbers import describe as _describe
+from ._numbers import plain_number as _plain_number
+from ._numbers import plain_seconds as _plain_seconds
+from ._validate import MAX_WAIT as _MAX_WAIT
 from ._validate import check_duration as _check_duration
 
 __all__ = [
     "Backoff",
+    "BackoffFunction",
     "Constant",
     "Decorrelated",
     "Exponential",
@@ -41,6 +47,10 @@ __all__ = [
 
 Jitter = Literal["none", "full", "equal"]
 Seconds: TypeAlias = "float | timedelta"
+BackoffFunction: TypeAlias = (
+    "Callable[[int, BaseException | None], Seconds] | Callable[[int, BaseException | None, Any], Seconds]"
+)
+"""``(attempt, exc_or_none) -> seconds``, or ``(attempt, exc_or_none, result_or_none) -> seconds``."""
 _JITTERS = ("none", "full", "equal")
 
 
@@ -51,15 +61,22 @@ def _check_jitter(value: object) -> Jitter:
 
 
 def _check_number(param: str, value: object, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{param} must be a number, got {type(value).__name__} {value!r}")
+    number = _plain_number(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number, got {_describe(value)}")
     try:
-        f = float(value)
+        f = float(number)
     except OverflowError:  # an int beyond any float
         f = math.inf
     if not math.isfinite(f) or f < minimum:
-        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {value!r}")
+        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {f!r}")
     return f
+
+
+def _max_delay(value: object, *, allow_inf: bool = False) -> float:
+    # Every delay a strategy returns is at most max_delay, so bounding it
+    # keeps every wait sleepable (see resilient._validate.MAX_WAIT).
+    return _check_duration("max_delay", value, allow_zero=True, allow_inf=allow_inf, maximum=_MAX_WAIT) or 0.0
 
 
 class Backoff(abc.ABC):
@@ -115,6 +132,14 @@ class Backoff(abc.ABC):
             return d / 2 + self._uniform(0.0, d / 2)
         return d
 
+    def _delay_for(
+        self, attempt: int, previous: float | None, exception: BaseException | None, result: Any
+    ) -> float:
+        # What retry calls: the result of an on_result retry goes only to
+        # strategies that take it, so subclasses overriding delay() with its
+        # historical signature keep working.
+        return self.delay(attempt, previous, exception)
+
 
 class Constant(Backoff):
     """The same delay every time.
@@ -133,11 +158,11 @@ class Constant(Backoff):
         max_delay: Seconds | None = None,
     ) -> None:
         super().__init__(jitter, rng)
-        self.delay_seconds: float = _check_duration("delay", delay, allow_zero=True) or 0.0
+        self.delay_seconds: float = _check_duration("delay", delay, allow_zero=True, maximum=_MAX_WAIT) or 0.0
         if max_delay is None:
             self.max_delay = self.delay_seconds
         else:
-            self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+            self.max_delay = _max_delay(max_delay, allow_inf=True)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return the constant delay."""
@@ -163,7 +188,7 @@ class Linear(Backoff):
         super().__init__(jitter, rng)
         self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
         self.increment = _check_duration("increment", increment, allow_zero=True) or 0.0
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial + increment * (attempt - 1)`` (max_delay on overflow)."""
@@ -195,7 +220,7 @@ class Exponential(Backoff):
         super().__init__(jitter, rng)
         self.initial = _check_duration("initial", initial, allow_zero=True) or 0.0
         self.multiplier = _check_number("multiplier", multiplier, 1.0)
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return ``initial * multiplier ** (attempt - 1)`` (max_delay on overflow)."""
@@ -227,7 +252,7 @@ class Decorrelated(Backoff):
         super().__init__("none", rng)
         # initial=0 would pin every draw to [0, 0]: the sequence never grows.
         self.initial = _check_duration("initial", initial) or 0.0
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True) or 0.0
+        self.max_delay = _max_delay(max_delay)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Return a uniform draw in ``[initial, 3 * previous]``."""
@@ -240,27 +265,41 @@ class Decorrelated(Backoff):
 
 
 class FromCallable(Backoff):
-    """A user function ``(attempt, exception_or_none) -> seconds``.
+    """A user function ``(attempt, exception_or_none) -> seconds``, or one that also takes the result.
+
+    The three-parameter form ``(attempt, exception_or_none, result_or_none)``
+    sees the result of an ``on_result`` retry (the two-parameter form gets
+    None as the exception there, and no result). It is chosen when the
+    function has at least three positional parameters and the third has no
+    default; anything else (``*args``, a third parameter with a default, a
+    callable without a signature) is called with two arguments, as before.
 
     ``max_delay`` is infinite unless given; a bad return value raises
     ``ValueError`` chained to the exception being retried.
+
+    Attributes:
+        takes_result: True when the function is called with the result too.
     """
 
-    def __init__(
-        self, fn: Callable[[int, BaseException | None], Seconds], *, max_delay: Seconds = math.inf
-    ) -> None:
+    def __init__(self, fn: BackoffFunction, *, max_delay: Seconds = math.inf) -> None:
         super().__init__("none", None)
         if not callable(fn):
             raise TypeError(f"backoff must be callable, got {fn!r}")
         self.fn = fn
-        self.max_delay = _check_duration("max_delay", max_delay, allow_zero=True, allow_inf=True) or 0.0
+        self.max_delay = _max_delay(max_delay, allow_inf=True)
+        self.takes_result = _takes_result(fn)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Unused: :meth:`delay` calls the function with the exception."""
         raise NotImplementedError
 
     def delay(
-        self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+        self,
+        attempt: int,
+        previous: float | None = None,
+        exception: BaseException | None = None,
+        *,
+        result: Any = None,
     ) -> float:
         """Call the function and check what it returns.
 
@@ -268,6 +307,8 @@ class FromCallable(Backoff):
             attempt: The retry number, 1 for the first retry.
             previous: Unused.
             exception: The exception being retried, or None (``on_result``).
+            result: The result being retried (``on_result``), or None; passed
+                only to a three-parameter function.
 
         Returns:
             The seconds the function returned (a ``timedelta`` is converted),
@@ -275,19 +316,52 @@ class FromCallable(Backoff):
 
         Raises:
             TypeError: It returned something that is not a number or timedelta.
-            ValueError: It returned a negative, NaN or infinite number.
+            ValueError: It returned a negative, NaN or infinite number, or
+                (with no finite ``max_delay``) more than 1e9 seconds.
         """
-        value = self.fn(attempt, exception)
-        if isinstance(value, timedelta):
-            value = value.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"backoff function {self.fn!r} returned {value!r}, not a number of seconds")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"backoff function {self.fn!r} returned {value!r}; need a finite number >= 0")
-        return min(float(value), self.max_delay)
+        fn: Any = self.fn
+        value = fn(attempt, exception, result) if self.takes_result else fn(attempt, exception)
+        number = _plain_seconds(value)
+        if number is None:
+            raise TypeError(
+                f"backoff function {self.fn!r} returned {_describe(value)}, not a number of seconds"
+            )
+        try:
+            seconds = float(number)
+        except OverflowError:  # an int beyond any float
+            seconds = math.inf
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"backoff function {self.fn!r} returned {_describe(value)}; need a finite number >= 0"
+            )
+        seconds = min(seconds, self.max_delay)
+        if seconds > _MAX_WAIT:
+            raise ValueError(
+                f"backoff function {self.fn!r} returned {seconds!r}; a wait is at most {_MAX_WAIT:g} seconds"
+            )
+        return seconds
+
+    def _delay_for(
+        self, attempt: int, previous: float | None, exception: BaseException | None, result: Any
+    ) -> float:
+        return self.delay(attempt, previous, exception, result=result)
 
     def __repr__(self) -> str:
         return f"FromCallable({getattr(self.fn, '__qualname__', None) or repr(self.fn)})"
+
+
+def _takes_result(fn: object) -> bool:
+    """True if *fn* has a third positional parameter without a default (the result-aware form)."""
+    try:
+        signature = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a builtin or extension callable without one
+        return False
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 3 and positional[2].default is inspect.Parameter.empty
 
 
 def constant(
@@ -410,7 +484,7 @@ def _to_backoff(value: object) -> Backoff:
     if isinstance(value, bool):
         raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
     if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):
-        return Constant(_check_duration("backoff", value, allow_zero=True) or 0.0)
+        return Constant(_check_duration("backoff", value, allow_zero=True, maximum=_MAX_WAIT) or 0.0)
     if callable(value):
         return FromCallable(value)
     raise TypeError(f"backoff must be a resilient.backoff strategy, seconds or a callable, got {value!r}")

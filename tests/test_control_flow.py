@@ -366,3 +366,168 @@ async def test_fallback_does_not_replace_an_outer_asyncio_timeout() -> None:
         async with asyncio.timeout(0):
             await hang()
     assert handled == []
+
+
+# --- TaskGroups and the task's cancellation count (issue 10, item 7) -------------
+
+
+async def fail_in_a_taskgroup(exc: BaseException) -> None:
+    """Run one child that raises *exc* in a TaskGroup whose body has already finished.
+
+    The child fails while the parent waits in ``TaskGroup.__aexit__``: on
+    CPython 3.11 and 3.12 that leaves the parent's ``cancelling()`` at 1.
+    """
+
+    async def child() -> None:
+        raise exc
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(child())
+
+
+async def converted(eg_form: str) -> None:
+    """A TaskGroup failure, raised as *eg_form* says: the group, nested in another group, or converted."""
+    if eg_form == "group":
+        await fail_in_a_taskgroup(ConnectionError("child"))
+    elif eg_form == "nested":
+        async with asyncio.TaskGroup():
+            await fail_in_a_taskgroup(ConnectionError("child"))
+    else:
+        try:
+            await fail_in_a_taskgroup(ConnectionError("child"))
+        except* ConnectionError as eg:
+            raise ConnectionError("the fan-out failed") from eg
+
+
+@pytest.mark.parametrize("eg_form", ["group", "nested", "converted"])
+async def test_a_taskgroup_failure_is_retried(clock: FakeClock, eg_form: str) -> None:
+    """A TaskGroup whose children all fail with a matching error is retried, on every CPython version."""
+    calls: list[int] = []
+
+    @retry(attempts=3, on=ConnectionError, backoff=0, clock=clock)
+    async def fan_out() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            await converted(eg_form)
+        return "ok"
+
+    assert await fan_out() == "ok"
+    assert len(calls) == 3
+
+
+async def test_a_stale_cancellation_count_does_not_stop_later_retries(clock: FakeClock) -> None:
+    """A task whose cancelling() is already 1 when the call starts still retries: only an increase counts."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        pass  # swallowed without uncancel(): the count stays at 1 for the rest of the task
+    assert task.cancelling() == 1
+    calls: list[int] = []
+
+    @retry(attempts=3, on=ConnectionError, backoff=0, clock=clock)
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError
+        return "ok"
+
+    try:
+        assert await flaky() == "ok"
+        assert len(calls) == 3
+    finally:
+        task.uncancel()
+
+
+async def test_a_cancellation_turned_into_a_taskgroup_error_is_not_retried(clock: FakeClock) -> None:
+    """A cancellation that a TaskGroup child turns into a matching error is not retried."""
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    async def child() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("cancelled mid-request") from None
+
+    @retry(attempts=5, on=ConnectionError, backoff=0, clock=clock)
+    async def fan_out() -> None:
+        calls.append(1)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(child())
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(fan_out())
+    await started.wait()
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, ExceptionGroup)):
+        await task
+    assert len(calls) == 1
+
+
+async def test_a_cancellation_after_a_taskgroup_failure_in_the_same_attempt_is_not_retried(
+    clock: FakeClock,
+) -> None:
+    """After a TaskGroup failure, an attempt that turns a real cancellation into an error is not retried."""
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    @retry(attempts=5, on=ConnectionError, backoff=0, clock=clock)
+    async def op() -> None:
+        calls.append(1)
+        try:
+            await fail_in_a_taskgroup(ConnectionError("child"))
+        except* ConnectionError:
+            pass  # on CPython < 3.13 the group's cancel request stays counted
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("cancelled mid-request") from None
+
+    task = asyncio.create_task(op())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(ConnectionError):
+        await task
+    assert len(calls) == 1
+
+
+async def test_a_child_task_counts_its_own_cancellations(clock: FakeClock) -> None:
+    """A task started after its parent retried compares its own cancellation count, not its parent's."""
+    parent = asyncio.current_task()
+    assert parent is not None
+    parent.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        pass  # the parent's count stays at 1
+    calls: list[str] = []
+    started = asyncio.Event()
+
+    @retry(attempts=3, on=ConnectionError, backoff=0, clock=clock)
+    async def op(who: str) -> None:
+        calls.append(who)
+        if who == "parent":
+            if calls.count("parent") < 2:
+                raise ConnectionError
+            return
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("cancelled mid-request") from None
+
+    try:
+        await op("parent")  # retried despite the stale count
+        child = asyncio.create_task(op("child"))
+        await started.wait()
+        child.cancel()
+        with pytest.raises(ConnectionError):
+            await child
+    finally:
+        parent.uncancel()
+    assert calls == ["parent", "parent", "child"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import resilient
 from resilient import CallContext, TimeoutExceededError, current_call, pipeline, remaining, retry, timeout
-from resilient.testing import FakeClock
+from resilient.events import TimeoutElapsed
+from resilient.testing import FakeClock, capture_events
 
 
 async def start(coro: Any) -> asyncio.Future[Any]:
@@ -403,3 +405,252 @@ async def test_remaining_never_negative(clock: FakeClock) -> None:
     with pytest.raises(TimeoutExceededError):
         await timeout(1, clock=clock).call(body)
     assert seen == [0.0, 0.0]
+
+
+# --- an inner timeout after the outer's cancellation was swallowed (issue 10, item 8) --
+
+
+async def nested_in_a_pipeline(outer: float, inner: float, clock: FakeClock, body: Any) -> Any:
+    """Run *body* under timeout(outer) > timeout(inner), stacked in one pipeline."""
+    return await pipeline(timeout(outer, clock=clock), timeout(inner, clock=clock)).call(body)
+
+
+async def nested_async_with(outer: float, inner: float, clock: FakeClock, body: Any) -> Any:
+    """Run *body* inside ``async with timeout(outer):`` and ``async with timeout(inner):``."""
+    async with timeout(outer, clock=clock), timeout(inner, clock=clock):
+        return await body()
+
+
+@pytest.fixture(params=[nested_in_a_pipeline, nested_async_with], ids=["pipeline", "async-with"])
+def nested(request: pytest.FixtureRequest) -> Any:
+    """Each way of nesting a longer timeout inside a shorter one in one task."""
+    return request.param
+
+
+async def test_inner_timeout_still_enforced_after_the_outer_cancellation_is_swallowed(
+    nested: Any, clock: FakeClock
+) -> None:
+    """A body that swallows the outer timeout's cancellation is still stopped by the inner timeout."""
+    reached: list[float] = []
+
+    async def body() -> None:
+        try:
+            await clock.sleep(2)  # the outer timeout fires at t=1
+        except asyncio.CancelledError:
+            pass  # swallowed
+        await clock.sleep(100)
+        reached.append(clock.monotonic())
+
+    with pytest.raises(TimeoutExceededError) as info:
+        await nested(1, 5, clock, body)
+    task = asyncio.current_task()
+    assert task is not None
+    # Stopped by the inner timer at t=5; the outer, whose deadline passed, reports itself.
+    assert (reached, clock.monotonic(), info.value.seconds, task.cancelling()) == ([], 5.0, 1.0, 0)
+
+
+async def test_asyncio_timeout_enforces_the_inner_scope_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference: asyncio.timeout's inner scope stops a body that swallowed the outer's cancellation."""
+    loop = asyncio.get_running_loop()
+    real_time, skew = loop.time, [0.0]
+    # Jump the loop's clock instead of waiting: the timers become due at once.
+    monkeypatch.setattr(loop, "time", lambda: real_time() + skew[0])
+    reached: list[str] = []
+
+    async def body() -> None:
+        skew[0] = 1500.0  # past the outer deadline only
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        skew[0] = 2500.0  # past the inner deadline too
+        await asyncio.Event().wait()
+        reached.append("end")
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1000), asyncio.timeout(2000):
+            await body()
+    assert reached == []
+
+
+# --- which deadline fired: the error tells the truth (issue 10, item 16) -------------
+
+
+async def test_inherited_deadline_expiry_reports_the_inherited_seconds(clock: FakeClock) -> None:
+    """A child's timeout(10) cut short by the parent's timeout(2) reports 2 s, the deadline that fired."""
+
+    async def child() -> None:
+        async with timeout(10, clock=clock):
+            await asyncio.Event().wait()
+
+    with capture_events(TimeoutElapsed) as events:
+        async with timeout(2, clock=clock):
+            task = asyncio.create_task(child())
+        await asyncio.sleep(0)
+        clock.advance(2)
+        with pytest.raises(TimeoutExceededError) as info:
+            await task
+    assert (info.value.seconds, [e.seconds for e in events if isinstance(e, TimeoutElapsed)]) == (2.0, [2.0])
+
+
+async def test_own_shorter_timeout_in_a_child_task_reports_its_own_seconds(clock: FakeClock) -> None:
+    """A child task's timeout shorter than the inherited deadline reports its own seconds."""
+
+    async def child() -> None:
+        async with timeout(1, clock=clock):
+            await asyncio.Event().wait()
+
+    async with timeout(2, clock=clock):
+        task = asyncio.create_task(child())
+    await asyncio.sleep(0)
+    clock.advance(1)
+    with pytest.raises(TimeoutExceededError) as info:
+        await task
+    assert info.value.seconds == 1.0
+
+
+async def test_timeout_entered_after_the_outer_fired_reports_the_outer_seconds(clock: FakeClock) -> None:
+    """A timeout entered after the enclosing one fired (and was swallowed) expires at once, as the outer."""
+
+    async def body() -> None:
+        try:
+            await clock.sleep(5)
+        except asyncio.CancelledError:
+            pass  # the outer timeout(1) fired and was swallowed
+        async with timeout(30, clock=clock):
+            await asyncio.Event().wait()
+
+    with pytest.raises(TimeoutExceededError) as info:
+        await timeout(1, clock=clock).call(body)
+    assert (info.value.seconds, clock.monotonic()) == (1.0, 1.0)
+
+
+# --- without_deadline(): work outside the ambient deadline (issue 10, item 16) -----
+
+
+async def test_without_deadline_hides_the_ambient_deadline_inside_only(clock: FakeClock) -> None:
+    """Inside without_deadline() remaining() is None; before and after, the enclosing deadline applies."""
+    async with timeout(2, clock=clock):
+        before = remaining()
+        with resilient.without_deadline():
+            inside = remaining()
+        after = remaining()
+    assert (before, inside, after) == (2.0, None, 2.0)
+
+
+async def test_task_started_without_deadline_outlives_the_callers_deadline(clock: FakeClock) -> None:
+    """A task started inside without_deadline() inherits no deadline: its timeout(10) runs 10 s."""
+    seen: list[float | None] = []
+
+    async def background() -> None:
+        seen.append(remaining())
+        async with timeout(10, clock=clock):
+            seen.append(remaining())
+            await asyncio.Event().wait()
+
+    async with timeout(2, clock=clock):
+        with resilient.without_deadline():
+            task = asyncio.create_task(background())
+        await asyncio.sleep(0)
+    clock.advance(5)  # past the caller's deadline
+    await asyncio.sleep(0)
+    running = not task.done()
+    clock.advance(5)
+    with pytest.raises(TimeoutExceededError) as info:
+        await task
+    assert (seen, running, info.value.seconds) == ([None, 10.0], True, 10.0)
+
+
+async def test_shielded_work_started_without_deadline_retries_past_the_callers_deadline(
+    clock: FakeClock,
+) -> None:
+    """A shielded task started in without_deadline() keeps retrying after the caller timed out."""
+    attempts: list[int] = []
+
+    @retry(attempts=5, on=ConnectionError, backoff=1.0, clock=clock)
+    async def save() -> str:
+        attempts.append(1)
+        if len(attempts) < 4:
+            raise ConnectionError
+        return "saved"
+
+    @timeout(1.5, clock=clock)
+    async def handler() -> str:
+        with resilient.without_deadline():
+            work = asyncio.create_task(save())
+        return await asyncio.shield(work)
+
+    caller = asyncio.create_task(handler())
+    with pytest.raises(TimeoutExceededError):
+        await caller
+    work = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert len(work) == 1
+    assert await work[0] == "saved"
+    assert len(attempts) == 4  # with the caller's deadline it would have given up after 2
+
+
+async def test_without_deadline_restores_the_deadline_after_an_error(clock: FakeClock) -> None:
+    """An exception leaving the block still restores the enclosing deadline."""
+    async with timeout(2, clock=clock):
+        with pytest.raises(ValueError), resilient.without_deadline():
+            raise ValueError
+        assert remaining() == 2.0
+
+
+def test_without_deadline_outside_any_deadline_is_harmless() -> None:
+    """Outside any timeout the block changes nothing: remaining() stays None."""
+    with resilient.without_deadline():
+        assert remaining() is None
+    assert remaining() is None
+
+
+# --- remaining(default=...): never hand None to a client (issue 10, item 17) -------
+
+
+def test_remaining_default_outside_any_deadline() -> None:
+    """remaining(default=5.0) is 5.0 where no deadline applies (remaining() alone stays None)."""
+    assert (remaining(default=5.0), remaining(default=timedelta(seconds=3)), remaining()) == (5.0, 3.0, None)
+
+
+async def test_remaining_default_is_ignored_under_a_deadline(clock: FakeClock) -> None:
+    """Under a deadline remaining(default=...) is the time left, shorter or longer than the default."""
+    async with timeout(2, clock=clock):
+        assert (remaining(default=5.0), remaining(default=0.5)) == (2.0, 2.0)
+
+
+async def test_call_context_remaining_takes_a_default(clock: FakeClock) -> None:
+    """CallContext.remaining(default=...) behaves like resilient.remaining(default=...)."""
+
+    @retry(attempts=1)
+    async def op() -> float:
+        ctx = current_call()
+        assert ctx is not None
+        return ctx.remaining(default=5.0)
+
+    assert await op() == 5.0
+    assert await timeout(2, clock=clock).call(op) == 2.0
+
+
+async def test_remaining_default_never_passes_none_to_httpx() -> None:
+    """The documented idiom keeps httpx's own 5 s timeout outside any deadline (None would disable it)."""
+    httpx = pytest.importorskip("httpx")
+    seen: list[object] = []
+
+    def handler(request: Any) -> Any:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        await client.get("http://api/", timeout=remaining(default=5.0))
+    assert seen == [{"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}]
+
+
+@pytest.mark.parametrize(
+    ("default", "error"),
+    [("5", TypeError), (True, TypeError), (float("nan"), ValueError), (-1.0, ValueError)],
+    ids=["str", "bool", "nan", "negative"],
+)
+def test_remaining_bad_default_names_the_parameter(default: Any, error: type[Exception]) -> None:
+    """A default that is not seconds >= 0 raises, naming `default`, even where no deadline applies."""
+    with pytest.raises(error, match="default"):
+        remaining(default=default)

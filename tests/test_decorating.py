@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import inspect
 import pickle
+import threading
+import tracemalloc
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 import resilient
 from resilient import Fallback, Policy, Retry, Timeout, fallback, pipeline, pipeline_of, retry, timeout
+from resilient._pipeline import AsyncLayer, SyncLayer
 from resilient.testing import FakeClock
 
 
@@ -41,7 +45,7 @@ def add(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def policies(clock: FakeClock) -> tuple[Retry, Fallback]:
+def policies(clock: FakeClock) -> tuple[Retry, Fallback[Any]]:
     """Two policies that guard both sync and async functions."""
     return retry(attempts=2, clock=clock), fallback(0)
 
@@ -49,19 +53,21 @@ def policies(clock: FakeClock) -> tuple[Retry, Fallback]:
 # --- what the wrapper looks like -------------------------------------------------
 
 
-def test_signature_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_signature_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """A decorated function has the original's inspect.signature."""
     r, f = policies
     assert inspect.signature(f(r(add))) == inspect.signature(add)
 
 
-def test_iscoroutinefunction_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_iscoroutinefunction_preserved(
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """inspect.iscoroutinefunction answers the same for the wrapper as for the original."""
     r, f = policies
     assert inspect.iscoroutinefunction(f(r(add))) == inspect.iscoroutinefunction(add)
 
 
-def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """__name__, __qualname__, __doc__ and __module__ are the original's."""
     r, f = policies
     wrapped = f(r(add))
@@ -73,7 +79,9 @@ def test_metadata_preserved(add: Callable[..., Any], policies: tuple[Retry, Fall
     )
 
 
-def test_wrapped_is_original_when_stacked(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_wrapped_is_original_when_stacked(
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """__wrapped__ of a stacked wrapper is the original function, not an inner wrapper."""
     r, f = policies
     wrapped: Any = f(r(add))
@@ -81,14 +89,15 @@ def test_wrapped_is_original_when_stacked(add: Callable[..., Any], policies: tup
     assert inspect.unwrap(wrapped) is add
 
 
-async def test_arguments_pass_through(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_arguments_pass_through(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """Positional, default and keyword-only arguments reach the function unchanged."""
     r, f = policies
-    assert await resolve(f(r(add))(2, 3, scale=10)) == 50
+    guarded: Callable[..., Any] = f(r(add))
+    assert await resolve(guarded(2, 3, scale=10)) == 50
 
 
 def test_stacked_decorators_fold_into_one_wrapper(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Stacking gives one pipeline, top decorator outermost."""
     r, f = policies
@@ -97,7 +106,7 @@ def test_stacked_decorators_fold_into_one_wrapper(
 
 
 def test_stacking_does_not_change_the_inner_wrapper(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Decorating an already decorated function leaves the first wrapper's pipeline alone."""
     r, f = policies
@@ -121,14 +130,14 @@ def test_decorator_syntax_top_is_outermost(clock: FakeClock) -> None:
     assert pipeline_of(op).policies == (f, t, r)
 
 
-def test_pipeline_object_decorates(add: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_pipeline_object_decorates(add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """A Pipeline used as a decorator is the decorated function's pipeline."""
     p = pipeline(*policies)
     assert pipeline_of(p(add)) is p
 
 
 def test_pipeline_stacked_on_policy_flattens(
-    add: Callable[..., Any], policies: tuple[Retry, Fallback]
+    add: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """A pipeline stacked on a decorated function lists its policies first."""
     r, f = policies
@@ -143,13 +152,13 @@ def test_pipeline_of_undecorated_raises() -> None:
         pipeline_of(sync_add)
 
 
-def test_sync_function_stays_sync(policies: tuple[Retry, Fallback]) -> None:
+def test_sync_function_stays_sync(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Calling a decorated sync function returns the value, not an awaitable."""
     r, _ = policies
     assert r(sync_add)(1, 2) == 3
 
 
-async def test_async_function_returns_coroutine(policies: tuple[Retry, Fallback]) -> None:
+async def test_async_function_returns_coroutine(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Calling a decorated async function returns an awaitable of the value."""
     r, _ = policies
     result = r(async_add)(1, 2)
@@ -172,7 +181,7 @@ async def agen() -> AsyncIterator[int]:
 
 @pytest.mark.parametrize("target", [gen, agen], ids=["generator", "async-generator"])
 def test_generator_rejected_at_decoration(
-    target: Callable[..., Any], policies: tuple[Retry, Fallback]
+    target: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
 ) -> None:
     """Generator and async-generator functions are rejected with TypeError when decorated."""
     r, _ = policies
@@ -181,7 +190,9 @@ def test_generator_rejected_at_decoration(
 
 
 @pytest.mark.parametrize("target", [gen, agen], ids=["generator", "async-generator"])
-def test_generator_rejected_by_call(target: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+def test_generator_rejected_by_call(
+    target: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]
+) -> None:
     """policy.call rejects generator functions with TypeError."""
     r, _ = policies
     with pytest.raises(TypeError, match="generator"):
@@ -189,7 +200,7 @@ def test_generator_rejected_by_call(target: Callable[..., Any], policies: tuple[
 
 
 @pytest.mark.parametrize("target", [None, 42, "fn", object()], ids=repr)
-def test_non_callable_rejected(target: Any, policies: tuple[Retry, Fallback]) -> None:
+def test_non_callable_rejected(target: Any, policies: tuple[Retry, Fallback[Any]]) -> None:
     """Decorating something that is not callable raises TypeError."""
     r, _ = policies
     with pytest.raises(TypeError, match="callable"):
@@ -462,7 +473,7 @@ async def test_one_policy_on_two_functions(clock: FakeClock) -> None:
     assert pipeline_of(one).policies == pipeline_of(two).policies == (r,)
 
 
-async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback]) -> None:
+async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback[Any]]) -> None:
     """An object with `async def __call__` is decorated as an async function."""
 
     class Handler:
@@ -474,13 +485,13 @@ async def test_async_callable_object_is_async(policies: tuple[Retry, Fallback]) 
     assert await wrapped(4) == 8
 
 
-def test_partial_of_sync_function(policies: tuple[Retry, Fallback]) -> None:
+def test_partial_of_sync_function(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A functools.partial of a sync function is decorated as sync."""
     r, _ = policies
     assert r(functools.partial(sync_add, 1))(2) == 3
 
 
-async def test_partial_of_async_function(policies: tuple[Retry, Fallback]) -> None:
+async def test_partial_of_async_function(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A functools.partial of a coroutine function is decorated as async."""
     r, _ = policies
     assert await r(functools.partial(async_add, 1))(2) == 3
@@ -505,14 +516,14 @@ async def test_sync_async_decided_at_decoration(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("fn", [sync_add, async_add], ids=["sync", "async"])
-async def test_policy_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_policy_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """policy.call(fn, *args, **kwargs) runs fn with those arguments under the policy."""
     r, f = policies
     assert (await resolve(r.call(fn, 1, 2, scale=3)), await resolve(f.call(fn, 2, y=2))) == (9, 4)
 
 
 @pytest.mark.parametrize("fn", [sync_add, async_add], ids=["sync", "async"])
-async def test_pipeline_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback]) -> None:
+async def test_pipeline_call(fn: Callable[..., Any], policies: tuple[Retry, Fallback[Any]]) -> None:
     """pipeline(...).call(fn, *args, **kwargs) runs fn under every policy."""
     assert await resolve(pipeline(*policies).call(fn, 4, scale=2)) == 10
 
@@ -528,7 +539,7 @@ def test_timeout_call_rejects_sync_function(clock: FakeClock) -> None:
         timeout(1, clock=clock).call(sync_add, 1)  # type: ignore[arg-type,unused-coroutine]
 
 
-async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback]) -> None:
+async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A keyword argument named fn reaches the function (the policy's own parameter is positional-only)."""
 
     def takes_fn(fn: str) -> str:
@@ -538,7 +549,7 @@ async def test_policy_call_keyword_named_fn(policies: tuple[Retry, Fallback]) ->
     assert r.call(takes_fn, fn="value") == "value"
 
 
-def test_module_function_pickles_by_reference(policies: tuple[Retry, Fallback]) -> None:
+def test_module_function_pickles_by_reference(policies: tuple[Retry, Fallback[Any]]) -> None:
     """A decorated module-level function pickles by reference, like a plain function."""
     assert pickle.loads(pickle.dumps(decorated_module_function)) is decorated_module_function
 
@@ -549,13 +560,13 @@ def decorated_module_function() -> int:
     return 1
 
 
-def test_policy_is_exported_base(policies: tuple[Retry, Fallback]) -> None:
+def test_policy_is_exported_base(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Every policy object is a resilient.Policy, and so is a pipeline and a timeout."""
     assert all(isinstance(p, Policy) for p in (*policies, pipeline(*policies), timeout(1)))
     assert isinstance(timeout(1), Timeout)
 
 
-async def test_coroutine_not_awaited_is_harmless(policies: tuple[Retry, Fallback]) -> None:
+async def test_coroutine_not_awaited_is_harmless(policies: tuple[Retry, Fallback[Any]]) -> None:
     """Creating the call's coroutine runs nothing until it is awaited."""
     calls: list[int] = []
     r, _ = policies
@@ -588,7 +599,7 @@ async def test_concurrent_calls_of_one_wrapper(clock: FakeClock) -> None:
     assert sorted(seen) == [(i, a) for i in range(3) for a in (1, 2)]
 
 
-def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fallback]) -> None:
+def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fallback[Any]]) -> None:
     """An object whose __call__ is a generator function is rejected like a generator function."""
 
     class Stream:
@@ -598,3 +609,133 @@ def test_callable_object_with_generator_call_rejected(policies: tuple[Retry, Fal
     r, _ = policies
     with pytest.raises(TypeError, match="generator"):
         r(Stream())
+
+
+# --- what decorating costs -----------------------------------------------------
+
+
+def fresh_functions(n: int) -> list[Callable[..., Any]]:
+    """*n* distinct function objects sharing sync_add's code."""
+    return [types.FunctionType(sync_add.__code__, sync_add.__globals__, f"fn{i}") for i in range(n)]
+
+
+def retained_per_decoration(decorate: Callable[[Callable[..., Any]], Any], n: int = 100) -> float:
+    """Bytes that stay allocated per function decorated by *decorate* (tracemalloc, after gc)."""
+    fns = fresh_functions(n + 1)
+    decorate(fns[0])  # module-level caches fill outside the measurement
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [decorate(f) for f in fns[1:]]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == n
+    return grown / n
+
+
+def test_decorating_keeps_under_a_kilobyte_per_function() -> None:
+    """`@retry(attempts=3)` above a function keeps at most 1 KB alive, the policy included."""
+    assert retained_per_decoration(lambda fn: retry(attempts=3)(fn)) <= 1024
+
+
+def test_decorated_functions_share_their_wrapper_class() -> None:
+    """Decorating builds no class per function: two decorated functions share one wrapper type."""
+    one, two = (retry(attempts=3)(f) for f in fresh_functions(2))
+    assert type(one) is type(two)
+
+
+class CountingRetry(Retry):
+    """A retry that counts how often its layers are folded."""
+
+    folds: list[str]
+
+    def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
+        """Count, then fold the async layer."""
+        self.folds.append("async")
+        return super().wrap_async(inner)
+
+    def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
+        """Count, then fold the sync layer."""
+        self.folds.append("sync")
+        return super().wrap_sync(inner)
+
+
+async def test_decorating_folds_nothing_until_the_first_call(add: Callable[..., Any]) -> None:
+    """Decorating only records the pipeline; the first call folds its layers, once for every call after."""
+    policy = CountingRetry(attempts=2)
+    policy.folds = []
+    guarded = policy(add)
+    assert policy.folds == []
+    assert [await resolve(guarded(1)) for _ in range(3)] == [2, 2, 2]
+    assert policy.folds == (["async"] if add is async_add else ["sync"])
+
+
+class Ready:
+    """A class with every kind of decorated method, for calls before and after the first."""
+
+    @retry(attempts=2)
+    def method(self, x: int) -> tuple[Any, int]:
+        """A method."""
+        return (self, x)
+
+    @retry(attempts=2)
+    @classmethod
+    def cls_method(cls, x: int) -> tuple[Any, int]:
+        """A classmethod below the decorator."""
+        return (cls, x)
+
+    @retry(attempts=2)
+    @staticmethod
+    def static(x: int) -> tuple[Any, int]:
+        """A staticmethod below the decorator."""
+        return (None, x)
+
+
+@pytest.mark.parametrize("name", ["method", "cls_method", "static"])
+def test_wrapper_behaves_the_same_after_its_first_call(name: str) -> None:
+    """The first call readies a wrapper in place: later calls, binding and metadata are unchanged."""
+    obj = Ready()
+    owner = {"method": obj, "cls_method": Ready, "static": None}[name]
+    before = (
+        inspect.signature(getattr(obj, name)),
+        getattr(Ready, name).__wrapped__,
+        pipeline_of(getattr(Ready, name)),
+    )
+    assert [getattr(obj, name)(i) for i in range(3)] == [(owner, i) for i in range(3)]
+    assert [getattr(Ready, name)(*([obj] if name == "method" else []), i) for i in range(2)] == [
+        (owner, i) for i in range(2)
+    ]
+    after = (
+        inspect.signature(getattr(obj, name)),
+        getattr(Ready, name).__wrapped__,
+        pipeline_of(getattr(Ready, name)),
+    )
+    assert after == before
+
+
+def test_unbound_staticmethod_wrapper_calls_through() -> None:
+    """A wrapper around a staticmethod object is callable by itself, before and after its first call."""
+    guarded = retry(attempts=2)(staticmethod(sync_add))
+    assert [guarded(i) for i in range(3)] == [1, 2, 3]
+
+
+def test_first_calls_from_many_threads_all_run() -> None:
+    """Threads racing to make a wrapper's first call each get the right result."""
+    guarded = retry(attempts=2)(sync_add)
+    start = threading.Barrier(8)
+    results: list[int] = []
+
+    def worker(i: int) -> None:
+        start.wait()
+        results.append(guarded(i))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [i + 1 for i in range(8)]
+    assert guarded(41) == 42

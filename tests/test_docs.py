@@ -21,6 +21,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import inspect
+import logging
 import pkgutil
 import re
 import sys
@@ -107,7 +108,18 @@ def test_python_block_runs(block: Block, monkeypatch: pytest.MonkeyPatch) -> Non
     module.__file__ = str(block.path)
     monkeypatch.setitem(sys.modules, "__main__", module)
     code = compile(block.code, f"{block.id}", "exec")
-    exec(code, module.__dict__)
+    # A block is a program of its own: logging levels it sets must not leak
+    # into the tests that run after it.
+    names = list(logging.root.manager.loggerDict)
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
+    levels = [(lg, lg.level, lg.disabled, list(lg.handlers)) for lg in loggers]
+    try:
+        exec(code, module.__dict__)
+    finally:
+        for lg, level, disabled, handlers in levels:
+            lg.setLevel(level)
+            lg.disabled = disabled
+            lg.handlers[:] = handlers
 
 
 def _section_markers(text: str, section: str) -> tuple[int, int]:

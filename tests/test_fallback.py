@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
-from typing import Any
+import pickle
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, overload
 
 import pytest
 
-from resilient import Fallback, fallback, retry
-from resilient.events import EventBus, FallbackUsed
+import resilient
+from resilient import FailedResult, Fallback, ResilientError, fallback, retry
+from resilient.events import CallSucceeded, EventBus, FallbackUsed
 from resilient.testing import FakeClock, capture_events
 
 
@@ -29,6 +31,12 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@overload
+def make_fn(kind: Literal["async"], outcome: object) -> Callable[..., Coroutine[Any, Any, object]]: ...
+@overload
+def make_fn(kind: Literal["sync"], outcome: object) -> Callable[..., object]: ...
+@overload
+def make_fn(kind: str, outcome: object) -> Callable[..., Any]: ...
 def make_fn(kind: str, outcome: object) -> Callable[..., Any]:
     """An async or sync function that raises *outcome* if it is an exception, else returns it."""
 
@@ -348,6 +356,8 @@ async def test_call_runs_a_function_under_the_fallback(kind: str) -> None:
         ({"on": (Boom, SystemExit)}, ValueError, "on"),
         ({"on": "x"}, TypeError, "on"),
         ({"on": ()}, ValueError, "on"),
+        ({"on_result": "x"}, TypeError, "on_result"),
+        ({"on_result": 5}, TypeError, "on_result"),
         ({"name": ""}, ValueError, "name"),
         ({"name": 3}, TypeError, "name"),
         ({"bus": object()}, TypeError, "bus"),
@@ -365,9 +375,9 @@ def test_bad_configuration_fails_at_factory_time(
 def test_default_is_required_and_the_rest_keyword_only() -> None:
     """fallback needs a default; on= cannot be passed positionally."""
     with pytest.raises(TypeError):
-        fallback()  # type: ignore[call-arg]
+        fallback()  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        fallback("x", Boom)  # type: ignore[call-arg]
+        fallback("x", Boom)  # type: ignore[call-overload]
 
 
 def test_factory_returns_a_fallback_policy() -> None:
@@ -375,3 +385,203 @@ def test_factory_returns_a_fallback_policy() -> None:
     policy = fallback("x")
     assert isinstance(policy, Fallback)
     assert policy.default == "x"
+
+
+# --- on_result= ------------------------------------------------------------------
+
+
+def is_bad(result: object) -> bool:
+    """The on_result predicate of these tests: the string 'bad' is a failure."""
+    return result == "bad"
+
+
+async def test_a_matching_result_is_replaced_by_the_value(kind: str) -> None:
+    """A result matching on_result is replaced by the default; any other result passes through."""
+    policy = fallback("cached", on_result=is_bad)
+    assert (await invoke(policy(make_fn(kind, "bad"))), await invoke(policy(make_fn(kind, "good")))) == (
+        "cached",
+        "good",
+    )
+
+
+async def test_the_handler_receives_the_result_as_a_failed_result(kind: str) -> None:
+    """For a result, the handler gets FailedResult(result) first, then the call's arguments."""
+    seen: list[tuple[BaseException, tuple[Any, ...], dict[str, Any]]] = []
+
+    def handler(exc: Exception, *args: Any, **kwargs: Any) -> str:
+        seen.append((exc, args, kwargs))
+        return "handled"
+
+    assert await invoke(fallback(handler, on_result=is_bad)(make_fn(kind, "bad")), 1, key="k") == "handled"
+    [(failure, args, kwargs)] = seen
+    assert (type(failure), getattr(failure, "result", None), args, kwargs) == (
+        FailedResult,
+        "bad",
+        (1,),
+        {"key": "k"},
+    )
+
+
+async def test_an_async_handler_answers_a_result() -> None:
+    """An async handler answering a result is awaited."""
+
+    async def handler(exc: Exception) -> str:
+        await asyncio.sleep(0)
+        assert isinstance(exc, FailedResult)
+        return f"instead of {exc.result}"
+
+    assert await fallback(handler, on_result=is_bad)(make_fn("async", "bad"))() == "instead of bad"
+
+
+async def test_a_result_fallback_emits_fallback_used_with_the_result(kind: str) -> None:
+    """FallbackUsed reports a replaced result as a FailedResult (its exception field stays an exception)."""
+    with capture_events(FallbackUsed) as events:
+        await invoke(fallback("x", on_result=is_bad, name="r")(make_fn(kind, "bad")))
+    [event] = events
+    assert isinstance(event, FallbackUsed)
+    assert (event.name, type(event.exception), getattr(event.exception, "result", None)) == (
+        "r",
+        FailedResult,
+        "bad",
+    )
+
+
+async def test_a_result_fallback_marks_the_call(kind: str) -> None:
+    """A call whose result was replaced counts as answered by the fallback, like a replaced failure."""
+    bus, marks = EventBus(), []
+
+    def ended(event: CallSucceeded) -> None:
+        ctx = resilient.current_call()
+        assert ctx is not None
+        marks.append(ctx.fallback_used)
+
+    with bus.subscribe(ended, CallSucceeded):
+        await invoke(fallback("x", on_result=is_bad, bus=bus)(make_fn(kind, "bad")))
+        await invoke(fallback("x", on_result=is_bad, bus=bus)(make_fn(kind, "good")))
+    assert marks == [True, False]
+
+
+async def test_a_handler_error_for_a_result_has_the_failed_result_as_context(kind: str) -> None:
+    """A handler raising while answering a result chains to the FailedResult, as for an exception."""
+    replacement = Other()
+
+    def handler(exc: Exception) -> None:
+        raise replacement
+
+    with pytest.raises(Other) as info:
+        await invoke(fallback(handler, on_result=is_bad)(make_fn(kind, "bad")))
+    assert isinstance(info.value.__context__, FailedResult)
+    assert info.value.__context__.result == "bad"
+
+
+async def test_a_handler_re_raising_the_failed_result_does_not_loop(kind: str) -> None:
+    """A handler that raises the FailedResult it got propagates it without a self-referencing context."""
+
+    def handler(exc: Exception) -> None:
+        raise exc
+
+    with pytest.raises(FailedResult) as info:
+        await invoke(fallback(handler, on_result=is_bad)(make_fn(kind, "bad")))
+    assert info.value.__context__ is None
+
+
+async def test_exceptions_still_fall_back_and_answers_are_not_rechecked(kind: str) -> None:
+    """With on_result set, a matching exception still falls back, and its answer is not fed to on_result."""
+    checked: list[object] = []
+
+    def predicate(result: object) -> bool:
+        checked.append(result)
+        return True  # every result is "bad": the fallback's own answer must not be checked
+
+    assert await invoke(fallback("answer", on_result=predicate)(make_fn(kind, Boom()))) == "answer"
+    assert checked == []
+
+
+async def test_on_empty_with_on_result_replaces_results_only(kind: str) -> None:
+    """on=() with on_result: results are replaced, every exception propagates unchanged."""
+    error = Boom()
+    policy = fallback("x", on=(), on_result=is_bad)
+    assert await invoke(policy(make_fn(kind, "bad"))) == "x"
+    with pytest.raises(Boom) as info:
+        await invoke(policy(make_fn(kind, error)))
+    assert info.value is error
+
+
+async def test_a_failing_predicate_propagates(kind: str) -> None:
+    """An on_result predicate that raises is a bug: its error propagates, the default is not used."""
+
+    def predicate(result: object) -> bool:
+        raise KeyError("predicate bug")
+
+    with capture_events(FallbackUsed) as events, pytest.raises(KeyError):
+        await invoke(fallback("x", on_result=predicate)(make_fn(kind, "bad")))
+    assert events == []
+
+
+@pytest.mark.parametrize("interrupt", [asyncio.CancelledError, KeyboardInterrupt])
+async def test_control_flow_is_never_replaced_with_on_result(
+    kind: str, interrupt: type[BaseException]
+) -> None:
+    """A control-flow exception passes through a fallback with on_result; the predicate is not asked."""
+    checked: list[object] = []
+    error = interrupt()
+
+    def predicate(result: object) -> bool:
+        checked.append(result)
+        return True
+
+    with pytest.raises(interrupt) as info:
+        await invoke(fallback("x", on=BaseException, on_result=predicate)(make_fn(kind, error)))
+    assert (info.value, checked) == (error, [])
+
+
+async def test_cancelling_an_async_handler_for_a_result_propagates() -> None:
+    """A cancellation while an async handler answers a result propagates; it is not answered or chained."""
+    started = asyncio.Event()
+
+    async def handler(exc: Exception) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    task = asyncio.create_task(fallback(handler, on_result=is_bad)(make_fn("async", "bad"))())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    assert info.value.__context__ is None
+
+
+async def test_fallback_on_result_over_retry_on_result(kind: str, clock: FakeClock) -> None:
+    """fallback(on_result) outside retry(on_result) replaces the last bad result once retries run out."""
+    calls: list[int] = []
+
+    def body() -> str:
+        calls.append(1)
+        return "bad"
+
+    async def op() -> str:
+        return body()
+
+    target: Callable[..., Any] = op if kind == "async" else body
+    guarded = fallback("stale", on_result=is_bad)(
+        retry(attempts=3, on_result=is_bad, backoff=0, clock=clock)(target)
+    )
+    assert (await invoke(guarded), len(calls)) == ("stale", 3)
+
+
+def test_failed_result_is_a_resilient_error_that_pickles() -> None:
+    """FailedResult is a ResilientError holding the result; str names it, pickling keeps it."""
+    failure = FailedResult([1, 2])
+    copy = pickle.loads(pickle.dumps(failure))
+    assert isinstance(failure, ResilientError)
+    assert (str(failure), repr(failure), copy.result) == (
+        "result matched on_result: [1, 2]",
+        "FailedResult([1, 2])",
+        [1, 2],
+    )
+
+
+def test_policy_keeps_its_on_result() -> None:
+    """The policy exposes the predicate it was given."""
+    assert fallback("x", on_result=is_bad).on_result is is_bad

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import tracemalloc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -293,3 +295,32 @@ async def test_recommended_order_runs(clock: FakeClock) -> None:
 
     assert await op() == "cached"
     assert (calls, clock.monotonic()) == (3, 5.0)
+
+
+def test_call_memory_stays_bounded_over_many_operations() -> None:
+    """`.call()` of 20,000 functions with distinct qualified names keeps memory bounded (was 34 MB)."""
+    p = pipeline(retry(attempts=1))
+
+    def op() -> int:
+        return 1
+
+    p.call(op)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000):
+            op.__qualname__ = f"op{i}"
+            assert p.call(op) == 1
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000
+
+
+def test_call_reuses_its_runner_for_a_few_functions() -> None:
+    """`.call()` builds one runner per operation and reuses it while few operations share the pipeline."""
+    p = pipeline(retry(attempts=1))
+    first = {name: p.runner(False, name) for name in ("a", "b", "c")}
+    assert all(p.runner(False, name) is run for name, run in first.items())

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-PUBLIC_MODULES = ["resilient", "resilient.events", "resilient.backoff", "resilient.testing"]
+PUBLIC_MODULES = [
+    "resilient",
+    "resilient.events",
+    "resilient.backoff",
+    "resilient.chaos",
+    "resilient.testing",
+    "resilient.http",
+]
 
 # What the contract (API.md) promises in each module; modules may add more.
 REQUIRED = {
@@ -61,7 +68,9 @@ REQUIRED = {
         "CallFailed",
     },
     "resilient.backoff": {"exponential"},
+    "resilient.chaos": {"fault", "latency", "result"},
     "resilient.testing": {"FakeClock", "capture_events", "set_testing"},
+    "resilient.http": {"parse_retry_after", "RetryableHTTPError", "raise_for_retryable", "retryable_status"},
 }
 
 
@@ -187,10 +196,20 @@ def test_version_string() -> None:
 
 def test_import_does_not_import_optional_dependencies() -> None:
     """Importing resilient (and its public modules) imports no optional dependency."""
-    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx"]
+    optional = ["prometheus_client", "structlog", "opentelemetry", "redis", "httpx", "aiohttp"]
+    code = (
+        "import sys, resilient, resilient.events, resilient.backoff, resilient.testing, resilient.http\n"
+        f"print([m for m in {optional!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_leaves_asyncio_and_package_metadata_unloaded() -> None:
+    """`import resilient` loads neither asyncio nor importlib.metadata: they cost most of its import time."""
     code = (
         "import sys, resilient, resilient.events, resilient.backoff, resilient.testing\n"
-        f"print([m for m in {optional!r} if m in sys.modules])"
+        "print(sorted(m for m in ('asyncio', 'importlib.metadata') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

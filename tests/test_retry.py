@@ -863,3 +863,249 @@ def test_on_base_exception_and_exception_group_are_accepted() -> None:
     """on=BaseException and on=BaseExceptionGroup are valid configurations."""
     assert retry(on=BaseException).on is BaseException
     assert retry(on=BaseExceptionGroup).on is BaseExceptionGroup
+
+
+# --- results: a result-aware backoff, a result's Retry-After, long_retry_after ---------
+
+
+class Answer:
+    """A result that says how long to wait (the way an HTTP response's header does)."""
+
+    def __init__(self, status: int, wait: float | None = None) -> None:
+        self.status = status
+        self.wait = wait
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status})"
+
+
+class RetryOn503:
+    """An on_result predicate with a retry_after(result) method, like resilient.http's."""
+
+    def __init__(self) -> None:
+        self.hints: list[object] = []
+
+    def __call__(self, result: Answer) -> bool:
+        return result.status == 503
+
+    def retry_after(self, result: Answer) -> float | None:
+        self.hints.append(result)
+        return result.wait
+
+
+async def test_three_parameter_backoff_sees_the_result(kind: str, clock: FakeClock) -> None:
+    """A callable (attempt, exc, result) gets the retried result (exc None) or the exception (result None)."""
+    seen: list[tuple[int, BaseException | None, object]] = []
+
+    def delays(attempt: int, exc: BaseException | None, result: object) -> float:
+        seen.append((attempt, exc, result))
+        return 1.0 if exc is not None else float(getattr(result, "status", 0)) / 100
+
+    error, busy = Boom(), Answer(503)
+    script = Script(busy, error, Answer(200))
+    got = await run(
+        retry(attempts=3, on=Boom, on_result=lambda r: r.status == 503, backoff=delays, clock=clock),
+        kind,
+        script,
+    )
+    assert (got.status, seen, clock.sleeps) == (200, [(1, None, busy), (2, error, None)], [5.03, 1.0])
+
+
+async def test_two_parameter_backoff_still_gets_none_for_a_result(kind: str, clock: FakeClock) -> None:
+    """The historical (attempt, exc_or_none) form is unchanged: None, and no result, on a result retry."""
+    seen: list[tuple[Any, ...]] = []
+
+    def delays(*args: Any) -> float:
+        seen.append(args)
+        return 0.5
+
+    await run(retry(on_result=lambda r: r is None, backoff=delays, clock=clock), kind, Script(None, 1))
+    assert (seen, clock.sleeps) == ([(1, None)], [0.5])
+
+
+def test_which_callables_get_the_result() -> None:
+    """Only a third positional parameter without a default selects the (attempt, exc, result) form."""
+
+    def two(attempt: int, exc: BaseException | None) -> float:
+        return 0.0
+
+    def three(attempt: int, exc: BaseException | None, result: object) -> float:
+        return 0.0
+
+    def defaulted(attempt: int, exc: BaseException | None, scale: float = 2.0) -> float:
+        return scale
+
+    def star(*args: Any) -> float:
+        return 0.0
+
+    class Method:
+        def __call__(self, attempt: int, exc: BaseException | None, result: object) -> float:
+            return 0.0
+
+    forms = {
+        "two": two,
+        "three": three,
+        "defaulted": defaulted,
+        "star": star,
+        "method": Method(),
+        "partial": __import__("functools").partial(three, 1),
+        "lambda3": lambda a, e, r: 0.0,
+        "builtin": max,  # no signature to read: the historical form
+    }
+    assert {k: backoff.FromCallable(v).takes_result for k, v in forms.items()} == {
+        "two": False,
+        "three": True,
+        "defaulted": False,
+        "star": False,
+        "method": True,
+        "partial": False,
+        "lambda3": True,
+        "builtin": False,
+    }
+
+
+async def test_a_defaulted_third_parameter_keeps_its_default(kind: str, clock: FakeClock) -> None:
+    """A backoff (attempt, exc, scale=2.0) is called with two arguments, as before, so scale stays 2.0."""
+
+    def delays(attempt: int, exc: BaseException | None, scale: float = 2.0) -> float:
+        return scale
+
+    await run(retry(on_result=lambda r: r is None, backoff=delays, clock=clock), kind, Script(None, 1))
+    assert clock.sleeps == [2.0]
+
+
+async def test_a_strategy_overriding_delay_the_old_way_still_works(kind: str, clock: FakeClock) -> None:
+    """A Backoff subclass whose delay() takes no result keeps working for result retries."""
+
+    class Fixed(backoff.Backoff):
+        max_delay = 10.0
+
+        def base(self, attempt: int, previous: float | None) -> float:
+            return 0.0
+
+        def delay(
+            self, attempt: int, previous: float | None = None, exception: BaseException | None = None
+        ) -> float:
+            return 0.25
+
+    await run(retry(on_result=lambda r: r is None, backoff=Fixed(), clock=clock), kind, Script(None, 1))
+    assert clock.sleeps == [0.25]
+
+
+async def test_a_result_hint_from_the_predicate_is_waited(kind: str, clock: FakeClock) -> None:
+    """A predicate with retry_after(result) makes a result retry wait max(backoff, hint)."""
+    predicate = RetryOn503()
+    busy = Answer(503, wait=2.5)
+    got = await run(
+        retry(on_result=predicate, backoff=no_jitter(), clock=clock), kind, Script(busy, Answer(200))
+    )
+    assert (got.status, clock.sleeps, predicate.hints) == (200, [2.5], [busy])
+
+
+@pytest.mark.parametrize("hint", [None, "3", math.nan, -4.0, True])
+async def test_an_unusable_result_hint_falls_back_to_the_backoff(
+    kind: str, clock: FakeClock, hint: Any
+) -> None:
+    """A result hint that is not a finite number falls back to the backoff delay (a negative one is 0)."""
+    await run(
+        retry(on_result=RetryOn503(), backoff=no_jitter(), clock=clock),
+        kind,
+        Script(Answer(503, wait=hint), Answer(200)),
+    )
+    assert clock.sleeps == pytest.approx([0.1])
+
+
+async def test_a_failing_result_hint_is_ignored(kind: str, clock: FakeClock) -> None:
+    """A retry_after(result) that raises is treated as no hint: the result is not lost over it."""
+
+    class Broken(RetryOn503):
+        def retry_after(self, result: Answer) -> float | None:
+            raise KeyError("no header")
+
+    got = await run(
+        retry(on_result=Broken(), backoff=no_jitter(), clock=clock), kind, Script(Answer(503), Answer(200))
+    )
+    assert got.status == 200
+    assert clock.sleeps == pytest.approx([0.1])
+
+
+async def test_a_result_hint_beyond_max_delay_gives_up_with_the_result(kind: str, clock: FakeClock) -> None:
+    """A result asking for more than max_delay ends the retries at once; that result is returned."""
+    busy = Answer(503, wait=60)
+    script = Script(busy, Answer(200))
+    with capture_events(RetriesExhausted) as events:
+        got = await run(retry(on_result=RetryOn503(), backoff=no_jitter(), clock=clock), kind, script)
+    assert (got, script.calls, clock.sleeps) == (busy, 1, [])
+    assert [(e.reason, e.exception) for e in events] == [("retry_after", None)]  # type: ignore[attr-defined]
+
+
+async def test_long_retry_after_cap_waits_max_delay_for_an_exception(kind: str, clock: FakeClock) -> None:
+    """With long_retry_after="cap", a hint beyond max_delay waits max_delay and retries."""
+    with capture_events(RetryScheduled) as events:
+        got = await run(
+            retry(backoff=no_jitter(), long_retry_after="cap", clock=clock), kind, Script(Throttled(60), "ok")
+        )
+    assert (got, clock.sleeps, [e.delay for e in events]) == ("ok", [10.0], [10.0])  # type: ignore[attr-defined]
+
+
+async def test_long_retry_after_cap_waits_max_delay_for_a_result(kind: str, clock: FakeClock) -> None:
+    """With long_retry_after="cap", a result's long hint is capped the same way."""
+    got = await run(
+        retry(on_result=RetryOn503(), backoff=no_jitter(), long_retry_after="cap", clock=clock),
+        kind,
+        Script(Answer(503, wait=3600), Answer(200)),
+    )
+    assert (got.status, clock.sleeps) == (200, [10.0])
+
+
+async def test_a_capped_wait_still_respects_the_deadline(kind: str, clock: FakeClock) -> None:
+    """A capped wait that would end past the deadline gives up (reason "deadline") instead."""
+    script = Script(Throttled(60), "ok")
+    with capture_events(RetriesExhausted) as events, pytest.raises(Throttled):
+        await run(retry(backoff=no_jitter(), long_retry_after="cap", deadline=5, clock=clock), kind, script)
+    assert (script.calls, clock.sleeps, [e.reason for e in events]) == (1, [], ["deadline"])  # type: ignore[attr-defined]
+
+
+async def test_long_retry_after_cap_with_an_uncapped_backoff_waits_the_hint(
+    kind: str, clock: FakeClock
+) -> None:
+    """With no max_delay (a callable backoff) there is nothing to cap: the hint is waited in full."""
+    await run(
+        retry(backoff=lambda a, e: 0.1, long_retry_after="cap", clock=clock),
+        kind,
+        Script(Throttled(500), "ok"),
+    )
+    assert clock.sleeps == [500]
+
+
+@pytest.mark.parametrize(("value", "error"), [("wait", ValueError), ("GIVE_UP", ValueError), (1, TypeError)])
+def test_bad_long_retry_after_fails_at_construction(value: Any, error: type[Exception]) -> None:
+    """long_retry_after accepts only "give_up" and "cap", naming the parameter otherwise."""
+    with pytest.raises(error, match=r"^long_retry_after\b"):
+        retry(long_retry_after=value)
+
+
+async def test_cancelled_while_waiting_a_result_hint(clock: FakeClock) -> None:
+    """A cancellation during the wait a result asked for propagates at once; no further attempt is made."""
+    waiting = asyncio.Event()
+
+    class Stalling(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+            waiting.set()
+            await asyncio.Event().wait()
+
+    stalling = Stalling()
+    script = Script(Answer(503, wait=4.0), Answer(200))
+    task = asyncio.create_task(
+        run(
+            retry(on_result=RetryOn503(), backoff=no_jitter(), clock=stalling),
+            "async",
+            script,
+        )
+    )
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (script.calls, stalling.sleeps) == (1, [4.0])

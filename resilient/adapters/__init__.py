@@ -10,7 +10,7 @@ Each adapter is one class with ``.attach(bus=None) -> Subscription``:
 Importing this package imports no optional dependency; each adapter imports
 its own (``structlog``, ``prometheus_client``, ``opentelemetry``) when it is
 created, and raises an :class:`ImportError` naming the extra to install
-(``pip install 'resilient[prometheus]'``) if it is missing.
+(``pip install 'resilient-policies[prometheus]'``) if it is missing.
 """
 
 from __future__ import annotations

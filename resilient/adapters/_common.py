@@ -19,17 +19,29 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from resilient._events import Event, EventBus, Subscription, default_bus
+from resilient._context import CallContext, current_call, delivered_call
+from resilient._events import (
+    CallCancelled,
+    CallFailed,
+    CallStarted,
+    CallSucceeded,
+    Event,
+    EventBus,
+    Subscription,
+    default_bus,
+)
+from resilient._state import CircuitState
 
 __all__ = [
     "Tracked",
     "attach",
-    "check_levels",
+    "breaker_state",
+    "call_attributes",
+    "call_of",
     "event_fields",
     "event_kind",
     "exception_type",
     "import_optional",
-    "level_for",
     "short_repr",
     "subject",
 ]
@@ -38,6 +50,8 @@ __all__ = [
 # monotonic reading, meaningless outside the process, so it is left out).
 _BASE_FIELDS = frozenset({"policy", "name", "operation", "time"})
 _REPR_LIMIT = 200
+
+logger = logging.getLogger("resilient")
 
 _kinds: dict[type, str] = {}
 _field_names: dict[type, tuple[str, ...]] = {}
@@ -62,7 +76,7 @@ def import_optional(module: str, extra: str, adapter: str) -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             f"{adapter} needs the {module!r} package, which is not installed: "
-            f"pip install 'resilient[{extra}]'"
+            f"pip install 'resilient-policies[{extra}]'"
         ) from exc
 
 
@@ -182,66 +196,46 @@ def attach(
     return bus.subscribe(handler, *types)
 
 
-def check_levels(
-    param: str, levels: Mapping[type[Event], int | str] | None, defaults: Mapping[type[Event], int]
-) -> dict[type[Event], int]:
-    """Merge user *levels* over *defaults*, validating keys and values.
+_LIFECYCLE = (CallStarted, CallSucceeded, CallFailed, CallCancelled)
+
+
+def call_of(event: Event) -> CallContext | None:
+    """Return the context of the pipeline call *event* happens in (a sync handler runs inline), or None.
+
+    A call's own lifecycle events name it directly (no stack walk: they
+    are on every observed call's path); any other event is placed with
+    :func:`resilient.current_call`.
 
     Args:
-        param: The parameter name for error messages.
-        levels: Event class -> level (an int or a name like ``"WARNING"``).
-        defaults: The adapter's default levels.
+        event: The event being handled.
 
     Returns:
-        The merged mapping.
-
-    Raises:
-        TypeError: A key is not an Event class or a value is not an int/str.
-        ValueError: A level name is unknown or a level is negative.
+        The running call's context, or None outside any call.
     """
-    merged = dict(defaults)
-    if levels is None:
-        return merged
-    if not isinstance(levels, Mapping):
-        raise TypeError(f"{param} must be a mapping of event class to level, got {levels!r}")
-    for cls, level in levels.items():
-        if not (isinstance(cls, type) and issubclass(cls, Event)):
-            raise TypeError(f"{param} keys must be event classes from resilient.events, got {cls!r}")
-        if isinstance(level, str):
-            number = logging.getLevelName(level.upper())
-            if not isinstance(number, int):
-                raise ValueError(f"{param}[{cls.__name__}]: unknown level name {level!r}")
-            level = number
-        elif isinstance(level, bool) or not isinstance(level, int):
-            raise TypeError(f"{param}[{cls.__name__}] must be an int or a level name, got {level!r}")
-        if level < 0:
-            raise ValueError(f"{param}[{cls.__name__}] must be >= 0, got {level}")
-        merged[cls] = level
-    return merged
+    if isinstance(event, _LIFECYCLE):
+        ctx = delivered_call()
+        if ctx is not None:
+            return ctx
+    return current_call()
 
 
-def level_for(cls: type, levels: Mapping[type[Event], int]) -> int:
-    """Return the level configured for *cls* or its nearest configured base class.
-
-    Args:
-        cls: An event class.
-        levels: Event class -> level; must contain :class:`Event`.
-
-    Returns:
-        The level.
-    """
-    for base in cls.__mro__:
-        found = levels.get(base)
-        if found is not None:
-            return found
-    return levels[Event]
+def call_attributes(event: Event) -> Mapping[str, Any] | None:
+    """Return the attributes of the pipeline call *event* happens in, or None if it has none."""
+    ctx = call_of(event)
+    if ctx is None or not ctx.attributes:
+        return None
+    return ctx.attributes
 
 
 class Tracked:
-    """Policies read at scrape time (bulkheads' ``in_use``, breakers' ``state``).
+    """Policies read at scrape time (bulkheads' ``in_use``, breakers' state).
 
     Held weakly, keyed by name, so a tracked policy that goes away stops
-    being reported and two policies never report under one label.
+    being reported and two policies never report under one label. Tracking
+    a policy under a name that is already tracked replaces the earlier one:
+    a rebuilt breaker takes over its predecessor's name whether or not the
+    old object has been garbage-collected yet, so the outcome never depends
+    on when the collector runs.
     """
 
     def __init__(self, what: str) -> None:
@@ -258,7 +252,7 @@ class Tracked:
 
         Raises:
             TypeError: *policy* lacks an attribute.
-            ValueError: *policy* has no name, or another live policy has it.
+            ValueError: *policy* has no name.
         """
         for attr in required:
             if not hasattr(policy, attr):
@@ -270,10 +264,6 @@ class Tracked:
                 f"e.g. name='db'; got {policy!r}"
             )
         with self._lock:
-            old = self._refs.get(name)
-            current = None if old is None else old()
-            if current is not None and current is not policy:
-                raise ValueError(f"another {self._what} named {name!r} is already tracked")
             self._refs[name] = weakref.ref(policy)
 
     def items(self) -> Iterator[tuple[str, Any]]:
@@ -293,3 +283,29 @@ class Tracked:
                     maybe = self._refs.get(name)
                     if maybe is not None and maybe() is None:
                         del self._refs[name]
+
+
+def breaker_state(breaker: Any) -> CircuitState | None:
+    """Read a tracked breaker's state without side effects, or None if it cannot be read.
+
+    Uses ``peek_state()`` (a pure read: an OPEN breaker past its recovery
+    timeout reads as HALF_OPEN but is not moved and emits nothing); an
+    object without it is read through its ``state`` attribute. A read that
+    raises (a shared backend that cannot answer) is logged and skipped, so
+    one breaker never fails a whole scrape.
+
+    Args:
+        breaker: A tracked circuit breaker.
+
+    Returns:
+        Its state, or None.
+    """
+    try:
+        peek = getattr(breaker, "peek_state", None)
+        value = peek() if callable(peek) else breaker.state
+        if isinstance(value, CircuitState):
+            return value
+        return CircuitState(getattr(value, "value", value))
+    except Exception:
+        logger.warning("could not read the state of the tracked circuit breaker %r", breaker, exc_info=True)
+        return None

@@ -21,17 +21,22 @@ from typing import Any
 
 from resilient._context import current_call
 from resilient._events import (
+    ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -39,9 +44,10 @@ from resilient._events import (
 )
 from resilient._state import CircuitState
 
-from ._common import attach, check_levels, event_fields, event_kind, level_for, short_repr, subject
+from ._common import attach, call_attributes, event_fields, event_kind, short_repr, subject
+from ._levels import Severity, check_levels, check_severity, cover, level_for, pick_level
 
-__all__ = ["DEFAULT_LEVELS", "LoggingAdapter", "record_extra", "render"]
+__all__ = ["DEFAULT_LEVELS", "PER_CALL", "LoggingAdapter", "exc_info_of", "record_extra", "render"]
 
 DEFAULT_LEVELS: Mapping[type[Event], int] = {
     Event: logging.INFO,
@@ -51,18 +57,44 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CircuitStateChanged: logging.WARNING,
     CallRejected: logging.WARNING,
     FallbackUsed: logging.WARNING,
+    HedgeStarted: logging.INFO,
+    ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
+    CallStarted: logging.DEBUG,
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
+    CallCancelled: logging.INFO,
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks and a
-degraded backend are WARNING; a failed call (the caller gets the exception
-and decides) and a recovered backend are INFO; a successful call is DEBUG so
-production logs stay quiet.
+Retries, timeouts, circuit state changes, rejections, fallbacks, chaos
+injections (an injected fault in the logs must say so) and a degraded
+backend are WARNING; a failed call (the caller gets the exception and
+decides), a cancelled call, a hedged attempt and a recovered backend are INFO; a call's
+start and its success are DEBUG so production logs stay quiet.
 """
+
+PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)
+"""The kinds every successful call emits: left unsubscribed while they would be dropped."""
+
+
+def exc_info_of(event: Event) -> BaseException | None:
+    """Return the exception whose traceback belongs in *event*'s log entry, or None.
+
+    Failed calls and retry giving up carry the exception (the log shows its
+    traceback); other events name it in the message only.
+
+    Args:
+        event: Any event.
+
+    Returns:
+        ``CallFailed.exception`` or ``RetriesExhausted.exception``, else None.
+    """
+    if isinstance(event, (CallFailed, RetriesExhausted)):
+        return event.exception
+    return None
+
 
 _REASONS = {
     "attempts": "no attempts left",
@@ -147,6 +179,33 @@ def _fallback_used(ev: FallbackUsed) -> str:
     return f"fallback used for {subject(ev)} after {ev.exception!r}"
 
 
+_HEDGE_REASONS = {"delay": "no answer within the delay", "failure": "an attempt failed"}
+
+
+def _hedge_started(ev: HedgeStarted) -> str:
+    why = _HEDGE_REASONS.get(ev.reason, ev.reason)
+    return f"hedge {_label(ev)} started attempt {ev.attempt} of {subject(ev)}: {why}"
+
+
+def _chaos_injected(ev: ChaosInjected) -> str:
+    head = f"chaos {_label(ev)} injected"
+    if ev.kind == "fault":
+        return f"{head} a fault into {subject(ev)}: {ev.exception!r}"
+    if ev.kind == "latency" and ev.seconds is not None:
+        return f"{head} a latency of {ev.seconds:g}s into {subject(ev)}"
+    if ev.kind == "result":
+        return f"{head} a result into {subject(ev)}"
+    return f"{head} {ev.kind} into {subject(ev)}"
+
+
+def _call_started(ev: CallStarted) -> str:
+    return f"{subject(ev)} started"
+
+
+def _call_cancelled(ev: CallCancelled) -> str:
+    return f"{subject(ev)} cancelled after {ev.duration:.3f}s ({type(ev.exception).__name__})"
+
+
 def _call_succeeded(ev: CallSucceeded) -> str:
     return f"{subject(ev)} succeeded in {ev.duration:.3f}s"
 
@@ -178,8 +237,12 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     BulkheadRejected: _bulkhead_rejected,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
+    HedgeStarted: _hedge_started,
+    ChaosInjected: _chaos_injected,
+    CallStarted: _call_started,
     CallSucceeded: _call_succeeded,
     CallFailed: _call_failed,
+    CallCancelled: _call_cancelled,
     BackendDegraded: _backend_degraded,
     BackendRecovered: _backend_recovered,
     Event: _generic,
@@ -235,18 +298,24 @@ class LoggingAdapter:
             of its subclasses unless they have their own entry, so
             ``{CallRejected: "ERROR"}`` covers circuit and bulkhead
             rejections.
-        skip_disabled: If True (the default) and the logger is not enabled
-            for ``CallSucceeded``'s level when :meth:`attach` runs (DEBUG on
-            a production logger), the adapter does not subscribe to
-            ``CallSucceeded`` at all, so the success path never builds the
-            event. Call :meth:`refresh` after lowering the logger's level at
-            run time to start logging successes. Every other kind (they
-            happen off the success path) is always subscribed and checked
-            against the logger's level when it arrives. If False,
-            ``CallSucceeded`` is treated like the others.
+        skip_disabled: If True (the default), the per-call kinds
+            (``CallStarted``, ``CallSucceeded``: DEBUG by default) that the
+            logger would drop when :meth:`attach` runs are not subscribed at
+            all, so a successful call never builds them. Call
+            :meth:`refresh` after lowering the logger's level at run time to
+            start logging them. Every other kind (they happen off the success
+            path) is always subscribed and checked against the logger's level
+            when it arrives. If False, every kind is treated alike.
+        severity: ``(event) -> level | None``, called for each event: the
+            level of this one event (an int or a name), or None for the one
+            *levels* gives. Use it to decide by content, e.g. a retry after
+            a timeout is INFO but after a refused connection WARNING. With a
+            callable, every kind is subscribed (it may raise a success's
+            level); one that raises or answers junk is logged and the
+            configured level is used.
 
     Raises:
-        TypeError: *logger* or a *levels* entry has the wrong type.
+        TypeError: *logger*, a *levels* entry or *severity* has the wrong type.
         ValueError: A level name is unknown.
     """
 
@@ -256,6 +325,7 @@ class LoggingAdapter:
         levels: Mapping[type[Event], int | str] | None = None,
         *,
         skip_disabled: bool = True,
+        severity: Severity | None = None,
     ) -> None:
         if logger is None:
             logger = logging.getLogger("resilient")
@@ -268,6 +338,7 @@ class LoggingAdapter:
         if not isinstance(skip_disabled, bool):
             raise TypeError(f"skip_disabled must be a bool, got {skip_disabled!r}")
         self.skip_disabled = skip_disabled
+        self.severity = check_severity("severity", severity)
         # Concrete event class -> level, filled on first sight of each class.
         self._level_cache: dict[type, int] = {}
         self._lock = threading.Lock()
@@ -277,7 +348,7 @@ class LoggingAdapter:
         return f"LoggingAdapter(logger={self.logger.name!r})"
 
     def level_of(self, event_type: type[Event]) -> int:
-        """Return the level events of *event_type* are logged at.
+        """Return the level events of *event_type* are logged at (before any *severity* callable).
 
         Args:
             event_type: An event class.
@@ -294,6 +365,10 @@ class LoggingAdapter:
     def __call__(self, event: Event) -> None:
         """Log *event* if the logger is enabled for its level.
 
+        The record carries the event's ``resilient_*`` fields, the running
+        call's attributes as ``resilient_attributes`` (when it has any), and
+        for a failed call or retry giving up the exception as ``exc_info``.
+
         Args:
             event: Any event.
         """
@@ -301,29 +376,31 @@ class LoggingAdapter:
         level = self._level_cache.get(cls)
         if level is None:
             level = self.level_of(cls)
+        if self.severity is not None:
+            level = pick_level(event, level, self.severity)
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
-        logger.log(level, render(event), extra=record_extra(event))
+        extra = record_extra(event)
+        attributes = call_attributes(event)
+        if attributes is not None:
+            extra["resilient_attributes"] = dict(attributes)
+        logger.log(level, render(event), extra=extra, exc_info=exc_info_of(event))
 
     def wanted_types(self) -> tuple[type[Event], ...]:
         """Return the event classes :meth:`attach` subscribes to right now.
 
         Returns:
-            ``(Event,)``, or, when ``skip_disabled`` is True and the logger
-            would drop ``CallSucceeded``, the event classes covering every
-            other kind.
+            ``(Event,)``, or, when ``skip_disabled`` is True (and there is no
+            *severity* callable) and the logger would drop a per-call kind
+            (:data:`PER_CALL`), the event classes covering every other kind.
         """
-        if not self.skip_disabled or self.logger.isEnabledFor(self.level_of(CallSucceeded)):
-            return (Event,)
-
-        # Every class whose subtree avoids CallSucceeded, as few as cover it.
-        def cover(cls: type[Event]) -> list[type[Event]]:
-            if not any(issubclass(c, CallSucceeded) for c in _subtree(cls)):
-                return [cls]
-            return [found for child in cls.__subclasses__() for found in cover(child)]
-
-        return tuple(dict.fromkeys(cover(Event)))
+        if not self.skip_disabled or self.severity is not None:
+            return ALL_EVENTS
+        quiet = tuple(c for c in PER_CALL if not self.logger.isEnabledFor(self.level_of(c)))
+        if not quiet:
+            return ALL_EVENTS
+        return cover(lambda cls: issubclass(cls, quiet))
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
         """Start logging the events emitted on *bus*.
@@ -361,10 +438,3 @@ class LoggingAdapter:
             # Subscription they hold still unsubscribes the live one.
             handle._sub = fresh._sub
             bus._remove(old)
-
-
-def _subtree(cls: type[Event]) -> list[type[Event]]:
-    out = [cls]
-    for child in cls.__subclasses__():
-        out.extend(_subtree(child))
-    return out

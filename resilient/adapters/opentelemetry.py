@@ -6,88 +6,90 @@
 
     OpenTelemetryAdapter().attach()  # the global meter and tracer providers
 
-Only the OpenTelemetry *API* is used (``pip install 'resilient[otel]'``); the
-application configures the SDK and exporters. Metric names follow the
-semantic conventions (dotted, units in UCUM, no ``_total``):
+Only the OpenTelemetry *API* is used (``pip install 'resilient-policies[otel]'``); the
+application configures the SDK and exporters.
 
-=================================  ========================  =======  ==============================
-name                               instrument                unit     attributes
-=================================  ========================  =======  ==============================
-``resilient.calls``                counter                   {call}   operation, name, outcome
-``resilient.call.duration``        histogram                 s        operation, name, outcome
-``resilient.retries``              counter                   {retry}  operation, name
-``resilient.retry.exhaustions``    counter                   {call}   operation, name, reason
-``resilient.timeouts``             counter                   {timeout} operation, name
-``resilient.rejections``           counter                   {call}   operation, name, policy
-``resilient.fallbacks``            counter                   {call}   operation, name
-``resilient.circuit.transitions``  counter                   {transition} name, circuit.state
-``resilient.circuit.state``        observable gauge          1        name, circuit.state (1 = current)
-``resilient.bulkhead.in_use``      observable up-down ctr    {call}   name (tracked bulkheads)
-``resilient.bulkhead.queued``      observable up-down ctr    {call}   name (tracked bulkheads)
-``resilient.bulkhead.limit``       observable up-down ctr    {call}   name (tracked bulkheads)
-=================================  ========================  =======  ==============================
+Metrics: the vocabulary of :mod:`resilient.adapters._vocabulary`, which the
+Prometheus adapter implements too, so that exporting these instruments to
+Prometheus (``opentelemetry-exporter-prometheus``) gives the same names and
+labels as :class:`~resilient.adapters.prometheus.PrometheusAdapter`:
 
-Attribute keys carry the ``resilient.`` prefix (``resilient.operation``,
-``resilient.name``, ``resilient.outcome``, ``resilient.reason``,
-``resilient.policy``, ``resilient.circuit.state``); an unset name or
-operation is left out.
+====================================  ===================  ============  ===================================
+instrument                            kind                 unit          attributes
+====================================  ===================  ============  ===================================
+``resilient.calls``                   counter              {call}        operation, name, outcome
+``resilient.call.duration``           histogram            s             operation, name, outcome, error.type
+``resilient.retries``                 counter              {retry}       operation, name
+``resilient.retries_exhausted``       counter              {call}        operation, name, reason
+``resilient.timeouts``                counter              {timeout}     operation, name
+``resilient.rejections``              counter              {call}        operation, name, policy
+``resilient.fallbacks``               counter              {call}        operation, name
+``resilient.hedges``                  counter              {attempt}     operation, name, reason
+``resilient.chaos.injections``        counter              {injection}   operation, name, kind
+``resilient.circuit.transitions``     counter              {transition}  name, state
+``resilient.circuit.state``           observable gauge     {state}       name, state (1 = current)
+``resilient.bulkhead.in_use``         observable up-down   {call}        name (tracked bulkheads)
+``resilient.bulkhead.queued``         observable up-down   {call}        name (tracked bulkheads)
+``resilient.bulkhead.max_concurrent`` observable up-down   {call}        name (tracked bulkheads)
+``resilient.backend.degraded``        observable gauge     {backend}     policy, name (1 = degraded)
+====================================  ===================  ============  ===================================
 
-Traces: one span per outer pipeline call (see :mod:`resilient.adapters._tracing`
-for how it is built without a start event), named after the operation, with
-a span event per attempt, retry (the backoff wait), timeout, breaker
-transition, rejection and fallback; a failed call has status ERROR, an
-``exception`` event and ``error.type``.
+Traces: a span per outer pipeline call, opened when the call starts and
+current while it runs (see :mod:`resilient.adapters._tracing`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from resilient import __version__
 from resilient._events import (
+    ALL_EVENTS,
+    BackendDegraded,
+    BackendRecovered,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
+    ChaosInjected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
     TimeoutElapsed,
 )
 from resilient._state import CircuitState
-from resilient._validate import check_int
-from resilient.adapters._common import Tracked, attach, import_optional
+from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
 from resilient.adapters._tracing import SpanRecorder
+from resilient.adapters._vocabulary import METRICS, call_labels, check_metric_attributes
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetryAdapter"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-"""Advisory bucket boundaries (seconds) of ``resilient.call.duration``, as in the HTTP semconv."""
+"""Advisory buckets (seconds) of ``resilient.call.duration``: the HTTP semconv's, and prometheus_client's."""
 
 _EVENTS: tuple[type[Event], ...] = (
     CallSucceeded,
     CallFailed,
+    CallCancelled,
     RetryScheduled,
     RetriesExhausted,
     TimeoutElapsed,
     CallRejected,
     FallbackUsed,
+    HedgeStarted,
+    ChaosInjected,
     CircuitStateChanged,
+    BackendDegraded,
+    BackendRecovered,
 )
-
-
-def _attrs(event: Event) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if event.operation is not None:
-        out["resilient.operation"] = event.operation
-    if event.name is not None:
-        out["resilient.name"] = event.name
-    return out
 
 
 class OpenTelemetryAdapter:
@@ -97,14 +99,19 @@ class OpenTelemetryAdapter:
         meter_provider: A ``MeterProvider``; None means the global one.
         tracer_provider: A ``TracerProvider``; None means the global one.
         metrics: Record metrics.
-        traces: Record a span per outer pipeline call.
-        max_pending: Most running calls whose events are buffered for their
-            span at once (the excess, oldest first, loses its span events).
+        traces: Record a span per outer pipeline call, current while the
+            call runs.
+        metric_attributes: Call attribute keys (``CallContext.attributes``)
+            to add to the per-call metrics, e.g. ``["server.address"]``. Only
+            low-cardinality ones: every distinct value is a new series.
+            Spans get every call attribute whatever this says.
 
     Raises:
-        ImportError: opentelemetry-api is not installed (``pip install 'resilient[otel]'``).
-        TypeError: A flag is not a bool or *max_pending* not an int.
-        ValueError: *max_pending* < 1, or both *metrics* and *traces* are off.
+        ImportError: opentelemetry-api is not installed (``pip install 'resilient-policies[otel]'``).
+        TypeError: A flag is not a bool, or *metric_attributes* not a
+            sequence of str.
+        ValueError: Both *metrics* and *traces* are off, or a
+            *metric_attributes* key is unusable or collides with a built-in one.
     """
 
     def __init__(
@@ -114,11 +121,12 @@ class OpenTelemetryAdapter:
         *,
         metrics: bool = True,
         traces: bool = True,
-        max_pending: int = 10_000,
+        metric_attributes: Sequence[str] = (),
     ) -> None:
         import_optional("opentelemetry", "otel", "OpenTelemetryAdapter")
         metrics_api = import_optional("opentelemetry.metrics", "otel", "OpenTelemetryAdapter")
         trace_api = import_optional("opentelemetry.trace", "otel", "OpenTelemetryAdapter")
+        context_api = import_optional("opentelemetry.context", "otel", "OpenTelemetryAdapter")
         for param, flag in (("metrics", metrics), ("traces", traces)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{param} must be a bool, got {flag!r}")
@@ -126,15 +134,17 @@ class OpenTelemetryAdapter:
             raise ValueError("metrics and traces are both False: the adapter would record nothing")
         self.metrics = metrics
         self.traces = traces
+        self.metric_attributes = check_metric_attributes("metric_attributes", metric_attributes)
         self._observation = metrics_api.Observation
         self._lock = threading.Lock()
         self._circuits: dict[str, CircuitState] = {}
+        self._backends: dict[tuple[str, str], bool] = {}
         self._breakers = Tracked("circuit breaker")
         self._bulkheads = Tracked("bulkhead")
         self._recorder: SpanRecorder | None = None
         if traces:
             tracer = trace_api.get_tracer("resilient", __version__, tracer_provider=tracer_provider)
-            self._recorder = SpanRecorder(tracer, trace_api, check_int("max_pending", max_pending, minimum=1))
+            self._recorder = SpanRecorder(tracer, trace_api, context_api)
         if metrics:
             self._instruments(metrics_api.get_meter("resilient", __version__, meter_provider=meter_provider))
         self._dispatch: dict[type, Callable[[Any], None]] = {}
@@ -143,105 +153,96 @@ class OpenTelemetryAdapter:
         return f"OpenTelemetryAdapter(metrics={self.metrics}, traces={self.traces})"
 
     def _instruments(self, meter: Any) -> None:
-        self._calls = meter.create_counter(
-            "resilient.calls", unit="{call}", description="Outer pipeline calls."
-        )
+        def counter(key: str) -> Any:
+            m = METRICS[key]
+            return meter.create_counter(m.otel, unit=m.unit, description=m.help)
+
+        def observed(key: str, make: Callable[..., Any], callback: Callable[[Any], Iterator[Any]]) -> None:
+            m = METRICS[key]
+            make(m.otel, callbacks=[callback], unit=m.unit, description=m.help)
+
+        self._calls = counter("resilient.calls")
+        duration = METRICS["resilient.call.duration"]
         self._duration = meter.create_histogram(
-            "resilient.call.duration",
-            unit="s",
-            description="Duration of outer pipeline calls.",
+            duration.otel,
+            unit=duration.unit,
+            description=duration.help,
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        self._retries = meter.create_counter(
-            "resilient.retries", unit="{retry}", description="Retries scheduled."
-        )
-        self._exhausted = meter.create_counter(
-            "resilient.retry.exhaustions", unit="{call}", description="Calls on which retry gave up."
-        )
-        self._timeouts = meter.create_counter(
-            "resilient.timeouts", unit="{timeout}", description="Timeouts that expired."
-        )
-        self._rejections = meter.create_counter(
-            "resilient.rejections", unit="{call}", description="Calls rejected without running."
-        )
-        self._fallbacks = meter.create_counter(
-            "resilient.fallbacks", unit="{call}", description="Failures replaced by a fallback."
-        )
-        self._transitions = meter.create_counter(
-            "resilient.circuit.transitions", unit="{transition}", description="Circuit breaker state changes."
-        )
-        meter.create_observable_gauge(
-            "resilient.circuit.state",
-            callbacks=[self._observe_circuits],
-            unit="1",
-            description="Circuit breaker state: 1 for the current state, 0 for the others.",
-        )
-        meter.create_observable_up_down_counter(
-            "resilient.bulkhead.in_use",
-            callbacks=[self._observe_bulkheads("in_use")],
-            unit="{call}",
-            description="Calls running inside a tracked bulkhead.",
-        )
-        meter.create_observable_up_down_counter(
-            "resilient.bulkhead.queued",
-            callbacks=[self._observe_bulkheads("queued")],
-            unit="{call}",
-            description="Calls waiting for a tracked bulkhead's slot.",
-        )
-        meter.create_observable_up_down_counter(
-            "resilient.bulkhead.limit",
-            callbacks=[self._observe_bulkheads("max_concurrent")],
-            unit="{call}",
-            description="A tracked bulkhead's capacity.",
-        )
+        self._retries = counter("resilient.retries")
+        self._exhausted = counter("resilient.retries_exhausted")
+        self._timeouts = counter("resilient.timeouts")
+        self._rejections = counter("resilient.rejections")
+        self._fallbacks = counter("resilient.fallbacks")
+        self._hedges = counter("resilient.hedges")
+        self._injections = counter("resilient.chaos.injections")
+        self._transitions = counter("resilient.circuit.transitions")
+        observed("resilient.circuit.state", meter.create_observable_gauge, self._observe_circuits)
+        for key, attr in (
+            ("resilient.bulkhead.in_use", "in_use"),
+            ("resilient.bulkhead.queued", "queued"),
+            ("resilient.bulkhead.max_concurrent", "max_concurrent"),
+        ):
+            observed(key, meter.create_observable_up_down_counter, self._observe_bulkheads(attr))
+        observed("resilient.backend.degraded", meter.create_observable_gauge, self._observe_backends)
 
     def _observe_circuits(self, options: Any) -> Iterator[Any]:
         with self._lock:
             circuits = dict(self._circuits)
         for name, breaker in self._breakers.items():
-            state = breaker.state
-            if isinstance(state, CircuitState):
+            state = breaker_state(breaker)
+            if state is not None:
                 circuits[name] = state
         for name, current in sorted(circuits.items()):
             for s in CircuitState:
-                attrs = {"resilient.name": name, "resilient.circuit.state": s.value}
-                yield self._observation(1 if s is current else 0, attrs)
+                yield self._observation(1 if s is current else 0, {"name": name, "state": s.value})
 
     def _observe_bulkheads(self, attr: str) -> Callable[[Any], Iterator[Any]]:
         def observe(options: Any) -> Iterator[Any]:
             for name, bulkhead in sorted(self._bulkheads.items()):
                 value = getattr(bulkhead, attr, None)
                 if isinstance(value, int):
-                    yield self._observation(value, {"resilient.name": name})
+                    yield self._observation(value, {"name": name})
 
         return observe
+
+    def _observe_backends(self, options: Any) -> Iterator[Any]:
+        with self._lock:
+            backends = dict(self._backends)
+        for (policy, name), degraded in sorted(backends.items()):
+            yield self._observation(1 if degraded else 0, {"policy": policy, "name": name})
 
     def track_bulkhead(self, bulkhead: Any) -> None:
         """Observe *bulkhead*'s ``in_use``, ``queued`` and ``max_concurrent`` at each collection.
 
         Args:
-            bulkhead: A named ``resilient`` bulkhead; held weakly.
+            bulkhead: A named ``resilient`` bulkhead; held weakly (another one
+                tracked under the same name replaces it).
 
         Raises:
             TypeError: It has no ``in_use`` attribute.
-            ValueError: It has no name, or another tracked bulkhead has its name.
+            ValueError: It has no name.
         """
         self._bulkheads.add(bulkhead, ("in_use",))
 
     def track_circuit_breaker(self, breaker: Any) -> None:
-        """Observe *breaker*'s ``state`` at each collection, from before its first transition.
+        """Observe *breaker*'s state at each collection, from before its first transition.
+
+        Read with ``peek_state()``: a collection never moves the breaker or
+        emits an event.
 
         Args:
-            breaker: A named ``resilient`` circuit breaker; held weakly.
+            breaker: A named ``resilient`` circuit breaker; held weakly (a
+                rebuilt one tracked under the same name replaces it).
 
         Raises:
             TypeError: It has no ``state`` attribute.
-            ValueError: It has no name, or another tracked breaker has its name.
+            ValueError: It has no name.
         """
         self._breakers.add(breaker, ("state",))
 
     def __call__(self, event: Event) -> None:
-        """Record *event* as metrics and (for spans) buffer or finish its call.
+        """Record *event* as metrics and on the span of the call it belongs to.
 
         Args:
             event: Any event; kinds without a metric or span event are ignored.
@@ -260,17 +261,25 @@ class OpenTelemetryAdapter:
             table: dict[type, Callable[[Any], None]] = {
                 CallSucceeded: self._call,
                 CallFailed: self._call,
+                CallCancelled: self._call,
                 RetryScheduled: self._retry,
                 RetriesExhausted: self._exhausted_event,
                 TimeoutElapsed: self._timeout,
                 CallRejected: self._rejected,
                 FallbackUsed: self._fallback,
+                HedgeStarted: self._hedge,
+                ChaosInjected: self._chaos,
                 CircuitStateChanged: self._circuit,
+                BackendDegraded: self._backend,
+                BackendRecovered: self._backend,
             }
             metric = next((table[b] for b in cls.__mro__ if b in table), None)
         span: Callable[[Any], None] | None = None
         if recorder is not None and issubclass(cls, Event):
-            span = recorder.finish if issubclass(cls, (CallSucceeded, CallFailed)) else recorder.buffer
+            if issubclass(cls, CallStarted):
+                span = recorder.start
+            elif not issubclass(cls, (CallSucceeded, CallFailed, CallCancelled)):
+                span = recorder.record  # the call's end closes its span through on_exit
         if metric is None:
             return span or _ignore
         if span is None:
@@ -283,38 +292,67 @@ class OpenTelemetryAdapter:
 
         return both
 
-    def _call(self, ev: CallSucceeded | CallFailed) -> None:
-        attrs = _attrs(ev)
-        attrs["resilient.outcome"] = "failure" if isinstance(ev, CallFailed) else "success"
+    def _attrs(self, event: Event) -> tuple[dict[str, Any], Any]:
+        operation, ctx = call_labels(event)
+        attrs: dict[str, Any] = {"operation": operation, "name": event.name or ""}
+        keys = self.metric_attributes
+        if keys and ctx is not None:
+            found = ctx.attributes
+            for key in keys:
+                value = found.get(key)
+                if value is not None:
+                    attrs[key] = value
+        return attrs, ctx
+
+    def _call(self, ev: CallSucceeded | CallFailed | CallCancelled) -> None:
+        attrs, ctx = self._attrs(ev)
+        if isinstance(ev, CallSucceeded):
+            attrs["outcome"] = "fallback" if ctx is not None and ctx.fallback_used else "success"
+            self._calls.add(1, attrs)
+            self._duration.record(ev.duration, attrs)
+            return
+        attrs["outcome"] = "failure" if isinstance(ev, CallFailed) else "cancelled"
         self._calls.add(1, attrs)
+        attrs["error.type"] = exception_type(ev.exception)  # on the duration only, as the semconv has it
         self._duration.record(ev.duration, attrs)
 
     def _retry(self, ev: RetryScheduled) -> None:
-        self._retries.add(1, _attrs(ev))
+        self._retries.add(1, self._attrs(ev)[0])
 
     def _exhausted_event(self, ev: RetriesExhausted) -> None:
-        attrs = _attrs(ev)
-        attrs["resilient.reason"] = ev.reason
+        attrs = self._attrs(ev)[0]
+        attrs["reason"] = ev.reason
         self._exhausted.add(1, attrs)
 
     def _timeout(self, ev: TimeoutElapsed) -> None:
-        self._timeouts.add(1, _attrs(ev))
+        self._timeouts.add(1, self._attrs(ev)[0])
 
     def _rejected(self, ev: CallRejected) -> None:
-        attrs = _attrs(ev)
-        attrs["resilient.policy"] = ev.policy
+        attrs = self._attrs(ev)[0]
+        attrs["policy"] = ev.policy
         self._rejections.add(1, attrs)
 
     def _fallback(self, ev: FallbackUsed) -> None:
-        self._fallbacks.add(1, _attrs(ev))
+        self._fallbacks.add(1, self._attrs(ev)[0])
+
+    def _hedge(self, ev: HedgeStarted) -> None:
+        attrs = self._attrs(ev)[0]
+        attrs["reason"] = ev.reason
+        self._hedges.add(1, attrs)
+
+    def _chaos(self, ev: ChaosInjected) -> None:
+        attrs = self._attrs(ev)[0]
+        attrs["kind"] = ev.kind
+        self._injections.add(1, attrs)
 
     def _circuit(self, ev: CircuitStateChanged) -> None:
-        attrs = {"resilient.circuit.state": ev.state.value}
-        if ev.name is not None:
-            attrs["resilient.name"] = ev.name
-        self._transitions.add(1, attrs)
+        self._transitions.add(1, {"name": ev.name or "", "state": ev.state.value})
         with self._lock:
             self._circuits[ev.name or ""] = ev.state
+
+    def _backend(self, ev: Event) -> None:
+        with self._lock:
+            self._backends[(ev.policy, ev.name or "")] = isinstance(ev, BackendDegraded)
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
         """Start recording the events emitted on *bus*.
@@ -329,7 +367,7 @@ class OpenTelemetryAdapter:
             TypeError: *bus* is not an EventBus.
         """
         # Spans want every event (any kind can become a span event); metrics alone need fewer.
-        return attach(self, (Event,) if self.traces else _EVENTS, bus)
+        return attach(self, ALL_EVENTS if self.traces else _EVENTS, bus)
 
 
 def _ignore(event: Event) -> None:

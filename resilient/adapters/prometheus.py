@@ -6,36 +6,42 @@
 
     PrometheusAdapter().attach()  # metrics on prometheus_client's default REGISTRY
 
-Metrics (with the default ``namespace="resilient"``):
+Metrics (with the default ``namespace="resilient"``); the same names and
+labels as :class:`~resilient.adapters.opentelemetry.OpenTelemetryAdapter`
+exported to Prometheus (see :mod:`resilient.adapters._vocabulary`):
 
-============================================  =========  ==========================
+============================================  =========  ==========================================
 name                                          type       labels
-============================================  =========  ==========================
+============================================  =========  ==========================================
 ``resilient_calls_total``                     counter    operation, name, outcome
-``resilient_call_duration_seconds``           histogram  operation, name, outcome
+``resilient_call_duration_seconds``           histogram  operation, name, outcome, error_type
 ``resilient_retries_total``                   counter    operation, name
 ``resilient_retries_exhausted_total``         counter    operation, name, reason
 ``resilient_timeouts_total``                  counter    operation, name
 ``resilient_rejections_total``                counter    operation, name, policy
 ``resilient_fallbacks_total``                 counter    operation, name
+``resilient_hedges_total``                    counter    operation, name, reason
+``resilient_chaos_injections_total``          counter    operation, name, kind
 ``resilient_circuit_transitions_total``       counter    name, state
 ``resilient_circuit_state``                   gauge      name, state (1 = current)
 ``resilient_bulkhead_in_use``                 gauge      name (tracked bulkheads)
 ``resilient_bulkhead_queued``                 gauge      name (tracked bulkheads)
 ``resilient_bulkhead_max_concurrent``         gauge      name (tracked bulkheads)
 ``resilient_backend_degraded``                gauge      policy, name (1 = degraded)
-============================================  =========  ==========================
+============================================  =========  ==========================================
 
-Label values are bounded: the protected function's qualified name, the
-policy's configured name (``""`` when unset), and fixed vocabularies
-(outcome, reason, policy kind, state). Exception messages and types never
-become labels.
+The per-call metrics (the first nine) also carry one label per allow-listed
+call attribute (``metric_attributes``). Label values are bounded: the
+protected function's module-qualified name, the policy's configured name
+(``""`` when unset), fixed vocabularies (outcome, reason, policy kind,
+state), the exception *type* of a failed or cancelled call, and the call
+attributes you allow. Exception messages never become labels.
 
 The circuit state gauge follows ``CircuitStateChanged`` events, so a breaker
 appears once it first changes state; :meth:`PrometheusAdapter.track_circuit_breaker`
-reads ``breaker.state`` at scrape time instead. Bulkhead occupancy has no
-events (acquiring a slot is the hot path), so it is read at scrape time from
-bulkheads registered with :meth:`PrometheusAdapter.track_bulkhead`.
+reads its state at scrape time instead, without changing it. Bulkhead
+occupancy has no events (acquiring a slot is the hot path), so it is read at
+scrape time from bulkheads registered with :meth:`PrometheusAdapter.track_bulkhead`.
 """
 
 from __future__ import annotations
@@ -50,20 +56,30 @@ from typing import Any
 from resilient._events import (
     BackendDegraded,
     BackendRecovered,
+    CallCancelled,
     CallFailed,
     CallRejected,
     CallSucceeded,
+    ChaosInjected,
     CircuitStateChanged,
     Event,
     EventBus,
     FallbackUsed,
+    HedgeStarted,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
     TimeoutElapsed,
 )
 from resilient._state import CircuitState
-from resilient.adapters._common import Tracked, attach, import_optional
+from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
+from resilient.adapters._vocabulary import (
+    METRICS,
+    attribute_values,
+    call_labels,
+    check_metric_attributes,
+    prometheus_label,
+)
 
 __all__ = ["PrometheusAdapter"]
 
@@ -71,24 +87,25 @@ _NAMESPACE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _EVENTS: tuple[type[Event], ...] = (
     CallSucceeded,
     CallFailed,
+    CallCancelled,
     RetryScheduled,
     RetriesExhausted,
     TimeoutElapsed,
     CallRejected,
     FallbackUsed,
+    HedgeStarted,
+    ChaosInjected,
     CircuitStateChanged,
     BackendDegraded,
     BackendRecovered,
 )
-
-
-def _state(value: object) -> CircuitState | None:
-    if isinstance(value, CircuitState):
-        return value
-    try:
-        return CircuitState(getattr(value, "value", value))
-    except ValueError:
-        return None
+_GAUGES = (
+    "resilient.circuit.state",
+    "resilient.bulkhead.in_use",
+    "resilient.bulkhead.queued",
+    "resilient.bulkhead.max_concurrent",
+    "resilient.backend.degraded",
+)
 
 
 class _Collector:
@@ -103,24 +120,12 @@ class _Collector:
         self.breakers = Tracked("circuit breaker")
         self.bulkheads = Tracked("bulkhead")
 
-    def _families(self) -> tuple[Any, Any, Any, Any, Any]:
+    def _families(self) -> list[Any]:
         gauge = self._prom.metrics_core.GaugeMetricFamily
-        p = self._prefix
-        return (
-            gauge(
-                f"{p}circuit_state",
-                "Circuit breaker state (1 for the current state).",
-                labels=["name", "state"],
-            ),
-            gauge(f"{p}bulkhead_in_use", "Calls running inside a tracked bulkhead.", labels=["name"]),
-            gauge(f"{p}bulkhead_queued", "Calls waiting for a tracked bulkhead's slot.", labels=["name"]),
-            gauge(f"{p}bulkhead_max_concurrent", "A tracked bulkhead's capacity.", labels=["name"]),
-            gauge(
-                f"{p}backend_degraded",
-                "1 while a policy's shared backend is not answering.",
-                labels=["policy", "name"],
-            ),
-        )
+        return [
+            gauge(f"{self._prefix}{m.prom}", m.help, labels=list(m.prom_labels))
+            for m in (METRICS[k] for k in _GAUGES)
+        ]
 
     def describe(self) -> Iterator[Any]:
         yield from self._families()
@@ -131,7 +136,7 @@ class _Collector:
             circuits = dict(self.circuits)
             backends = dict(self.backends)
         for name, breaker in self.breakers.items():
-            found = _state(breaker.state)
+            found = breaker_state(breaker)
             if found is not None:
                 circuits[name] = found
         for name, current in sorted(circuits.items()):
@@ -149,28 +154,37 @@ class _Collector:
 class _Metrics:
     """One registry's metric objects for one namespace (shared by adapters)."""
 
-    def __init__(self, prom: Any, registry: Any, namespace: str, buckets: tuple[float, ...] | None) -> None:
+    def __init__(
+        self,
+        prom: Any,
+        registry: Any,
+        namespace: str,
+        buckets: tuple[float, ...] | None,
+        attributes: tuple[str, ...],
+    ) -> None:
         kw: dict[str, Any] = {"namespace": namespace, "registry": registry}
-        op_name = ["operation", "name"]
-        self.calls = prom.Counter("calls", "Outer pipeline calls by outcome.", [*op_name, "outcome"], **kw)
-        hist_kw = dict(kw)
-        if buckets is not None:
-            hist_kw["buckets"] = buckets
-        self.duration = prom.Histogram(
-            "call_duration_seconds", "Outer pipeline call duration.", [*op_name, "outcome"], **hist_kw
-        )
-        self.retries = prom.Counter("retries", "Retries scheduled.", op_name, **kw)
-        self.exhausted = prom.Counter(
-            "retries_exhausted", "Calls on which retry gave up, by reason.", [*op_name, "reason"], **kw
-        )
-        self.timeouts = prom.Counter("timeouts", "Timeouts that expired.", op_name, **kw)
-        self.rejections = prom.Counter(
-            "rejections", "Calls rejected without running, by rejecting policy.", [*op_name, "policy"], **kw
-        )
-        self.fallbacks = prom.Counter("fallbacks", "Failures replaced by a fallback.", op_name, **kw)
-        self.transitions = prom.Counter(
-            "circuit_transitions", "Circuit breaker state changes, by new state.", ["name", "state"], **kw
-        )
+        extra = tuple(prometheus_label(k) for k in attributes)
+
+        def make(key: str) -> Any:
+            m = METRICS[key]
+            labels = [*m.prom_labels, *(extra if m.per_call else ())]
+            if m.kind == "histogram":
+                hist_kw = dict(kw)
+                if buckets is not None:
+                    hist_kw["buckets"] = buckets
+                return prom.Histogram(m.prom, m.help, labels, **hist_kw)
+            return prom.Counter(m.prom, m.help, labels, **kw)
+
+        self.calls = make("resilient.calls")
+        self.duration = make("resilient.call.duration")
+        self.retries = make("resilient.retries")
+        self.exhausted = make("resilient.retries_exhausted")
+        self.timeouts = make("resilient.timeouts")
+        self.rejections = make("resilient.rejections")
+        self.fallbacks = make("resilient.fallbacks")
+        self.hedges = make("resilient.hedges")
+        self.injections = make("resilient.chaos.injections")
+        self.transitions = make("resilient.circuit.transitions")
         self.collector = _Collector(prom, f"{namespace}_" if namespace else "")
         registry.register(self.collector)
         # labels() costs a lock and a dict build per call (~3x an inc()); the
@@ -187,25 +201,28 @@ class _Metrics:
 
 
 _lock = threading.Lock()
-_shared: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[float, ...] | None], _Metrics]] = (
-    weakref.WeakKeyDictionary()
-)
+_Key = tuple[str, "tuple[float, ...] | None", tuple[str, ...]]
+_shared: weakref.WeakKeyDictionary[Any, dict[_Key, _Metrics]] = weakref.WeakKeyDictionary()
 
 
-def _metrics_for(prom: Any, registry: Any, namespace: str, buckets: tuple[float, ...] | None) -> _Metrics:
+def _metrics_for(
+    prom: Any, registry: Any, namespace: str, buckets: tuple[float, ...] | None, attributes: tuple[str, ...]
+) -> _Metrics:
     # prometheus_client refuses a second metric of the same name in one
     # registry, so adapters on one registry and namespace share the objects.
     with _lock:
         per_registry = _shared.setdefault(registry, {})
-        key = (namespace, buckets)
+        key = (namespace, buckets, attributes)
         found = per_registry.get(key)
         if found is None:
-            if any(ns == namespace for ns, _ in per_registry):
-                raise ValueError(
-                    f"buckets: metrics for namespace {namespace!r} already exist in this registry "
-                    "with other buckets"
-                )
-            found = _Metrics(prom, registry, namespace, buckets)
+            for ns, other_buckets, _ in per_registry:
+                if ns == namespace:
+                    param = "buckets" if other_buckets != buckets else "metric_attributes"
+                    raise ValueError(
+                        f"{param}: metrics for namespace {namespace!r} already exist in this registry "
+                        f"with other {param}"
+                    )
+            found = _Metrics(prom, registry, namespace, buckets, attributes)
             per_registry[key] = found
         return found
 
@@ -230,7 +247,7 @@ def _check_buckets(buckets: Sequence[float] | None) -> tuple[float, ...] | None:
 
 
 class PrometheusAdapter:
-    """Counts calls, retries, timeouts, rejections and fallbacks; tracks circuit and bulkhead gauges.
+    """Counts calls, retries, timeouts, rejections, fallbacks, hedges and injections; tracks gauges.
 
     Adapters built on the same registry and namespace share one set of
     metric objects, so building a second one (or attaching to several buses)
@@ -242,18 +259,31 @@ class PrometheusAdapter:
         namespace: Metric name prefix (``resilient`` gives
             ``resilient_calls_total``); ``""`` for none.
         buckets: Histogram buckets in seconds for
-            ``<namespace>_call_duration_seconds`` (default: prometheus_client's).
+            ``<namespace>_call_duration_seconds`` (default: prometheus_client's,
+            which are OpenTelemetry's advisory buckets too).
+        metric_attributes: Call attribute keys (``CallContext.attributes``,
+            from ``pipeline(attributes=...)``) to add as labels of the per-call
+            metrics, e.g. ``["server.address"]`` (label ``server_address``;
+            ``""`` when a call lacks it). Only low-cardinality attributes
+            belong here: every distinct value is a new series. Attributes not
+            listed stay on spans and log records.
 
     Raises:
-        ImportError: prometheus_client is not installed (``pip install 'resilient[prometheus]'``).
+        ImportError: prometheus_client is not installed (``pip install 'resilient-policies[prometheus]'``).
         TypeError: A parameter has the wrong type.
         ValueError: *namespace* is not a valid metric name prefix, *buckets*
-            are not increasing positive numbers, or the namespace already
-            exists in the registry with other buckets.
+            are not increasing positive numbers, a *metric_attributes* key
+            is unusable or collides with a built-in label, or the namespace
+            already exists in the registry with other buckets or attributes.
     """
 
     def __init__(
-        self, registry: Any = None, namespace: str = "resilient", *, buckets: Sequence[float] | None = None
+        self,
+        registry: Any = None,
+        namespace: str = "resilient",
+        *,
+        buckets: Sequence[float] | None = None,
+        metric_attributes: Sequence[str] = (),
     ) -> None:
         prom = import_optional("prometheus_client", "prometheus", "PrometheusAdapter")
         if registry is None:
@@ -266,16 +296,20 @@ class PrometheusAdapter:
             raise ValueError(f"namespace must match [a-zA-Z_:][a-zA-Z0-9_:]*, got {namespace!r}")
         self.registry = registry
         self.namespace = namespace
-        self._m = _metrics_for(prom, registry, namespace, _check_buckets(buckets))
+        self.metric_attributes = check_metric_attributes("metric_attributes", metric_attributes)
+        self._m = _metrics_for(prom, registry, namespace, _check_buckets(buckets), self.metric_attributes)
         self._dispatch: dict[type, Callable[[Any], None]] = {}
         self._table: dict[type, Callable[[Any], None]] = {
-            CallSucceeded: self._succeeded,
-            CallFailed: self._failed,
+            CallSucceeded: self._ended,
+            CallFailed: self._ended,
+            CallCancelled: self._ended,
             RetryScheduled: self._retry,
             RetriesExhausted: self._exhausted,
             TimeoutElapsed: self._timeout,
             CallRejected: self._rejected,
             FallbackUsed: self._fallback,
+            HedgeStarted: self._hedge,
+            ChaosInjected: self._chaos,
             CircuitStateChanged: self._circuit,
             BackendDegraded: self._backend,
             BackendRecovered: self._backend,
@@ -288,26 +322,31 @@ class PrometheusAdapter:
         """Report *bulkhead*'s ``in_use``, ``queued`` and ``max_concurrent`` at every scrape.
 
         Held weakly: a bulkhead that is garbage-collected disappears from the
-        metrics.
+        metrics. Tracking another bulkhead under the same name replaces it.
 
         Args:
             bulkhead: A named ``resilient`` bulkhead (``bulkhead(10, name="db")``).
 
         Raises:
             TypeError: It has no ``in_use`` attribute.
-            ValueError: It has no name, or another tracked bulkhead has its name.
+            ValueError: It has no name.
         """
         self._m.collector.bulkheads.add(bulkhead, ("in_use",))
 
     def track_circuit_breaker(self, breaker: Any) -> None:
-        """Report *breaker*'s ``state`` at every scrape, from before its first transition.
+        """Report *breaker*'s state at every scrape, from before its first transition.
+
+        The state is read with ``peek_state()``, which never moves the
+        breaker: a scrape changes nothing and emits nothing. Held weakly;
+        tracking another breaker under the same name (a rebuilt one)
+        replaces it.
 
         Args:
             breaker: A named ``resilient`` circuit breaker.
 
         Raises:
             TypeError: It has no ``state`` attribute.
-            ValueError: It has no name, or another tracked breaker has its name.
+            ValueError: It has no name.
         """
         self._m.collector.breakers.add(breaker, ("state",))
 
@@ -324,37 +363,58 @@ class PrometheusAdapter:
             self._dispatch[cls] = handler
         handler(event)
 
-    def _succeeded(self, ev: CallSucceeded) -> None:
-        m = self._m
-        op, name = ev.operation or "", ev.name or ""
-        m.child(m.calls, op, name, "success").inc()
-        m.child(m.duration, op, name, "success").observe(ev.duration)
+    def _labels(self, event: Event) -> tuple[str, Any, tuple[str, ...]]:
+        operation, ctx = call_labels(event)
+        keys = self.metric_attributes
+        return operation, ctx, (attribute_values(ctx, keys) if keys else ())
 
-    def _failed(self, ev: CallFailed) -> None:
+    def _ended(self, ev: CallSucceeded | CallFailed | CallCancelled) -> None:
         m = self._m
-        op, name = ev.operation or "", ev.name or ""
-        m.child(m.calls, op, name, "failure").inc()
-        m.child(m.duration, op, name, "failure").observe(ev.duration)
+        operation, ctx, extra = self._labels(ev)
+        name = ev.name or ""
+        if isinstance(ev, CallSucceeded):
+            outcome = "fallback" if ctx is not None and ctx.fallback_used else "success"
+            error = ""
+        else:
+            outcome = "failure" if isinstance(ev, CallFailed) else "cancelled"
+            error = exception_type(ev.exception)
+        m.child(m.calls, operation, name, outcome, *extra).inc()
+        m.child(m.duration, operation, name, outcome, error, *extra).observe(ev.duration)
 
     def _retry(self, ev: RetryScheduled) -> None:
         m = self._m
-        m.child(m.retries, ev.operation or "", ev.name or "").inc()
+        operation, _, extra = self._labels(ev)
+        m.child(m.retries, operation, ev.name or "", *extra).inc()
 
     def _exhausted(self, ev: RetriesExhausted) -> None:
         m = self._m
-        m.child(m.exhausted, ev.operation or "", ev.name or "", ev.reason).inc()
+        operation, _, extra = self._labels(ev)
+        m.child(m.exhausted, operation, ev.name or "", ev.reason, *extra).inc()
 
     def _timeout(self, ev: TimeoutElapsed) -> None:
         m = self._m
-        m.child(m.timeouts, ev.operation or "", ev.name or "").inc()
+        operation, _, extra = self._labels(ev)
+        m.child(m.timeouts, operation, ev.name or "", *extra).inc()
 
     def _rejected(self, ev: CallRejected) -> None:
         m = self._m
-        m.child(m.rejections, ev.operation or "", ev.name or "", ev.policy).inc()
+        operation, _, extra = self._labels(ev)
+        m.child(m.rejections, operation, ev.name or "", ev.policy, *extra).inc()
 
     def _fallback(self, ev: FallbackUsed) -> None:
         m = self._m
-        m.child(m.fallbacks, ev.operation or "", ev.name or "").inc()
+        operation, _, extra = self._labels(ev)
+        m.child(m.fallbacks, operation, ev.name or "", *extra).inc()
+
+    def _hedge(self, ev: HedgeStarted) -> None:
+        m = self._m
+        operation, _, extra = self._labels(ev)
+        m.child(m.hedges, operation, ev.name or "", ev.reason, *extra).inc()
+
+    def _chaos(self, ev: ChaosInjected) -> None:
+        m = self._m
+        operation, _, extra = self._labels(ev)
+        m.child(m.injections, operation, ev.name or "", ev.kind, *extra).inc()
 
     def _circuit(self, ev: CircuitStateChanged) -> None:
         name = ev.name or ""

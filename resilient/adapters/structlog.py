@@ -20,16 +20,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from resilient._events import Event, EventBus, Subscription
-from resilient.adapters._common import (
-    attach,
+from resilient._events import ALL_EVENTS, Event, EventBus, Subscription
+from resilient.adapters._common import attach, call_attributes, event_fields, event_kind, import_optional
+from resilient.adapters._levels import (
+    Severity,
+    check_level,
     check_levels,
-    event_fields,
-    event_kind,
-    import_optional,
+    check_severity,
+    cover,
     level_for,
+    pick_level,
 )
-from resilient.adapters.logging import DEFAULT_LEVELS
+from resilient.adapters.logging import DEFAULT_LEVELS, exc_info_of
 
 __all__ = ["StructlogAdapter", "entry"]
 
@@ -79,14 +81,32 @@ class StructlogAdapter:
         levels: Event class -> level (int or name), merged over
             :data:`resilient.adapters.logging.DEFAULT_LEVELS`; the level picks
             the logger method (``debug`` ... ``critical``).
+        min_level: Events below this level are not logged, and the kinds
+            below it are not even subscribed (so by default, INFO, a
+            successful call's ``CallStarted`` and ``CallSucceeded``, both
+            DEBUG, cost nothing: as quiet as the logging adapter on a
+            production logger, whatever structlog's own configuration).
+            ``logging.DEBUG`` logs them.
+        severity: ``(event) -> level | None``, called for each event: the
+            level of this one event, or None for the one *levels* gives (see
+            :class:`~resilient.adapters.logging.LoggingAdapter`). With a
+            callable every kind is subscribed.
 
     Raises:
-        ImportError: structlog is not installed (``pip install 'resilient[structlog]'``).
-        TypeError: *logger* has no logging methods, or a *levels* entry has the wrong type.
+        ImportError: structlog is not installed (``pip install 'resilient-policies[structlog]'``).
+        TypeError: *logger* has no logging methods, or a *levels* entry,
+            *min_level* or *severity* has the wrong type.
         ValueError: A level name is unknown.
     """
 
-    def __init__(self, logger: Any = None, levels: Mapping[type[Event], int | str] | None = None) -> None:
+    def __init__(
+        self,
+        logger: Any = None,
+        levels: Mapping[type[Event], int | str] | None = None,
+        *,
+        min_level: int | str = logging.INFO,
+        severity: Severity | None = None,
+    ) -> None:
         structlog = import_optional("structlog", "structlog", "StructlogAdapter")
         if logger is None:
             logger = structlog.get_logger("resilient")
@@ -94,27 +114,55 @@ class StructlogAdapter:
             raise TypeError(f"logger must be a structlog logger, got {logger!r}")
         self.logger: Any = logger
         self.levels: Mapping[type[Event], int] = check_levels("levels", levels, DEFAULT_LEVELS)
-        self._method_cache: dict[type, str] = {}
+        self.min_level = check_level("min_level", min_level)
+        self.severity = check_severity("severity", severity)
+        self._level_cache: dict[type, int] = {}
 
     def __repr__(self) -> str:
         return f"StructlogAdapter(logger={self.logger!r})"
 
     def __call__(self, event: Event) -> None:
-        """Log *event* with the method its level selects.
+        """Log *event* with the method its level selects, unless it is below ``min_level``.
+
+        The entry holds the event's fields (:func:`entry`), the running
+        call's attributes under ``attributes`` (when it has any), and for a
+        failed call or retry giving up the exception as ``exc_info`` (which
+        structlog's ``format_exc_info`` or ``dict_tracebacks`` processors
+        render).
 
         Args:
             event: Any event.
         """
         cls = type(event)
-        method = self._method_cache.get(cls)
-        if method is None:
-            method = _method(level_for(cls, self.levels))
-            self._method_cache[cls] = method
+        level = self._level_cache.get(cls)
+        if level is None:
+            level = self._level_cache[cls] = level_for(cls, self.levels)
+        if self.severity is not None:
+            level = pick_level(event, level, self.severity)
+        if level < self.min_level:
+            return
         name, fields = entry(event)
-        getattr(self.logger, method)(name, **fields)
+        attributes = call_attributes(event)
+        if attributes is not None:
+            fields["attributes"] = dict(attributes)
+        exc = exc_info_of(event)
+        if exc is not None:
+            fields["exc_info"] = exc
+        getattr(self.logger, _method(level))(name, **fields)
+
+    def wanted_types(self) -> tuple[type[Event], ...]:
+        """Return the event classes :meth:`attach` subscribes to.
+
+        Returns:
+            The classes covering every kind at or above ``min_level``
+            (``(Event,)`` with a *severity* callable).
+        """
+        if self.severity is not None:
+            return ALL_EVENTS
+        return cover(lambda cls: level_for(cls, self.levels) < self.min_level)
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
-        """Start logging every event emitted on *bus*.
+        """Start logging the events emitted on *bus*.
 
         Args:
             bus: The bus (default: ``resilient.events.default_bus``).
@@ -125,4 +173,4 @@ class StructlogAdapter:
         Raises:
             TypeError: *bus* is not an EventBus.
         """
-        return attach(self, (Event,), bus)
+        return attach(self, self.wanted_types(), bus)

@@ -38,12 +38,16 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from resilient._clock import Clock
 from resilient._events import EventBus
 from resilient._state import CircuitState
+
+if not TYPE_CHECKING:
+    from resilient._dataclass import dataclass  # the same classes, cheaper to import
+if TYPE_CHECKING:  # (second, so that documentation tools see the standard decorator too)
+    from dataclasses import dataclass
 
 __all__ = [
     "BreakerBackend",

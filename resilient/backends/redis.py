@@ -31,7 +31,7 @@ try:
     import redis  # noqa: F401  (fail here, with the fix, when the extra is missing)
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "resilient.backends.redis needs the redis package: pip install 'resilient[redis]'"
+        "resilient.backends.redis needs the redis package: pip install 'resilient-policies[redis]'"
     ) from exc
 
 from resilient import _validate as _check
@@ -311,7 +311,14 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         """
         gen, count = self._successes.take()
         seq = next(self._seq)
-        reply = self._step("acquire", (gen, count, seq))
+        try:
+            reply = self._step("acquire", (gen, count, seq))
+        except BaseException:
+            # Interrupted after the server may have granted a probe lease (a
+            # BackendRecovered handler raising KeyboardInterrupt, say): free
+            # it, as the async step does. Releasing an id never granted is a no-op.
+            self._step("release", (f"{self.reporter}#{seq}",))
+            raise
         return self._local_acquire() if reply is None else self._admission(reply, seq)
 
     def record(self, permit: Permit, outcome: Outcome) -> Transition | None:

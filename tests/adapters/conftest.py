@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import resilient
 from resilient.events import EventBus
@@ -39,7 +44,7 @@ Runner = Callable[..., Any]
 
 @pytest.fixture(params=["async", "sync"])
 def run_guarded(request: pytest.FixtureRequest, clock: FakeClock, bus: EventBus) -> Runner:
-    """Run ``fetch_user`` (failing *failures* times) behind *policies*, as an async or a sync function.
+    """Run ``app.fetch_user`` (failing *failures* times) behind *policies*, as an async or a sync function.
 
     Call it as ``run_guarded(failures, *policies)``; it returns the result or
     the raised exception. Policies must be built with ``bus=bus`` and
@@ -56,6 +61,7 @@ def run_guarded(request: pytest.FixtureRequest, clock: FakeClock, bus: EventBus)
                 return flaky.step()
 
             fetch_user.__qualname__ = "fetch_user"
+            fetch_user.__module__ = "app"
             guarded_async = pipe(fetch_user)
             try:
                 return asyncio.run(guarded_async())
@@ -66,6 +72,7 @@ def run_guarded(request: pytest.FixtureRequest, clock: FakeClock, bus: EventBus)
             return flaky.step()
 
         fetch_user_sync.__qualname__ = "fetch_user"
+        fetch_user_sync.__module__ = "app"
         guarded_sync = pipe(fetch_user_sync)
         try:
             return guarded_sync()
@@ -73,3 +80,32 @@ def run_guarded(request: pytest.FixtureRequest, clock: FakeClock, bus: EventBus)
             return exc
 
     return run
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    """Collects finished spans."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """An SDK tracer provider exporting to the in-memory exporter."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    """Collects metrics on demand."""
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    """An SDK meter provider read by the in-memory reader."""
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    yield provider
+    provider.shutdown()

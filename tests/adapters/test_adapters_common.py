@@ -53,7 +53,7 @@ def test_missing_dependency_names_the_extra(
     """Without its dependency, an adapter raises ImportError telling which extra to install."""
     for name in modules:
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImportError, match=rf"pip install 'resilient\[{extra}\]'"):
+    with pytest.raises(ImportError, match=rf"pip install 'resilient-policies\[{extra}\]'"):
         factory()
 
 
@@ -110,7 +110,7 @@ def test_failing_adapter_does_not_change_the_outcome(
 
             return fail
 
-    StructlogAdapter(logger=Broken()).attach(bus)
+    StructlogAdapter(logger=Broken(), min_level=logging.DEBUG).attach(bus)
     attempts = iter([ConnectionError("refused")])
 
     @resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus)

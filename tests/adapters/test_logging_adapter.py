@@ -16,8 +16,10 @@ from resilient.events import (
     BackendDegraded,
     BackendRecovered,
     BulkheadRejected,
+    CallCancelled,
     CallFailed,
     CallRejected,
+    CallStarted,
     CallSucceeded,
     CircuitClosed,
     CircuitOpened,
@@ -190,11 +192,12 @@ def test_records_for_a_retried_call(
     caplog: pytest.LogCaptureFixture,
     logger: logging.Logger,
 ) -> None:
-    """A call that fails once then succeeds logs one retry (WARNING) and one success (DEBUG)."""
+    """A call that fails once logs its start (DEBUG), one retry (WARNING) and its success (DEBUG)."""
     LoggingAdapter(logger).attach(bus)
     with caplog.at_level(logging.DEBUG, logger=logger.name):
         assert run_guarded(1, resilient.retry(attempts=3, backoff=0.5, clock=clock, bus=bus)) == "ok"
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "fetch_user started"),
         (logging.WARNING, "retrying fetch_user in 0.50s (attempt 2/3) after ConnectionError('refused')"),
         (logging.DEBUG, "fetch_user succeeded in 0.500s"),
     ]
@@ -309,8 +312,8 @@ def test_quiet_kinds_are_not_subscribed(logger: logging.Logger, bus: EventBus) -
 
 
 def test_every_kind_subscribed_when_all_enabled(logger: logging.Logger) -> None:
-    """At DEBUG every event class is covered by one subscription to Event."""
-    assert LoggingAdapter(logger).wanted_types() == (Event,)
+    """At DEBUG one subscription covers Event and names the lifecycle-only events."""
+    assert LoggingAdapter(logger).wanted_types() == (Event, CallStarted, CallCancelled)
 
 
 def test_skip_disabled_off_subscribes_everything(logger: logging.Logger, bus: EventBus) -> None:
@@ -364,3 +367,127 @@ def test_skip_disabled_must_be_bool() -> None:
 def test_default_levels_cover_every_event() -> None:
     """DEFAULT_LEVELS has a fallback for any event class."""
     assert Event in DEFAULT_LEVELS
+
+
+def test_failure_and_exhaustion_carry_exc_info(
+    run_guarded: Runner,
+    clock: FakeClock,
+    bus: EventBus,
+    logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The records of a failed call and of retry giving up carry the exception (traceback) as exc_info."""
+    LoggingAdapter(logger).attach(bus)
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        raised = run_guarded(9, resilient.retry(attempts=2, backoff=0.1, clock=clock, bus=bus))
+    with_info = {
+        r.resilient_event: (r.exc_info[1] if r.exc_info else None)  # type: ignore[attr-defined]
+        for r in caplog.records
+    }
+    assert with_info == {
+        "call_started": None,
+        "retry_scheduled": None,
+        "retries_exhausted": raised,
+        "call_failed": raised,
+    }
+    assert "Traceback" in caplog.text
+
+
+def test_call_started_and_succeeded_not_subscribed_when_quiet(logger: logging.Logger, bus: EventBus) -> None:
+    """At WARNING neither per-call kind (CallStarted, CallSucceeded) is subscribed: successes cost nothing."""
+    logger.setLevel(logging.WARNING)
+    LoggingAdapter(logger).attach(bus)
+    assert (bus.wants(CallStarted), bus.wants(CallSucceeded), bus.wants(CallCancelled)) == (
+        False,
+        False,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (CallStarted(policy="pipeline", **BASE), "fetch_user started"),
+        (
+            CallCancelled(policy="pipeline", **BASE, duration=0.25, exception=KeyboardInterrupt()),
+            "fetch_user cancelled after 0.250s (KeyboardInterrupt)",
+        ),
+    ],
+    ids=["started", "cancelled"],
+)
+def test_lifecycle_messages(event: Event, expected: str) -> None:
+    """The call lifecycle events have their own messages."""
+    assert render(event) == expected
+
+
+def test_lifecycle_default_levels() -> None:
+    """A call start is DEBUG like a success; a cancellation is INFO like a failure."""
+    adapter = LoggingAdapter()
+    assert (adapter.level_of(CallStarted), adapter.level_of(CallCancelled)) == (logging.DEBUG, logging.INFO)
+
+
+def test_severity_callable_decides_per_event(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A severity callable sets the level of one event (by its content); None keeps the configured level."""
+
+    def severity(event: Event) -> int | None:
+        if isinstance(event, RetryScheduled) and isinstance(event.exception, TimeoutError):
+            return logging.INFO
+        return None
+
+    adapter = LoggingAdapter(logger, severity=severity)
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        adapter(RetryScheduled(policy="retry", **BASE, attempt=1, delay=0.1, exception=TimeoutError()))
+        adapter(RetryScheduled(policy="retry", **BASE, attempt=1, delay=0.1, exception=REFUSED))
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.WARNING]
+
+
+def test_severity_callable_sees_every_kind(logger: logging.Logger, bus: EventBus) -> None:
+    """With a severity callable, attach() subscribes every kind: the callable may raise a success's level."""
+    logger.setLevel(logging.WARNING)
+    LoggingAdapter(logger, severity=lambda e: None).attach(bus)
+    assert bus.wants(CallSucceeded)
+
+
+def test_bad_severity_result_falls_back(logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+    """A severity callable answering junk is logged once per event; the configured level is used."""
+    adapter = LoggingAdapter(logger, severity=lambda e: "LOUD")
+    with caplog.at_level(logging.DEBUG):
+        adapter(TimeoutElapsed(policy="timeout", **BASE, seconds=1.0))
+    assert [(r.name, r.levelno) for r in caplog.records] == [
+        ("resilient", logging.ERROR),
+        (logger.name, logging.WARNING),
+    ]
+
+
+def test_severity_must_be_callable() -> None:
+    """A non-callable severity fails at construction, naming the parameter."""
+    with pytest.raises(TypeError, match="severity"):
+        LoggingAdapter(severity=logging.ERROR)  # type: ignore[arg-type]
+
+
+def test_call_attributes_on_the_record(
+    bus: EventBus, logger: logging.Logger, caplog: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    """Records of events inside a call carry the call's attributes as resilient_attributes."""
+    LoggingAdapter(logger).attach(bus)
+    failures = [REFUSED]
+
+    @resilient.pipeline(
+        resilient.retry(backoff=0.1, clock=clock, bus=bus),
+        bus=bus,
+        attributes=lambda user: {"user.tier": "gold"},
+    )
+    def fetch_user(user: str) -> str:
+        if failures:
+            raise failures.pop()
+        return user
+
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        fetch_user("alice")
+    assert [getattr(r, "resilient_attributes", None) for r in caplog.records] == [
+        {"user.tier": "gold"},
+        {"user.tier": "gold"},
+        {"user.tier": "gold"},
+    ]

@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 import resilient
+import resilient.testing
 from resilient import CircuitState
 from resilient.adapters.opentelemetry import OpenTelemetryAdapter
-from resilient.events import CircuitOpened, EventBus, TimeoutElapsed
+from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened, EventBus, TimeoutElapsed
 from resilient.testing import FakeClock
 
 Runner = Callable[..., Any]
 SECOND = 1_000_000_000
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    """Collects finished spans."""
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def tracer_provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    """An SDK tracer provider exporting to the in-memory exporter."""
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider
-    provider.shutdown()
-
-
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    """Collects metrics on demand."""
-    return InMemoryMetricReader()
-
-
-@pytest.fixture
-def meter_provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
-    """An SDK meter provider read by the in-memory reader."""
-    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    yield provider
-    provider.shutdown()
 
 
 @pytest.fixture
@@ -114,7 +85,7 @@ def test_one_span_per_call(
 ) -> None:
     """A call makes one span named after the operation, whatever its retries."""
     run_guarded(2, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
-    assert [s.name for s in exporter.get_finished_spans()] == ["fetch_user"]
+    assert [s.name for s in exporter.get_finished_spans()] == ["app.fetch_user"]
 
 
 def test_retries_visible_in_the_trace(
@@ -157,10 +128,11 @@ def test_span_attributes_of_a_retried_success(
     adapter: OpenTelemetryAdapter,
     exporter: InMemorySpanExporter,
 ) -> None:
-    """The span names the operation, the policies, the attempts and the outcome."""
+    """The span names the operation (module-qualified), the policies, the attempts and the outcome."""
     run_guarded(1, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
     assert dict(only_span(exporter).attributes or {}) == {
-        "resilient.operation": "fetch_user",
+        "resilient.operation": "app.fetch_user",
+        "code.function.name": "app.fetch_user",
         "resilient.outcome": "success",
         "resilient.retries": 1,
         "resilient.attempts": 2,
@@ -290,7 +262,7 @@ def test_span_is_a_child_of_the_callers_span(
     tracer = tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("request") as parent:
         run_guarded(0, resilient.retry(clock=clock, bus=bus))
-    call = next(s for s in exporter.get_finished_spans() if s.name == "fetch_user")
+    call = next(s for s in exporter.get_finished_spans() if s.name == "app.fetch_user")
     assert call.parent is not None
     assert (call.parent.span_id, call.context.trace_id) == (
         parent.get_span_context().span_id,
@@ -358,36 +330,40 @@ async def test_event_outside_any_call_makes_no_span(
     assert exporter.get_finished_spans() == ()
 
 
-def test_cancelled_call_makes_no_span_and_frees_its_buffer(
-    clock: FakeClock,
-    bus: EventBus,
-    meter_provider: MeterProvider,
-    tracer_provider: TracerProvider,
-    exporter: InMemorySpanExporter,
+def test_cancelled_call_ends_its_span(
+    clock: FakeClock, bus: EventBus, adapter: OpenTelemetryAdapter, exporter: InMemorySpanExporter
 ) -> None:
-    """A cancelled call propagates CancelledError, records no span, and its buffer is bounded."""
-    adapter = OpenTelemetryAdapter(meter_provider, tracer_provider, max_pending=2)
-    adapter.attach(bus)
+    """A call cancelled in its backoff wait gets a span (its events, outcome "cancelled"); none stays open."""
 
     @resilient.retry(attempts=5, backoff=1.0, clock=clock, bus=bus)
     async def hang() -> None:
         call = resilient.current_call()
         if call is not None and call.attempt == 1:
-            raise ConnectionError("refused")  # buffered: a retry is scheduled
+            raise ConnectionError("refused")
         await asyncio.Event().wait()
 
     async def scenario() -> None:
-        for _ in range(4):
-            task = asyncio.create_task(hang())
-            for _ in range(3):
-                await asyncio.sleep(0)  # through the failed attempt and the virtual backoff
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        task = asyncio.create_task(hang())
+        for _ in range(3):
+            await asyncio.sleep(0)  # through the failed attempt and the virtual backoff
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(scenario())
+    span = only_span(exporter)
     assert adapter._recorder is not None
-    assert (exporter.get_finished_spans(), adapter._recorder.pending) == ((), 2)
+    assert (
+        [e.name for e in span.events],
+        (span.attributes or {})["resilient.outcome"],
+        span.status.status_code,
+        adapter._recorder.running,
+    ) == (
+        ["resilient.attempt", "resilient.retry_scheduled", "resilient.attempt"],
+        "cancelled",
+        StatusCode.ERROR,
+        0,
+    )
 
 
 def test_traces_off(
@@ -430,10 +406,10 @@ def test_calls_counter(
     adapter: OpenTelemetryAdapter,
     reader: InMemoryMetricReader,
 ) -> None:
-    """resilient.calls counts calls by outcome."""
+    """resilient.calls counts calls by outcome, labelled with the module-qualified operation."""
     run_guarded(0, resilient.retry(clock=clock, bus=bus))
     assert points(reader, "resilient.calls") == [
-        ({"resilient.operation": "fetch_user", "resilient.outcome": "success"}, 1)
+        ({"operation": "app.fetch_user", "name": "", "outcome": "success"}, 1)
     ]
 
 
@@ -447,7 +423,7 @@ def test_duration_histogram_in_seconds(
     """resilient.call.duration records the call's seconds, unit "s"."""
     run_guarded(1, resilient.retry(attempts=2, backoff=0.3, clock=clock, bus=bus))
     ((attrs, point),) = points(reader, "resilient.call.duration")
-    assert (unit(reader, "resilient.call.duration"), attrs["resilient.outcome"], point.count, point.sum) == (
+    assert (unit(reader, "resilient.call.duration"), attrs["outcome"], point.count, point.sum) == (
         "s",
         "success",
         1,
@@ -464,9 +440,9 @@ def test_retry_counters(
 ) -> None:
     """Retries and exhaustion (with its reason) are counted."""
     run_guarded(9, resilient.retry(attempts=3, backoff=0.1, clock=clock, bus=bus))
-    assert (points(reader, "resilient.retries"), points(reader, "resilient.retry.exhaustions")) == (
-        [({"resilient.operation": "fetch_user"}, 2)],
-        [({"resilient.operation": "fetch_user", "resilient.reason": "attempts"}, 1)],
+    assert (points(reader, "resilient.retries"), points(reader, "resilient.retries_exhausted")) == (
+        [({"operation": "app.fetch_user", "name": ""}, 2)],
+        [({"operation": "app.fetch_user", "name": "", "reason": "attempts"}, 1)],
     )
 
 
@@ -483,17 +459,17 @@ def test_fallback_and_rejection_counters(
 
     charge()
     charge()
-    attrs = {"resilient.operation": charge.__qualname__}
+    op = f"{__name__}.{charge.__qualname__}"
     assert (points(reader, "resilient.rejections"), points(reader, "resilient.fallbacks")) == (
-        [({**attrs, "resilient.name": "p", "resilient.policy": "circuit_breaker"}, 1)],
-        [(attrs, 2)],
+        [({"operation": op, "name": "p", "policy": "circuit_breaker"}, 1)],
+        [({"operation": op, "name": ""}, 2)],
     )
 
 
 def test_timeout_counter(bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader) -> None:
     """resilient.timeouts counts expired timeouts."""
     bus.emit(TimeoutElapsed(policy="timeout", name="t", operation="f", time=0.0, seconds=1.0))
-    assert points(reader, "resilient.timeouts") == [({"resilient.operation": "f", "resilient.name": "t"}, 1)]
+    assert points(reader, "resilient.timeouts") == [({"operation": "f", "name": "t"}, 1)]
 
 
 def test_circuit_state_gauge(
@@ -510,7 +486,7 @@ def test_circuit_state_gauge(
             state=CircuitState.OPEN,
         )
     )
-    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found == {"closed": 0, "open": 1, "half_open": 0, "isolated": 0}
 
 
@@ -518,7 +494,41 @@ def test_tracked_breaker_state(adapter: OpenTelemetryAdapter, reader: InMemoryMe
     """A tracked breaker is observed as closed before any transition."""
     breaker = resilient.circuit_breaker(name="p")
     adapter.track_circuit_breaker(breaker)
-    found = {a["resilient.circuit.state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    assert found["closed"] == 1
+
+
+def test_collection_never_moves_a_breaker(
+    adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader, clock: FakeClock, bus: EventBus
+) -> None:
+    """Collecting an OPEN breaker past its recovery timeout observes half_open, emits and moves nothing."""
+    breaker = resilient.circuit_breaker(
+        failure_threshold=1, recovery_timeout=10, name="payments", clock=clock, bus=bus
+    )
+    adapter.track_circuit_breaker(breaker)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        charge()
+    clock.advance(11)
+    with resilient.testing.capture_events(bus=bus) as events:
+        found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
+    assert (found["half_open"], events, breaker.stats().state) == (1, [], CircuitState.OPEN)
+
+
+def test_retracking_a_rebuilt_breaker_replaces_it(
+    adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """Tracking a rebuilt breaker under the old one's name never raises; the new one is observed."""
+    old = resilient.circuit_breaker(name="payments")
+    old.isolate()
+    adapter.track_circuit_breaker(old)
+    rebuilt = resilient.circuit_breaker(name="payments")
+    adapter.track_circuit_breaker(rebuilt)  # `old` is still alive
+    found = {a["state"]: v for a, v in points(reader, "resilient.circuit.state")}
     assert found["closed"] == 1
 
 
@@ -533,9 +543,9 @@ def test_tracked_bulkhead_in_use(adapter: OpenTelemetryAdapter, reader: InMemory
         seen.append(points(reader, "resilient.bulkhead.in_use"))
 
     asyncio.run(query())
-    assert (seen, points(reader, "resilient.bulkhead.limit")) == (
-        [[({"resilient.name": "db"}, 1)]],
-        [({"resilient.name": "db"}, 4)],
+    assert (seen, points(reader, "resilient.bulkhead.max_concurrent")) == (
+        [[({"name": "db"}, 1)]],
+        [({"name": "db"}, 4)],
     )
 
 
@@ -545,11 +555,78 @@ def test_tracked_bulkhead_in_use(adapter: OpenTelemetryAdapter, reader: InMemory
         ({"metrics": False, "traces": False}, ValueError, "metrics and traces"),
         ({"metrics": 1}, TypeError, "metrics"),
         ({"traces": None}, TypeError, "traces"),
-        ({"max_pending": 0}, ValueError, "max_pending"),
-        ({"max_pending": 1.5}, TypeError, "max_pending"),
     ],
 )
 def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception], param: str) -> None:
     """Bad configuration fails at construction, naming the parameter."""
     with pytest.raises(error, match=param):
         OpenTelemetryAdapter(**kwargs)
+
+
+def test_allow_listed_call_attributes_on_metrics(
+    clock: FakeClock,
+    bus: EventBus,
+    meter_provider: MeterProvider,
+    tracer_provider: TracerProvider,
+    reader: InMemoryMetricReader,
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Only metric_attributes reach the metrics; every call attribute reaches the span."""
+    OpenTelemetryAdapter(meter_provider, tracer_provider, metric_attributes=["server.address"]).attach(bus)
+
+    @resilient.pipeline(
+        resilient.retry(bus=bus, clock=clock),
+        bus=bus,
+        attributes=lambda user: {"server.address": "api.example.com", "user.id": user},
+    )
+    def get(user: str) -> str:
+        return "ok"
+
+    get("alice")
+    ((attrs, _),) = points(reader, "resilient.calls")
+    span_attrs = only_span(exporter).attributes or {}
+    assert (attrs.get("server.address"), "user.id" in attrs, span_attrs["user.id"]) == (
+        "api.example.com",
+        False,
+        "alice",
+    )
+
+
+def test_cancelled_call_counted(
+    clock: FakeClock, bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """A cancelled call is counted with outcome "cancelled"; its duration carries error.type."""
+
+    @resilient.retry(clock=clock, bus=bus)
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(hang())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    ((calls, count),) = points(reader, "resilient.calls")
+    ((duration, _),) = points(reader, "resilient.call.duration")
+    assert (calls["outcome"], count, duration["error.type"]) == (
+        "cancelled",
+        1,
+        "asyncio.exceptions.CancelledError",
+    )
+
+
+def test_backend_degraded_gauge(
+    bus: EventBus, adapter: OpenTelemetryAdapter, reader: InMemoryMetricReader
+) -> None:
+    """BackendDegraded sets resilient.backend.degraded to 1, BackendRecovered to 0."""
+    base: dict[str, Any] = {"policy": "circuit_breaker", "name": "p", "operation": None, "time": 0.0}
+    bus.emit(BackendDegraded(**base, backend="redis", exception=None))
+    degraded = points(reader, "resilient.backend.degraded")
+    bus.emit(BackendRecovered(**base, backend="redis"))
+    assert (degraded, points(reader, "resilient.backend.degraded")) == (
+        [({"policy": "circuit_breaker", "name": "p"}, 1)],
+        [({"policy": "circuit_breaker", "name": "p"}, 0)],
+    )

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import resilient
+import resilient.testing
 from resilient import CircuitOpenError, CircuitState
 from resilient.adapters.prometheus import PrometheusAdapter
 from resilient.events import BackendDegraded, BackendRecovered, EventBus
@@ -44,6 +45,11 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, 
     }
 
 
+def full(fn: Callable[..., Any]) -> str:
+    """The operation label of a guarded function: its module-qualified name."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
 def value(registry: CollectorRegistry, metric: str, /, **labels: str) -> float | None:
     """One sample's value from the exposition text, or None if absent."""
     return scrape(registry).get((metric, frozenset(labels.items())))
@@ -58,7 +64,10 @@ def test_success_counted(
 ) -> None:
     """A successful call increments calls_total with outcome="success"."""
     run_guarded(0, resilient.retry(clock=clock, bus=bus))
-    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success") == 1.0
+    assert (
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="success")
+        == 1.0
+    )
 
 
 def test_failure_counted(
@@ -72,7 +81,10 @@ def test_failure_counted(
     assert isinstance(
         run_guarded(5, resilient.retry(attempts=2, backoff=0.1, clock=clock, bus=bus)), ConnectionError
     )
-    assert value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="failure") == 1.0
+    assert (
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="failure")
+        == 1.0
+    )
 
 
 def test_duration_histogram(
@@ -84,7 +96,7 @@ def test_duration_histogram(
 ) -> None:
     """The call duration (virtual time spent in backoff) lands in the histogram."""
     run_guarded(2, resilient.retry(attempts=3, backoff=0.2, clock=clock, bus=bus))
-    labels = {"operation": "fetch_user", "name": "", "outcome": "success"}
+    labels = {"operation": "app.fetch_user", "name": "", "outcome": "success", "error_type": ""}
     found: tuple[Any, ...] = (
         value(registry, "resilient_call_duration_seconds_count", **labels),
         value(registry, "resilient_call_duration_seconds_sum", **labels),
@@ -104,11 +116,11 @@ def test_retries_and_exhaustion(
     """Each scheduled retry counts once; giving up counts with its reason."""
     run_guarded(5, resilient.retry(attempts=3, backoff=0.1, name="db", clock=clock, bus=bus))
     assert (
-        value(registry, "resilient_retries_total", operation="fetch_user", name="db"),
+        value(registry, "resilient_retries_total", operation="app.fetch_user", name="db"),
         value(
             registry,
             "resilient_retries_exhausted_total",
-            operation="fetch_user",
+            operation="app.fetch_user",
             name="db",
             reason="attempts",
         ),
@@ -122,12 +134,13 @@ def test_fallback_counted(
     adapter: PrometheusAdapter,
     registry: CollectorRegistry,
 ) -> None:
-    """A failure replaced by a fallback counts in fallbacks_total, and the call as a success."""
+    """A failure replaced by a fallback counts in fallbacks_total, and the call with outcome "fallback"."""
     assert run_guarded(1, resilient.fallback("cached", bus=bus)) == "cached"
     assert (
-        value(registry, "resilient_fallbacks_total", operation="fetch_user", name=""),
-        value(registry, "resilient_calls_total", operation="fetch_user", name="", outcome="success"),
-    ) == (1.0, 1.0)
+        value(registry, "resilient_fallbacks_total", operation="app.fetch_user", name=""),
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="fallback"),
+        value(registry, "resilient_calls_total", operation="app.fetch_user", name="", outcome="success"),
+    ) == (1.0, 1.0, None)
 
 
 async def test_timeout_counted(
@@ -141,7 +154,7 @@ async def test_timeout_counted(
 
     with pytest.raises(TimeoutError):
         await slow()
-    assert value(registry, "resilient_timeouts_total", operation=slow.__qualname__, name="t") == 1.0
+    assert value(registry, "resilient_timeouts_total", operation=full(slow), name="t") == 1.0
 
 
 def test_circuit_breaker_rejection_and_state(
@@ -158,7 +171,7 @@ def test_circuit_breaker_rejection_and_state(
         charge()
     with pytest.raises(CircuitOpenError):
         charge()
-    op = charge.__qualname__
+    op = full(charge)
     assert (
         value(
             registry, "resilient_rejections_total", operation=op, name="payments", policy="circuit_breaker"
@@ -230,13 +243,45 @@ def test_tracked_object_without_in_use(registry: CollectorRegistry) -> None:
         PrometheusAdapter(registry).track_bulkhead(object())
 
 
-def test_two_tracked_bulkheads_with_one_name(registry: CollectorRegistry) -> None:
-    """Two live bulkheads cannot report under the same name."""
+def test_retracking_a_name_replaces_the_earlier_bulkhead(registry: CollectorRegistry) -> None:
+    """A rebuilt bulkhead tracked under a taken name replaces the old one, alive or not (no GC race)."""
     adapter = PrometheusAdapter(registry)
     first = resilient.bulkhead(1, name="db")
     adapter.track_bulkhead(first)
-    with pytest.raises(ValueError, match="already tracked"):
-        adapter.track_bulkhead(resilient.bulkhead(1, name="db"))
+    rebuilt = resilient.bulkhead(7, name="db")
+    adapter.track_bulkhead(rebuilt)  # `first` is still alive
+    assert value(registry, "resilient_bulkhead_max_concurrent", name="db") == 7.0
+
+
+def test_retracking_a_rebuilt_breaker_replaces_it(registry: CollectorRegistry) -> None:
+    """Tracking a rebuilt breaker under the old one's name never raises; the new one is reported."""
+    adapter = PrometheusAdapter(registry)
+    old = resilient.circuit_breaker(name="payments")
+    old.isolate()
+    adapter.track_circuit_breaker(old)
+    rebuilt = resilient.circuit_breaker(name="payments")
+    adapter.track_circuit_breaker(rebuilt)  # `old` is still alive
+    assert value(registry, "resilient_circuit_state", name="payments", state="closed") == 1.0
+
+
+def test_scrape_never_moves_a_breaker(registry: CollectorRegistry, clock: FakeClock, bus: EventBus) -> None:
+    """Scraping an OPEN breaker past its recovery timeout reports half_open, emits and moves nothing."""
+    adapter = PrometheusAdapter(registry)
+    breaker = resilient.circuit_breaker(
+        failure_threshold=1, recovery_timeout=10, name="payments", clock=clock, bus=bus
+    )
+    adapter.track_circuit_breaker(breaker)
+
+    @breaker
+    def charge() -> None:
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        charge()
+    clock.advance(11)
+    with resilient.testing.capture_events(bus=bus) as events:
+        reported = value(registry, "resilient_circuit_state", name="payments", state="half_open")
+    assert (reported, events, breaker.stats().state) == (1.0, [], CircuitState.OPEN)
 
 
 def test_tracked_bulkhead_is_held_weakly(registry: CollectorRegistry) -> None:
@@ -318,6 +363,7 @@ def test_custom_buckets(registry: CollectorRegistry, bus: EventBus) -> None:
             operation="f",
             name="",
             outcome="success",
+            error_type="",
             le="60.0",
         )
         == 1.0
@@ -350,10 +396,10 @@ def test_other_buckets_for_an_existing_namespace(registry: CollectorRegistry) ->
         PrometheusAdapter(registry, buckets=[1.0])
 
 
-def test_cancelled_call_not_counted(
+def test_cancelled_call_counted_as_cancelled(
     clock: FakeClock, bus: EventBus, adapter: PrometheusAdapter, registry: CollectorRegistry
 ) -> None:
-    """A cancelled call propagates CancelledError and counts as no call, failure or retry."""
+    """A cancelled call propagates CancelledError and counts as "cancelled", never as a failure or retry."""
 
     @resilient.retry(attempts=3, clock=clock, bus=bus)
     async def hang() -> None:
@@ -367,10 +413,15 @@ def test_cancelled_call_not_counted(
             await task
 
     asyncio.run(scenario())
-    counted = [
-        n for (n, _), _v in scrape(registry).items() if n.startswith(("resilient_calls", "resilient_retries"))
-    ]
-    assert counted == []
+    counted = {
+        (n, dict(labels).get("outcome"), dict(labels).get("error_type"))
+        for (n, labels), _v in scrape(registry).items()
+        if n in ("resilient_calls_total", "resilient_retries_total", "resilient_call_duration_seconds_count")
+    }
+    assert counted == {
+        ("resilient_calls_total", "cancelled", None),
+        ("resilient_call_duration_seconds_count", "cancelled", "asyncio.exceptions.CancelledError"),
+    }
 
 
 def test_circuit_state_from_events_tracks_latest(registry: CollectorRegistry, bus: EventBus) -> None:
@@ -385,3 +436,83 @@ def test_circuit_state_from_events_tracks_latest(registry: CollectorRegistry, bu
         s.value: value(registry, "resilient_circuit_state", name="p", state=s.value) for s in CircuitState
     }
     assert states == {"closed": 0.0, "open": 0.0, "half_open": 1.0, "isolated": 0.0}
+
+
+class Unreadable:
+    """A tracked breaker whose state read raises (a shared backend that cannot answer)."""
+
+    name = "broken"
+
+    def peek_state(self) -> CircuitState:
+        """Fail like a backend that cannot answer."""
+        raise OSError("backend down")
+
+    state = CircuitState.CLOSED
+
+
+def test_unreadable_breaker_does_not_fail_the_scrape(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A breaker whose state cannot be read is left out (and logged); the other gauges are still served."""
+    adapter = PrometheusAdapter(registry)
+    broken, fine = Unreadable(), resilient.circuit_breaker(name="fine")
+    adapter.track_circuit_breaker(broken)
+    adapter.track_circuit_breaker(fine)
+    assert (
+        value(registry, "resilient_circuit_state", name="fine", state="closed"),
+        value(registry, "resilient_circuit_state", name="broken", state="closed"),
+        "could not read the state" in caplog.text,
+    ) == (1.0, None, True)
+
+
+def test_allow_listed_call_attributes_become_labels(
+    clock: FakeClock, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    """metric_attributes turns those call attributes into labels; other attributes stay off the metrics."""
+    PrometheusAdapter(registry, metric_attributes=["server.address", "tier"]).attach(bus)
+
+    @resilient.pipeline(
+        resilient.retry(bus=bus, clock=clock),
+        bus=bus,
+        attributes=lambda url, user: {"server.address": url.split("/")[2], "user.id": user},
+    )
+    def get(url: str, user: str) -> str:
+        return "ok"
+
+    get("https://api.example.com/a", "alice")
+    get("https://api.example.com/b", "bob")
+    series = [dict(labels) for (n, labels), _ in scrape(registry).items() if n == "resilient_calls_total"]
+    assert series == [
+        {
+            "operation": full(get),
+            "name": "",
+            "outcome": "success",
+            "server_address": "api.example.com",
+            "tier": "",
+        }
+    ]
+    assert value(registry, "resilient_calls_total", **series[0]) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("keys", "error", "match"),
+    [
+        ("server.address", TypeError, "sequence"),
+        ([3], TypeError, "str"),
+        ([""], ValueError, "usable"),
+        (["operation"], ValueError, "built-in"),
+        (["error.type"], ValueError, "built-in"),
+        (["a.b", "a_b"], ValueError, "both"),
+    ],
+)
+def test_bad_metric_attributes(keys: Any, error: type[Exception], match: str) -> None:
+    """Unusable metric_attributes fail at construction, naming the parameter."""
+    with pytest.raises(error, match=f"metric_attributes.*{match}"):
+        PrometheusAdapter(CollectorRegistry(), metric_attributes=keys)
+
+
+def test_other_metric_attributes_for_an_existing_namespace(registry: CollectorRegistry) -> None:
+    """A second adapter asking for other label attributes in one registry and namespace is refused."""
+    PrometheusAdapter(registry, metric_attributes=["tier"])
+    with pytest.raises(ValueError, match="metric_attributes"):
+        PrometheusAdapter(registry)

@@ -998,7 +998,7 @@ def test_huge_int_duration_is_a_value_error(make: Callable[[], Any], param: str)
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: retry(3), lambda: timeout(1, "name"), lambda: fallback(1, ValueError)],  # type: ignore[call-arg]
+    [lambda: retry(3), lambda: timeout(1, "name"), lambda: fallback(1, ValueError)],  # type: ignore[call-arg, call-overload]
     ids=["retry", "timeout", "fallback"],
 )
 def test_configuration_is_keyword_only(make: Callable[[], Any]) -> None:

@@ -8,6 +8,7 @@ Not collected by pytest (the file name does not start with ``test_``). Each
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, assert_type
 
 import resilient
@@ -31,7 +32,7 @@ clock = FakeClock()
 
 assert_type(retry(), Retry)
 assert_type(timeout(1), Timeout)
-assert_type(fallback(None), Fallback)
+assert_type(fallback(None), Fallback[None])
 assert_type(pipeline(retry(), timeout(1)), Pipeline)
 
 
@@ -205,12 +206,18 @@ async def uses_context() -> None:
     async with timeout(1) as t:
         assert_type(t, Timeout)
     assert_type(resilient.remaining(), float | None)
+    assert_type(resilient.remaining(default=5.0), float)  # never None: safe to hand to a client
+    assert_type(resilient.remaining(default=timedelta(seconds=5)), float)
+    resilient.remaining(5.0)  # type: ignore[call-overload]
+    with resilient.without_deadline() as nothing:
+        assert_type(nothing, None)
     ctx = resilient.current_call()
     if ctx is not None:
         assert_type(ctx.operation, str)
         assert_type(ctx.attempt, int)
         assert_type(ctx.deadline, float | None)
         assert_type(ctx.remaining(), float | None)
+        assert_type(ctx.remaining(default=5.0), float)
     try:
         await timed(1)
     except TimeoutExceededError as exc:
@@ -278,3 +285,67 @@ async def use_breaker_and_bulkhead() -> None:
         assert_type(exc.name, str | None)
     except resilient.BulkheadFullError as exc:
         assert_type(exc.retry_after, float | None)
+
+
+# --- call attributes (issue 13) ---------------------------------------------------------
+
+
+@pipeline(retry(), attributes=lambda url, **_: {"server.address": url.split("/")[2]})
+async def fetch_page(url: str, *, retries: int = 0) -> bytes:
+    call = resilient.current_call()
+    if call is not None:
+        call.set_attribute("retries", retries)
+        call.set_attribute("tags", ["a"])  # type: ignore[arg-type]
+        assert_type(call.full_name, str)
+    return b""
+
+
+async def use_attributes() -> None:
+    assert_type(await fetch_page("https://example.com/"), bytes)
+    await fetch_page(3)  # type: ignore[arg-type]
+
+
+pipeline(retry(), attributes=42)  # type: ignore[arg-type]
+
+
+# --- hedge and chaos -----------------------------------------------------------------
+
+assert_type(resilient.hedge(), resilient.Hedge)
+assert_type(resilient.chaos.fault(ConnectionError), resilient.chaos.Fault)
+assert_type(resilient.chaos.latency(0.1), resilient.chaos.Latency)
+assert_type(resilient.chaos.result(None), resilient.chaos.Result)
+
+
+@resilient.hedge(delay=0.2, clock=clock)
+@resilient.chaos.latency(0.5, rate=0.1, seed=7)
+async def search(query: str, *, limit: int = 10) -> list[str]:
+    """Async function under hedge and chaos."""
+    return [query] * limit
+
+
+@resilient.chaos.fault(lambda: ConnectionError("injected"), enabled=lambda: False)
+def lookup(key: str) -> int:
+    """Sync function under chaos."""
+    return len(key)
+
+
+# hedge cannot guard a sync function: a static error as well as a runtime one.
+@resilient.hedge()  # type: ignore[arg-type]
+def blocking_search(query: str) -> str:
+    """Sync function: rejected by hedge."""
+    return query
+
+
+async def use_hedge_and_chaos() -> None:
+    """Hedged and chaos-guarded functions keep their signatures."""
+    assert_type(await search("q", limit=2), list[str])
+    assert_type(lookup("k"), int)
+    await search(1)  # type: ignore[arg-type]
+    lookup(key=1)  # type: ignore[arg-type]
+    assert_type(await resilient.hedge().call(search, "q"), list[str])
+    await resilient.hedge().call(lookup, "k")  # type: ignore[arg-type]
+
+
+resilient.hedge(delay="1")  # type: ignore[arg-type]
+resilient.chaos.fault(ConnectionError("instance"))  # type: ignore[arg-type]
+resilient.chaos.latency(0.1, seed=1, random=object())  # type: ignore[arg-type]
