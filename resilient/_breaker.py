@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, cast
 
-from ._breaker_core import SUCCESS, BreakerCore
+from ._breaker_core import SUCCESS, UNTIMED, BreakerCore, after_wait, after_wait_async
 from ._clock import Clock
 from ._context import CallContext
 from ._events import EventBus
@@ -53,36 +53,6 @@ Longer memories are what ``window_seconds`` is for (fixed memory).
 """
 MIN_WINDOW_SECONDS = 0.001
 """The shortest time window: its buckets must be measurable clock intervals."""
-
-
-_UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
-
-
-def _on_wait(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """A call in this breaker's layer *frame* waited *seconds* in an inner queue (see ``_waits``).
-
-    It was admitted before it waited: if the breaker has opened since, it
-    must not reach the dependency (a rejection raised here counts as
-    nothing, and its permit is released as the error passes this layer).
-    Otherwise the wait is left out of the call's slow-call timing.
-    """
-    local = frame.f_locals
-    me: CircuitBreaker = local["me"]
-    rejection = me.backend.readmit(local["permit"])
-    if rejection is not None:
-        raise me._reject(rejection, operation)
-    if me._slow is not None:
-        local["begun"][0] += seconds
-
-
-async def _on_wait_async(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """:func:`_on_wait` for a backend whose steps do I/O."""
-    local = frame.f_locals
-    me: CircuitBreaker = local["me"]
-    rejection = await me.backend.readmit_async(local["permit"])
-    if rejection is not None:
-        raise me._reject(rejection, operation)
-    local["begun"][0] += seconds
 
 
 class CircuitBreaker(BreakerCore, Policy):
@@ -168,7 +138,7 @@ class CircuitBreaker(BreakerCore, Policy):
         timed = self._slow is not None
         success = self._success
         clock = self.clock
-        untimed = _UNTIMED
+        untimed = UNTIMED
         me = self
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -181,7 +151,7 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            # A list, so that a wait in an inner queue can move the start (see _on_wait).
+            # A list, so that a wait in an inner queue can move the start (see after_wait).
             begun = [clock.monotonic()] if timed else untimed
             try:
                 result = inner(ctx, fn, args, kwargs)
@@ -194,7 +164,7 @@ class CircuitBreaker(BreakerCore, Policy):
                     emit(transition, ctx.operation)
             return result
 
-        on_wait(run, _on_wait)
+        on_wait(run, after_wait)
         return run
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
@@ -209,7 +179,7 @@ class CircuitBreaker(BreakerCore, Policy):
         timed = self._slow is not None
         success = self._success
         clock = self.clock
-        untimed = _UNTIMED
+        untimed = UNTIMED
         me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -222,7 +192,7 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            # A list, so that a wait in an inner queue can move the start (see _on_wait).
+            # A list, so that a wait in an inner queue can move the start (see after_wait).
             begun = [clock.monotonic()] if timed else untimed
             try:
                 result = await inner(ctx, fn, args, kwargs)
@@ -235,7 +205,7 @@ class CircuitBreaker(BreakerCore, Policy):
                     emit(transition, ctx.operation)
             return result
 
-        on_wait(run, _on_wait)
+        on_wait(run, after_wait)
         return run
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
@@ -256,7 +226,7 @@ class CircuitBreaker(BreakerCore, Policy):
             await me._settle_async(permit, None, begun[0], ctx.operation)
             return result
 
-        on_wait(run, _on_wait_async)
+        on_wait(run, after_wait_async)
         return run
 
     # --- context managers ---------------------------------------------------------

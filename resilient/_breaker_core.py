@@ -7,6 +7,7 @@ it to the backend, and emits one event per transition the backend returns.
 
 from __future__ import annotations
 
+from types import FrameType
 from typing import ClassVar
 
 from ._clock import Clock
@@ -28,7 +29,7 @@ from ._validate import Matcher, every_leaf
 from .backends import BreakerBackend, Outcome, Permit, Rejection
 from .backends._base import Transition
 
-__all__ = ["SUCCESS", "BreakerCore"]
+__all__ = ["SUCCESS", "UNTIMED", "BreakerCore", "after_wait", "after_wait_async"]
 
 _EVENTS: dict[CircuitState, type[CircuitStateChanged]] = {
     CircuitState.OPEN: CircuitOpened,
@@ -174,3 +175,35 @@ class BreakerCore:
         transition = await backend.record_async(permit, outcome)
         if transition is not None:
             self._emit(transition, op)
+
+
+# --- calls that waited in an inner queue (see resilient._waits) --------------------------
+
+UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
+
+
+def after_wait(frame: FrameType, seconds: float, operation: str | None) -> None:
+    """A call in this breaker's layer *frame* waited *seconds* in an inner queue (see ``_waits``).
+
+    It was admitted before it waited: if the breaker has opened since, it
+    must not reach the dependency (a rejection raised here counts as
+    nothing, and its permit is released as the error passes this layer).
+    Otherwise the wait is left out of the call's slow-call timing.
+    """
+    local = frame.f_locals
+    me: BreakerCore = local["me"]
+    rejection = me.backend.readmit(local["permit"])
+    if rejection is not None:
+        raise me._reject(rejection, operation)
+    if me._slow is not None:
+        local["begun"][0] += seconds
+
+
+async def after_wait_async(frame: FrameType, seconds: float, operation: str | None) -> None:
+    """:func:`after_wait` for a backend whose steps do I/O."""
+    local = frame.f_locals
+    me: BreakerCore = local["me"]
+    rejection = await me.backend.readmit_async(local["permit"])
+    if rejection is not None:
+        raise me._reject(rejection, operation)
+    local["begun"][0] += seconds
