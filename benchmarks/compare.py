@@ -24,7 +24,12 @@ PASS/FAIL budget column:
 - the issue 12 budgets: ``@hedge`` whose first attempt answers at once costs
   no more than a hand-written ``asyncio.wait`` hedge (no peer has hedging);
   chaos that is switched off adds at most 100 ns to a call (the layer's own
-  cost: a pipeline with it against the same pipeline without it);
+  cost: a pipeline with it against the same pipeline without it); an open
+  ``gate()`` (in-flight accounting) adds at most 1.1x what an uncontended
+  ``bulkhead`` adds (the ``asyncio.current_task()`` column shows what
+  finding the running task would cost without the per-task cache used on
+  CPython 3.11); a function following a ``Registry`` key costs what the
+  same pipeline decorated directly costs (within 5%).
 - the issue 12 (outcomes, HTTP) budgets, from ``outcomes_http.py``:
   ``outcome()`` at most 1 µs over a hand-written ``try``, ``gather_outcomes``
   at most 1.2x ``asyncio.gather(return_exceptions=True)``.
@@ -148,6 +153,78 @@ def _build(rows: list[Scenario], sync: bool) -> dict[str, Any]:
             variants[label] = fn
             sc.variants[lib] = label
     return variants
+
+
+def _shutdown_variants(sync: bool) -> dict[str, Any]:
+    """The shutdown and registry rows: an open gate, a bulkhead to compare, a registry follower and its twin."""
+    from resilient import Registry, bulkhead, gate, retry
+
+    target: Any = ok_sync if sync else ok
+    pre = "sync " if sync else ""
+    registry = Registry([{"retry": {"attempts": 3, "backoff": 0}}])
+    out = {
+        f"{pre}sd gate": gate()(target),
+        f"{pre}sd bulkhead": bulkhead(50)(target),
+        f"{pre}sd direct": retry(attempts=3, backoff=0)(target),
+        f"{pre}sd follower": registry("upstream")(target),
+    }
+    if not sync:
+        current_task = asyncio.current_task
+
+        async def task_lookup() -> Any:
+            current_task()
+            return await ok()
+
+        out["sd task lookup"] = task_lookup
+    return out
+
+
+def shutdown_table(stats: dict[str, Stats], checks: list[Check]) -> str:
+    """Overheads of the shutdown and registry rows, and their budgets."""
+    out = []
+    for pre, kind in (("", "async"), ("sync ", "sync")):
+        bare = stats[f"{pre}bare"].median
+        over = {k: stats[f"{pre}sd {k}"].median - bare for k in ("gate", "bulkhead", "direct", "follower")}
+        lookup = 0.0 if pre else max(0.0, stats["sd task lookup"].median - bare)
+        gate_ok = over["gate"] <= 1.1 * over["bulkhead"]
+        follow_ok = over["follower"] <= 1.05 * over["direct"]
+        out.append(
+            [
+                kind,
+                fmt_ns(over["gate"]),
+                "-" if pre else fmt_ns(lookup),
+                fmt_ns(over["bulkhead"]),
+                fmt_ns(over["direct"]),
+                fmt_ns(over["follower"]),
+                f"{verdict(gate_ok)} / {verdict(follow_ok)}",
+            ]
+        )
+        checks.append(
+            Check(
+                f"{kind} open `gate()` adds at most 1.1x an uncontended `bulkhead`",
+                f"{fmt_ns(over['gate'])} vs {fmt_ns(over['bulkhead'])} ({fmt_ratio(over['gate'], over['bulkhead'])})",
+                gate_ok,
+            )
+        )
+        checks.append(
+            Check(
+                f"{kind} `@registry(key)` follower costs what the pipeline decorated directly costs (5%)",
+                f"{fmt_ns(over['follower'])} vs {fmt_ns(over['direct'])}",
+                follow_ok,
+            )
+        )
+    return table(
+        [
+            "calls",
+            "gate, open",
+            "asyncio.current_task()",
+            "bulkhead(50), uncontended",
+            "retry decorated directly",
+            "same retry, following a registry key",
+            "budgets (gate / follower)",
+        ],
+        out,
+    )
 
 
 def _event_variants() -> dict[str, AsyncFn]:
@@ -336,6 +413,7 @@ def run(
     async def main() -> tuple[dict[str, Stats], tuple[dict[str, list[float]], dict[str, str]], Any, Any]:
         av = _build(rows, sync=False)
         av.update(_event_variants())
+        av.update(_shutdown_variants(sync=False))
         av.update(chaos_variants(sync=False))
         av.update(outcome_variants())
         astats = await measure_async(av, settings)
@@ -346,6 +424,7 @@ def run(
 
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
     sv = _build(rows, sync=True)
+    sv.update(_shutdown_variants(sync=True))
     sv.update(chaos_variants(sync=True))
     sv.update(http_variants())
     sstats = measure_sync(sv, settings)
@@ -370,6 +449,8 @@ def run(
     print(event_checks(stats, checks))
     print("\n## Outcomes, result checks and Retry-After parsing\n")
     print(outcomes_report(stats, checks))
+    print("\n## Graceful shutdown and the registry: overhead per call over a bare call\n")
+    print(shutdown_table(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
     print(throughput_table(tp, tp_missing, checks))
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")

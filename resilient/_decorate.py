@@ -6,6 +6,7 @@ first decoration: they build on wrapt, which is costly to import.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ._introspect import kind_of, unwrap_descriptor
@@ -14,7 +15,7 @@ from ._pipeline import Pipeline, Policy, is_pipeline
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["decorate", "pipeline_of"]
+__all__ = ["decorate", "follow", "merge", "pipeline_of", "rebinder", "under"]
 
 _classes: ModuleType | None = None
 
@@ -51,6 +52,11 @@ def decorate(policy: Policy, fn: Any) -> Any:
         # @policy above @classmethod above another resilient decorator: fold inside.
         return type(fn)(decorate(policy, fn.__func__))
     if isinstance(fn, w.Wrapper):
+        stack = getattr(fn, "_self_follow", None)
+        if stack is not None:
+            # A wrapper following a registry key: the registry folds the policy
+            # in, and keeps doing so when the key's pipeline changes.
+            return stack(policy)
         inner: Pipeline = fn._self_pipeline
         merged = _merge(policy, inner)
         is_async: bool = fn._self_is_async
@@ -62,6 +68,70 @@ def decorate(policy: Policy, fn: Any) -> Any:
     if not is_async:
         pipe.check_sync(unwrap_descriptor(fn))
     return w.wrap(fn, pipe, is_async)
+
+
+def under(fn: Any) -> tuple[Any, Pipeline | None]:
+    """Split a decorated function into what its wrapper wraps and its pipeline.
+
+    Returns:
+        ``(wrapped, pipeline)`` for a ``resilient`` wrapper; ``(fn, None)`` otherwise.
+    """
+    w = _classes
+    if w is not None and isinstance(fn, w.Wrapper):
+        return fn.__wrapped__, fn._self_pipeline
+    return fn, None
+
+
+def follow(target: Any, pipeline: Pipeline, stack: Callable[[Policy], Any]) -> Any:
+    """Wrap *target* in a wrapper running *pipeline*, which :func:`rebinder` can move later.
+
+    Its runners are built now (not on its first call), so that a later
+    move never races a first call building runners for the old pipeline.
+
+    Args:
+        target: A function, method, classmethod or staticmethod (not a wrapper).
+        pipeline: The pipeline its calls run through, for now.
+        stack: Called with a policy that decorates the returned wrapper;
+            what it returns is the decorated result.
+
+    Returns:
+        The wrapper.
+
+    Raises:
+        TypeError: *target* cannot be decorated, or *pipeline* cannot guard it.
+    """
+    w = _classes or _wrappers()
+    is_async = kind_of(target)
+    if not is_async:
+        pipeline.check_sync(unwrap_descriptor(target))
+    wrapper = w.wrap(target, pipeline, is_async)
+    w.rebind(wrapper, pipeline)()
+    wrapper._self_follow = stack
+    return wrapper
+
+
+def merge(outer: Policy, inner: Pipeline) -> Pipeline:
+    """The pipeline of *outer* stacked on a function already guarded by *inner* (as decorating does)."""
+    return _merge(outer, inner)
+
+
+def rebinder(wrapper: Any, pipeline: Pipeline) -> Callable[[], None]:
+    """Prepare moving *wrapper* (made by :func:`follow`) to *pipeline*; return what moves it.
+
+    Everything that can fail (the pipeline cannot guard a sync function, a
+    layer refuses it) fails here; the returned function only assigns.
+    Calls already running finish on the pipeline they started on.
+
+    Returns:
+        The function that moves the wrapper.
+
+    Raises:
+        TypeError: *pipeline* cannot guard the wrapped function.
+    """
+    w = _classes or _wrappers()
+    if not wrapper._self_is_async:
+        pipeline.check_sync(unwrap_descriptor(wrapper.__wrapped__))
+    return cast(Callable[[], None], w.rebind(wrapper, pipeline))
 
 
 def pipeline_of(fn: object) -> Pipeline:

@@ -5,7 +5,9 @@
     ResilientError(Exception)
     ├── CircuitOpenError          .name  .retry_after
     ├── BulkheadFullError         .name  .retry_after (None)
+    ├── GateClosedError           .name  .retry_after (None)  .reason
     ├── TimeoutExceededError      .seconds        (also a builtin TimeoutError)
+    ├── ConfigError               .errors         (also a builtin ValueError)
     └── FailedResult              .result         (never raised: what a result-triggered
                                                    fallback reports)
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
+    "ConfigError",
     "FailedResult",
+    "GateClosedError",
     "ResilientError",
     "TimeoutExceededError",
 ]
@@ -125,3 +129,61 @@ class FailedResult(ResilientError):
 
     def __reduce__(self) -> tuple[type[FailedResult], tuple[object]]:
         return (type(self), (self.result,))
+
+
+class GateClosedError(ResilientError):
+    """A gate is closing (the service is shutting down): the call was refused or cancelled.
+
+    A rejection error: the function was not called (``reason == "closed"``),
+    or the gate cancelled it when the grace period of
+    :meth:`~resilient.Gate.close` ran out (``reason == "cancelled"``, with
+    the ``CancelledError`` as ``__cause__``). Neutral for circuit breakers.
+
+    Attributes:
+        name: The gate's name, or None.
+        retry_after: Always None: a closed gate does not reopen.
+        reason: ``"closed"`` or ``"cancelled"``.
+    """
+
+    name: str | None
+    retry_after: float | None
+    reason: str
+
+    def __init__(self, name: str | None = None, reason: str = "closed") -> None:
+        self.name = name
+        self.retry_after = None
+        self.reason = reason
+        label = f"gate {name!r}" if name else "gate"
+        if reason == "cancelled":
+            msg = f"{label} closed: the call was cancelled when the grace period ran out"
+        else:
+            msg = f"{label} is closed: the service is shutting down"
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[type[GateClosedError], tuple[str | None, str]]:
+        return (type(self), (self.name, self.reason))
+
+
+class ConfigError(ResilientError, ValueError):
+    """A configuration (a dict, a JSON or TOML file) is invalid; nothing was built from it.
+
+    Also a builtin :class:`ValueError`. Each entry of :attr:`errors` names
+    the place in the configuration it is about, e.g.
+    ``"payments[2].retry.attempts: must be >= 1, got 0"``.
+
+    Attributes:
+        errors: One message per problem found, each starting with its path.
+    """
+
+    errors: tuple[str, ...]
+
+    def __init__(self, errors: tuple[str, ...] | list[str] | str) -> None:
+        self.errors = (errors,) if isinstance(errors, str) else tuple(errors)
+        if len(self.errors) == 1:
+            msg = f"invalid configuration: {self.errors[0]}"
+        else:
+            msg = "invalid configuration:\n" + "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[str, ...]]]:
+        return (type(self), (self.errors,))

@@ -32,8 +32,13 @@ __all__ = [
     "CircuitOpened",
     "CircuitRejected",
     "CircuitStateChanged",
+    "ConfigReloadFailed",
+    "ConfigReloaded",
     "Event",
     "FallbackUsed",
+    "GateClosed",
+    "GateClosing",
+    "GateRejected",
     "HedgeStarted",
     "RetriesExhausted",
     "RetryScheduled",
@@ -48,7 +53,8 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"fallback"``, ``"hedge"``, ``"chaos"`` or ``"pipeline"``.
+            ``"fallback"``, ``"gate"``, ``"hedge"``, ``"chaos"``, ``"pipeline"``
+            or ``"registry"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -156,6 +162,72 @@ class CircuitRejected(CallRejected):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BulkheadRejected(CallRejected):
     """A full bulkhead rejected a call, or its queue wait ran out."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateRejected(CallRejected):
+    """A closing (or closed) gate refused a call: the service is shutting down."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateClosing(Event):
+    """``Gate.close()`` began: the gate admits no new call and waits for those in flight.
+
+    Attributes:
+        in_flight: Calls in flight when it began (async and sync).
+        grace: Seconds they are given to finish before they are cancelled.
+    """
+
+    in_flight: int
+    grace: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateClosed(Event):
+    """``Gate.close()`` is done; the counts are those of its :class:`~resilient.GateReport`.
+
+    Attributes:
+        in_flight: Calls the close dealt with (``finished + cancelled +
+            still_running + sync_running``).
+        finished: Calls that ended without being cancelled.
+        cancelled: Async calls cancelled when the grace period ran out, and ended since.
+        still_running: Async calls cancelled that had not ended when it returned.
+        sync_running: Sync calls (threads cannot be cancelled) still running when it returned.
+    """
+
+    in_flight: int
+    finished: int
+    cancelled: int
+    still_running: int
+    sync_running: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloaded(Event):
+    """``Registry.reload()`` swapped in a new configuration.
+
+    Attributes:
+        keys: The keys whose pipeline changed (their later calls run on the new one).
+        reused: Policy objects carried over unchanged, with their state
+            (a breaker keeps its state, a bulkhead its slots).
+    """
+
+    keys: tuple[str, ...]
+    reused: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloadFailed(Event):
+    """``Registry.reload()`` rejected a configuration whole; the old one stays in force.
+
+    Attributes:
+        errors: One message per problem, each naming its place in the configuration.
+        exception: The error ``reload()`` raises (a :class:`~resilient.ConfigError`,
+            or what the template raised).
+    """
+
+    errors: tuple[str, ...]
+    exception: BaseException
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

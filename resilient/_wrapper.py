@@ -26,7 +26,7 @@ import wrapt
 from ._introspect import full_name, module_of, qualname, unwrap_descriptor
 from ._pipeline import Pipeline, _Parts
 
-__all__ = ["BoundWrapper", "FunctionWrapper", "Wrapper", "wrap"]
+__all__ = ["BoundWrapper", "FunctionWrapper", "Wrapper", "rebind", "wrap"]
 
 
 # wrapt's stubs type the wrapper callback as (wrapped, instance, args, kwargs);
@@ -153,24 +153,44 @@ def _build(wrapper: Wrapper) -> None:
     Threads racing here each build equivalent runners; whichever is stored
     last serves the calls after.
     """
+    rebind(wrapper, wrapper._self_pipeline)()
+
+
+def rebind(wrapper: Wrapper, pipeline: Pipeline) -> Callable[[], None]:
+    """Build *wrapper*'s runners for *pipeline*; return the function that installs them.
+
+    Installing sets the pipeline and the runners, each one atomic store,
+    and switches the wrapper to its ready class. A call already running
+    keeps the runner it started with. Building may raise (a layer refusing
+    the function); installing does not.
+
+    Returns:
+        The installer.
+    """
     wrapped = wrapper.__wrapped__
     # A plain function's wrapper binds with MethodType: only the (*args, **kwargs) form is called.
     bound_forms = not isinstance(wrapper, FunctionWrapper)
     target = unwrap_descriptor(wrapped)
     operation = qualname(target)
     parts = _Parts(
-        wrapper._self_pipeline,
+        pipeline,
         wrapper._self_is_async,
         operation,
         full_name(operation, module_of(target)),
         run=bound_forms,
     )
-    if bound_forms:
-        _set_run(wrapper, parts.run)
-    _set_call(wrapper, parts.caller(wrapped))
-    ready = _READY.get(type(wrapper))
-    if ready is not None:
-        _set_class(wrapper, ready)
+    call = parts.caller(wrapped)
+
+    def install() -> None:
+        wrapper._self_pipeline = pipeline
+        if bound_forms:
+            _set_run(wrapper, parts.run)
+        _set_call(wrapper, call)
+        ready = _READY.get(type(wrapper))
+        if ready is not None:
+            _set_class(wrapper, ready)
+
+    return install
 
 
 def _ready(wrapper: Wrapper) -> Callable[..., Any]:

@@ -37,6 +37,8 @@ REQUIRED = {
     "aiohttp_app.py",
     "http_retry_after.py",
     "fan_out_outcomes.py",
+    "graceful_shutdown.py",
+    "registry_config.py",
     "hedging.py",
     "chaos_testing.py",
 }

@@ -33,6 +33,7 @@ from resilient._events import (
     ChaosInjected,
     CircuitRejected,
     CircuitStateChanged,
+    ConfigReloadFailed,
     Event,
     EventBus,
     FallbackUsed,
@@ -65,14 +66,16 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
     CallCancelled: logging.INFO,
+    ConfigReloadFailed: logging.ERROR,
 }
 """The default level of each event kind; subclasses inherit their base's level.
 
-Retries, timeouts, circuit state changes, rejections, fallbacks, chaos
-injections (an injected fault in the logs must say so) and a degraded
-backend are WARNING; a failed call (the caller gets the exception and
-decides), a cancelled call, a hedged attempt and a recovered backend are INFO; a call's
-start and its success are DEBUG so production logs stay quiet.
+A rejected configuration reload is ERROR. Retries, timeouts, circuit state
+changes, rejections, fallbacks, chaos injections (an injected fault in the
+logs must say so) and a degraded backend are WARNING; a failed call (the
+caller gets the exception and decides), a cancelled call, a hedged attempt
+and a recovered backend are INFO; a call's start and its success are DEBUG
+so production logs stay quiet.
 """
 
 PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)

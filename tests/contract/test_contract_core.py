@@ -19,6 +19,7 @@ from resilient import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    Gate,
     Pipeline,
     Policy,
     TimeoutExceededError,
@@ -26,6 +27,7 @@ from resilient import (
     circuit_breaker,
     current_call,
     fallback,
+    gate,
     pipeline,
     pipeline_of,
     remaining,
@@ -41,7 +43,7 @@ CONTROL_FLOW: list[type[BaseException]] = [
     SystemExit,
     GeneratorExit,
 ]
-KINDS = ["retry", "timeout", "circuit_breaker", "bulkhead", "fallback", "pipeline"]
+KINDS = ["retry", "timeout", "circuit_breaker", "bulkhead", "fallback", "gate", "pipeline"]
 SYNC_KINDS = [k for k in KINDS if k != "timeout"]
 
 
@@ -57,6 +59,8 @@ def make(kind: str, clock: FakeClock) -> Policy:
         return bulkhead(1, clock=clock)
     if kind == "fallback":
         return fallback("fell back", on=BaseException, clock=clock)
+    if kind == "gate":
+        return gate(clock=clock)
     return pipeline(
         fallback("fell back", on=BaseException),
         retry(attempts=3, on=lambda e: True, backoff=0.0, clock=clock),
@@ -78,6 +82,8 @@ def assert_neutral(policy: Policy) -> None:
             assert p.state is CircuitState.CLOSED
         if isinstance(p, Bulkhead):
             assert (p.in_use, p.queued) == (0, 0)
+        if isinstance(p, Gate):
+            assert p.in_flight == 0
 
 
 async def hang(started: asyncio.Event | None = None) -> None:
@@ -327,9 +333,9 @@ async def test_methods_bind_correctly() -> None:
     assert inspect.unwrap(s.method).__qualname__ == "Service.method"
 
 
-@pytest.mark.parametrize("kind", ["retry", "fallback", "pipeline"])
+@pytest.mark.parametrize("kind", ["retry", "fallback", "gate", "pipeline"])
 async def test_no_context_manager_form(kind: str, clock: FakeClock) -> None:
-    """retry, fallback and pipeline are not async context managers."""
+    """retry, fallback, gate and pipeline are not async context managers."""
     with pytest.raises((TypeError, AttributeError)):
         async with make(kind, clock):  # type: ignore[attr-defined]
             pass
