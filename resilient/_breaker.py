@@ -19,7 +19,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, cast
 
-from ._breaker_core import SUCCESS, UNTIMED, BreakerCore, after_wait, after_wait_async
+from ._breaker_core import SUCCESS, UNTIMED, BreakerCore, bind_wait, bind_wait_async
 from ._clock import Clock
 from ._context import CallContext
 from ._events import EventBus
@@ -151,7 +151,7 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            # A list, so that a wait in an inner queue can move the start (see after_wait).
+            # A list, so that a wait in an inner queue can move the start (see BreakerCore._after_wait).
             begun = [clock.monotonic()] if timed else untimed
             try:
                 result = inner(ctx, fn, args, kwargs)
@@ -164,7 +164,7 @@ class CircuitBreaker(BreakerCore, Policy):
                     emit(transition, ctx.operation)
             return result
 
-        on_wait(run, after_wait)
+        on_wait(run, bind_wait)
         return run
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
@@ -192,7 +192,7 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            # A list, so that a wait in an inner queue can move the start (see after_wait).
+            # A list, so that a wait in an inner queue can move the start (see BreakerCore._after_wait).
             begun = [clock.monotonic()] if timed else untimed
             try:
                 result = await inner(ctx, fn, args, kwargs)
@@ -205,7 +205,7 @@ class CircuitBreaker(BreakerCore, Policy):
                     emit(transition, ctx.operation)
             return result
 
-        on_wait(run, after_wait)
+        on_wait(run, bind_wait)
         return run
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
@@ -226,7 +226,7 @@ class CircuitBreaker(BreakerCore, Policy):
             await me._settle_async(permit, None, begun[0], ctx.operation)
             return result
 
-        on_wait(run, after_wait_async)
+        on_wait(run, bind_wait_async)
         return run
 
     # --- context managers ---------------------------------------------------------

@@ -8,7 +8,7 @@ it to the backend, and emits one event per transition the backend returns.
 from __future__ import annotations
 
 from types import FrameType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._clock import Clock
 from ._errors import CircuitOpenError, ResilientError
@@ -26,10 +26,11 @@ from ._events import (
 )
 from ._state import CircuitState
 from ._validate import Matcher, every_leaf
+from ._waits import NEED_FRAME, Listener
 from .backends import BreakerBackend, Outcome, Permit, Rejection
 from .backends._base import Transition
 
-__all__ = ["SUCCESS", "UNTIMED", "BreakerCore", "after_wait", "after_wait_async"]
+__all__ = ["SUCCESS", "UNTIMED", "BreakerCore", "bind_wait", "bind_wait_async"]
 
 _EVENTS: dict[CircuitState, type[CircuitStateChanged]] = {
     CircuitState.OPEN: CircuitOpened,
@@ -176,34 +177,66 @@ class BreakerCore:
         if transition is not None:
             self._emit(transition, op)
 
+    # --- calls that waited in an inner queue (see resilient._waits) ----------------------
+
+    def _after_wait(self, seconds: float, operation: str | None, frame: FrameType | None) -> Any:
+        """A call in this breaker's layer waited *seconds* in an inner queue.
+
+        It was admitted before it waited: if the breaker has opened since, it
+        must not reach the dependency (a rejection raised here counts as
+        nothing, and its permit is released as the error passes this layer).
+        Otherwise the wait is left out of the call's slow-call timing. Without
+        the call's frame, it answers only if it needs none (nothing timed,
+        and a backend that admits every earlier call, as a CLOSED in-process
+        one does).
+
+        Returns:
+            None, or :data:`NEED_FRAME`.
+
+        Raises:
+            CircuitOpenError: The breaker moved on while the call waited.
+        """
+        if frame is None:
+            if self._slow is None and self.backend.admits_waiters():
+                return None
+            return NEED_FRAME
+        local = frame.f_locals
+        rejection = self.backend.readmit(local["permit"])
+        if rejection is not None:
+            raise self._reject(rejection, operation)
+        if self._slow is not None:
+            local["begun"][0] += seconds
+        return None
+
+    def _after_wait_async(self, seconds: float, operation: str | None, frame: FrameType | None) -> Any:
+        """:meth:`_after_wait` for a backend whose steps do I/O.
+
+        Returns:
+            :data:`NEED_FRAME`, or an awaitable.
+        """
+        if frame is None:
+            return NEED_FRAME
+        return self._readmit_async(frame.f_locals, seconds, operation)
+
+    async def _readmit_async(self, local: dict[str, Any], seconds: float, operation: str | None) -> None:
+        rejection = await self.backend.readmit_async(local["permit"])
+        if rejection is not None:
+            raise self._reject(rejection, operation)
+        local["begun"][0] += seconds
+
 
 # --- calls that waited in an inner queue (see resilient._waits) --------------------------
 
 UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
 
 
-def after_wait(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """A call in this breaker's layer *frame* waited *seconds* in an inner queue (see ``_waits``).
-
-    It was admitted before it waited: if the breaker has opened since, it
-    must not reach the dependency (a rejection raised here counts as
-    nothing, and its permit is released as the error passes this layer).
-    Otherwise the wait is left out of the call's slow-call timing.
-    """
-    local = frame.f_locals
-    me: BreakerCore = local["me"]
-    rejection = me.backend.readmit(local["permit"])
-    if rejection is not None:
-        raise me._reject(rejection, operation)
-    if me._slow is not None:
-        local["begun"][0] += seconds
+def bind_wait(frame: FrameType) -> Listener:
+    """The wait listener of the breaker whose layer runs in *frame* (read once per layer)."""
+    me: BreakerCore = frame.f_locals["me"]
+    return me._after_wait
 
 
-async def after_wait_async(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """:func:`after_wait` for a backend whose steps do I/O."""
-    local = frame.f_locals
-    me: BreakerCore = local["me"]
-    rejection = await me.backend.readmit_async(local["permit"])
-    if rejection is not None:
-        raise me._reject(rejection, operation)
-    local["begun"][0] += seconds
+def bind_wait_async(frame: FrameType) -> Listener:
+    """:func:`bind_wait` for the layer of a backend whose steps do I/O."""
+    me: BreakerCore = frame.f_locals["me"]
+    return me._after_wait_async

@@ -14,17 +14,17 @@ timing.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._bulkhead_slots import _GRANTED, Slots, _AsyncWaiter, _SyncWaiter
+from ._bulkhead_slots import _GRANTED, _NEW, Slots, _AsyncWaiter, _SyncWaiter
 from ._clock import Clock
 from ._context import CallContext
 from ._events import BulkheadRejected, Event, EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
+from ._waits import WaitReporter
 
 __all__ = ["Bulkhead", "bulkhead"]
 
@@ -103,6 +103,7 @@ class Bulkhead(Slots, Policy):
         release = self._lock.release
         limit = self._max
         me = self
+        reporter = WaitReporter()  # tells the layers around of a call's wait
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             w: Any = None
@@ -114,12 +115,33 @@ class Bulkhead(Slots, Policy):
                         w = _FAST
                         release()
                     else:
-                        release()
+                        # The queued path, inlined too: it is the hot path of a busy bulkhead.
                         w = _AsyncWaiter()
-                        await me._wait_async(w, ctx.operation, sys._getframe())
+                        me._join_locked(w, reporter.listening)
+                        release()
+                        if w.state != _GRANTED:  # (a slot may have freed since the check above)
+                            if w.state == _NEW:
+                                raise me._reject(ctx.operation, None)
+                            if w.bound is not None:
+                                me._arm(w)
+                            await w.fut
+                            # Woken by a hand-over, the state is final (set under the
+                            # lock before the wake-up): no lock needed to read it.
+                            if (w.handle is not None or w.state != _GRANTED) and not me._settle(w):
+                                raise me._reject(ctx.operation, w.bound)
+                            if reporter.listening:
+                                pending = reporter.report(me.clock.monotonic() - w.joined, ctx.operation)
+                                if pending is not None:
+                                    await pending
                 except BaseException:
                     if me._owned():
                         release()
+                    if w is not None and w is not _FAST:
+                        try:
+                            me._abandon(w)  # its place in the queue, or the slot it was handed
+                        except BaseException:
+                            me._abandon(w)  # interrupted: finish (it is idempotent), then re-raise
+                            raise
                     raise
                 return await inner(ctx, fn, args, kwargs)
             finally:
@@ -144,6 +166,7 @@ class Bulkhead(Slots, Policy):
         release = self._lock.release
         limit = self._max
         me = self
+        reporter = WaitReporter()  # tells the layers around of a call's wait
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             w: Any = None
@@ -157,7 +180,7 @@ class Bulkhead(Slots, Policy):
                     else:
                         release()
                         w = _SyncWaiter()
-                        me._wait_sync(w, ctx.operation, sys._getframe())
+                        me._wait_sync(w, ctx.operation, reporter)
                 except BaseException:
                     if me._owned():
                         release()
@@ -199,7 +222,7 @@ class Bulkhead(Slots, Policy):
                 raise
             if w is None:
                 w = _AsyncWaiter()
-                await self._wait_async(w, None, None)
+                await self._wait_async(w)
         except BaseException:
             # Interrupted once the slot was taken: the block will not run to give it back.
             if w is _FAST or (w is not None and w.state == _GRANTED):

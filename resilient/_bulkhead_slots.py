@@ -1,8 +1,8 @@
 """The bulkhead's slots and FIFO queue: bookkeeping that survives an interrupt.
 
-One ``threading.Lock`` guards a counter and an ordered queue of waiters, so
-the same bulkhead can be shared by coroutines on any number of event loops
-and by threads. A free slot costs a lock round trip and an integer check:
+One thread lock guards a counter and an ordered queue of waiters, so the
+same bulkhead can be shared by coroutines on any number of event loops and
+by threads. A free slot costs a lock round trip and an integer check:
 no future, no task. Only a caller that has to wait allocates a waiter.
 
 Slots are handed over, not re-contended: releasing a slot while someone
@@ -50,11 +50,10 @@ from ._context import _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, EventBus
 from ._lazy import LazyModule
-from ._waits import report_wait, report_wait_async
+from ._waits import WaitReporter
 
 if TYPE_CHECKING:
     import asyncio
-    from types import FrameType
 else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
@@ -164,8 +163,12 @@ class Slots:
 
     # --- under the lock ----------------------------------------------------------
 
-    def _join_locked(self, w: _Waiter) -> None:
-        """Give *w* a free slot (GRANTED), a place in the queue (QUEUED), or nothing (NEW: full)."""
+    def _join_locked(self, w: _Waiter, stamp: bool = False) -> None:
+        """Give *w* a free slot (GRANTED), a place in the queue (QUEUED), or nothing (NEW: full).
+
+        With *stamp*, note when it joined (``w.joined``) even without a queue
+        timeout: the wait will be reported.
+        """
         if self._in_use < self._max:
             self._in_use += 1
             w.state = _GRANTED
@@ -180,7 +183,7 @@ class Slots:
                 return
             if bound is None or left < bound:
                 bound = left
-        now = self.clock.monotonic()
+        now = self.clock.monotonic() if stamp or bound is not None else 0.0
         # Everything that can be interrupted is done: commit with plain stores.
         w.bound = bound
         w.joined = now
@@ -321,30 +324,23 @@ class Slots:
             return BulkheadFullError(self.name)
         return BulkheadFullError(self.name, f"still full after waiting {waited:g}s in the queue")
 
-    async def _wait_async(self, w: _AsyncWaiter, operation: str | None, layer: FrameType | None) -> None:
-        """Get *w* a slot, waiting in the queue if allowed; return holding it, or raise.
+    async def _wait_async(self, w: _AsyncWaiter) -> None:
+        """``async with``'s wait (the layer inlines its own): return holding a slot, or raise.
 
-        On any exception *w* holds nothing. After a real wait, the layers
-        around *layer* (the bulkhead's layer frame, None for ``async with``)
-        hear of it and may reject the call.
+        On any exception *w* holds nothing.
         """
         try:
             with self._lock:
                 self._join_locked(w)
-            state = w.state
-            if state == _GRANTED:
+            if w.state == _GRANTED:
                 return  # a slot freed up since the fast path looked
-            if state == _NEW:
-                raise self._reject(operation, None)
+            if w.state == _NEW:
+                raise self._reject(None, None)
             if w.bound is not None:
                 self._arm(w)
             await w.fut
-            # Woken by a hand-over the state is final (set under the lock
-            # before the wake-up): no lock needed to read it.
             if (w.handle is not None or w.state != _GRANTED) and not self._settle(w):
-                raise self._reject(operation, w.bound)
-            if layer is not None:
-                await report_wait_async(layer, self.clock.monotonic() - w.joined, operation)
+                raise self._reject(None, w.bound)
         except BaseException:
             try:
                 self._abandon(w)
@@ -353,11 +349,11 @@ class Slots:
                 raise
             raise
 
-    def _wait_sync(self, w: _SyncWaiter, operation: str | None, layer: FrameType | None) -> None:
+    def _wait_sync(self, w: _SyncWaiter, operation: str | None, reporter: WaitReporter | None) -> None:
         """Like :meth:`_wait_async`, blocking the thread."""
         try:
             with self._lock:
-                self._join_locked(w)
+                self._join_locked(w, reporter is not None and reporter.listening)
             state = w.state
             if state == _GRANTED:
                 return
@@ -380,8 +376,8 @@ class Slots:
                         break
             if not self._settle(w):
                 raise self._reject(operation, w.bound)
-            if layer is not None:
-                report_wait(layer, self.clock.monotonic() - w.joined, operation)
+            if reporter is not None and reporter.listening:
+                reporter.report(self.clock.monotonic() - w.joined, operation, 2)
         except BaseException:
             try:
                 self._abandon(w)

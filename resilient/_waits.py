@@ -15,102 +15,166 @@ inner layers. An uncontended call reports nothing and pays nothing.
 
 Writing a queueing policy
 -------------------------
-In the layer (the ``(ctx, fn, args, kwargs)`` function your ``wrap_sync`` /
-``wrap_async`` returns), once the call has what it waited for::
+When the policy builds a layer (in ``wrap_sync`` / ``wrap_async``), it makes
+a :class:`WaitReporter` for it. In the layer (the ``(ctx, fn, args, kwargs)``
+function), once a call has what it waited for::
 
-    report_wait(layer_frame, seconds, ctx.operation)              # sync layer
-    await report_wait_async(layer_frame, seconds, ctx.operation)  # async layer
+    pending = reporter.report(seconds, ctx.operation)
+    if pending is not None:  # only when a listener is async
+        await pending
 
-``layer_frame`` is the frame of your layer function (``sys._getframe()`` in
-it, or ``sys._getframe(1)`` in a helper it calls directly); ``seconds`` is how
-long the call waited, by your clock. The report may raise (a breaker rejecting
-the call): treat that like an interrupted wait, that is, give back what the call
-holds (your slot or permit) and let the exception propagate. Your outer layers
-then see a rejection raised by an inner policy, which breakers count as
-nothing. A policy used as a context manager (``async with bulkhead:``) is not
-a pipeline layer and reports nothing.
+(a sync layer ignores *pending*, which its listeners never return).
+``seconds`` is how long the call waited, by your clock. Call ``report``
+directly from the layer function, or pass ``depth`` (2 from a helper the layer
+calls). The report may raise (a breaker rejecting the call): treat that
+like an interrupted wait, that is, give back what the call holds (your slot
+or permit) and let the exception propagate. Your outer layers then see a
+rejection raised by an inner policy, which breakers count as nothing. A
+policy used as a context manager (``async with bulkhead:``) is not a
+pipeline layer and reports nothing.
 
 Writing a listener
 ------------------
-:func:`on_wait` registers a listener for a layer function's code; every layer
-built from that ``def`` shares it. A report walks the stack outward from the
-reporting layer, the way :func:`resilient.current_call` finds the running
-call, through the layers of the same pipeline call (it stops at the first
-frame that is not a pipeline layer: a pipeline called from inside the
-protected function is another call, and its waits are that function's
-business), and calls each registered listener, innermost first, with its
-layer's frame: ``listener(frame, seconds, operation)``. The listener reads
-what it needs from ``frame.f_locals`` (read-only: never write to it). It may
-raise to stop the call, or move the start of what it times by *seconds* (keep
-the start in a mutable object the frame holds). For an async layer the
-listener may return an awaitable; ``report_wait_async`` awaits it.
+:func:`on_wait` registers, for a layer function's code (every layer built
+from that ``def`` shares it), a *binder*: ``bind(frame) -> listener``. A
+report reaches the listening layers of the same pipeline call around the
+reporting one, innermost first: they are found the way
+:func:`resilient.current_call` finds the running call, by walking the stack
+outward through pipeline layers (it stops at the first frame that is not a
+layer: a pipeline called from inside the protected function is another
+call, and its waits are that function's business).
+
+A chain of layers is built once, so the layers around a layer function are
+the same objects for every call: the first report walks the stack, calls
+each binder once with its layer's frame (read per-layer data, such as the
+policy object, from ``frame.f_locals``, read-only) and keeps the listener it
+returns with the frame's distance. Every report then calls
+``listener(seconds, operation, None)`` first: the listener either handles
+the report without the call's own data (returns None), or returns
+:data:`NEED_FRAME`, and is called again with the layer's frame of this call,
+fetched only then (``sys._getframe(n)``, which builds no frame object for the
+frames in between; a layer that sometimes runs without a frame of its own
+shifts the distances: that call walks the stack instead).
+
+With the frame, a listener may raise to stop the call, or move the start of
+what it times by *seconds* (keep the start in a mutable object the frame
+holds); for an async layer it may return an awaitable. A layer with no
+listener around pays nothing after its first report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from types import CodeType, FrameType
 from typing import Any, TypeAlias
 
 from ._context import _layer_codes
 
-__all__ = ["Listener", "on_wait", "report_wait", "report_wait_async"]
+__all__ = ["NEED_FRAME", "Binder", "Listener", "WaitReporter", "on_wait"]
 
-Listener: TypeAlias = Callable[[FrameType, float, "str | None"], "Awaitable[None] | None"]
-"""``(layer frame, seconds waited, operation) -> None`` (or an awaitable, for async layers)."""
+NEED_FRAME: Any = object()
+"""What a listener returns when it needs the call's layer frame to handle a report."""
 
-_listeners: dict[CodeType, Listener] = {}
+Listener: TypeAlias = Callable[[float, "str | None", "FrameType | None"], Any]
+"""``(seconds waited, operation, frame or None) -> None | NEED_FRAME | awaitable``."""
+
+Binder: TypeAlias = Callable[[FrameType], Listener]
+"""``(a layer's frame) -> its listener``, called once per layer (see the module docstring)."""
+
+_binders: dict[CodeType, Binder] = {}
 
 
-def on_wait(layer: Callable[..., Any], listener: Listener) -> None:
-    """Call *listener* when a call inside a layer made by *layer*'s ``def`` reports a wait.
+def on_wait(layer: Callable[..., object], bind: Binder) -> None:
+    """Let the layers made by *layer*'s ``def`` hear of the waits of calls inside them.
 
     Args:
         layer: A layer function (a ``(ctx, fn, args, kwargs)`` function or
-            coroutine function); its code object is the key, so every layer
-            built from the same ``def`` shares the listener.
-        listener: ``(frame, seconds, operation)``; see the module docstring.
+            coroutine function); its code object is the key.
+        bind: Called once per such layer around a reporting one, with that
+            layer's frame; returns its listener (see the module docstring).
     """
-    _listeners[layer.__code__] = listener
+    _binders[layer.__code__] = bind
 
 
-def _enclosing(frame: FrameType) -> list[tuple[FrameType, Listener]]:
-    """The listening layers around *frame* in the same pipeline call, innermost first."""
-    found: list[tuple[FrameType, Listener]] = []
-    if frame.f_code not in _layer_codes:
-        return found  # not running as a pipeline layer (a context manager, say)
+def _walk(frame: FrameType) -> list[tuple[int, FrameType, Binder]]:
+    """The listening layers around the layer running in *frame*, innermost first, with their distance."""
+    found: list[tuple[int, FrameType, Binder]] = []
     codes = _layer_codes
-    listeners = _listeners
+    if frame.f_code not in codes:
+        return found  # not running as a pipeline layer (a context manager, say)
+    binders = _binders
+    distance = 1
     outer = frame.f_back
     while outer is not None and outer.f_code in codes:
-        listener = listeners.get(outer.f_code)
-        if listener is not None:
-            found.append((outer, listener))
+        bind = binders.get(outer.f_code)
+        if bind is not None:
+            found.append((distance, outer, bind))
         outer = outer.f_back
+        distance += 1
     return found
 
 
-def report_wait(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """Tell the layers around the sync layer running in *frame* that the call waited *seconds*.
+class WaitReporter:
+    """Tells the listening layers around one layer function that a call waited (see the module docstring)."""
 
-    Args:
-        frame: The reporting layer's frame.
-        seconds: How long the call waited (>= 0).
-        operation: The call's operation, for the events a listener emits.
-    """
-    for outer, listener in _enclosing(frame):
-        listener(outer, seconds, operation)
+    __slots__ = ("_around", "listening")
+
+    def __init__(self) -> None:
+        # (distance from the layer's frame, its code, its listener), innermost
+        # first; None until the first report.
+        self._around: tuple[tuple[int, CodeType, Listener], ...] | None = None
+        #: False once a report found no listening layer around: the layer may
+        #: then skip measuring the wait and calling :meth:`report`.
+        self.listening = True
+
+    def report(self, seconds: float, operation: str | None, depth: int = 1) -> Awaitable[None] | None:
+        """Report a wait of *seconds* to the listening layers around the caller's layer.
+
+        Args:
+            seconds: How long the call waited (>= 0).
+            operation: The call's operation, for the events a listener emits.
+            depth: How far up the stack the layer's frame is (1: the caller).
+
+        Returns:
+            None, or (from an async layer with an async listener around) an
+            awaitable finishing the report.
+        """
+        around = self._around
+        if around is None:
+            walked = _walk(sys._getframe(depth))
+            around = self._around = tuple((d, f.f_code, bind(f)) for d, f, bind in walked)
+            self.listening = bool(around)
+        for i, (distance, code, listener) in enumerate(around):
+            result = listener(seconds, operation, None)
+            if result is NEED_FRAME:
+                frame = sys._getframe(depth + distance)
+                if frame.f_code is not code:  # a frameless layer shifted the frames: walk, this once
+                    frame = _walk(sys._getframe(depth))[i][1]
+                result = listener(seconds, operation, frame)
+            if result is not None:
+                # An async listener: finish it, then the rest (their frames, fetched now).
+                rest: list[tuple[Listener, FrameType]] = []
+                for j in range(i + 1, len(around)):
+                    d, c, other = around[j]
+                    f = sys._getframe(depth + d)
+                    if f.f_code is not c:
+                        f = _walk(sys._getframe(depth))[j][1]
+                    rest.append((other, f))
+                return _finish(result, rest, seconds, operation)
+        return None
 
 
-async def report_wait_async(frame: FrameType, seconds: float, operation: str | None) -> None:
-    """Like :func:`report_wait`, from an async layer: awaits listeners that return awaitables.
-
-    Args:
-        frame: The reporting layer's frame.
-        seconds: How long the call waited (>= 0).
-        operation: The call's operation, for the events a listener emits.
-    """
-    for outer, listener in _enclosing(frame):
-        pending = listener(outer, seconds, operation)
-        if pending is not None:
-            await pending
+async def _finish(
+    pending: Awaitable[None],
+    rest: Sequence[tuple[Listener, FrameType]],
+    seconds: float,
+    operation: str | None,
+) -> None:
+    await pending
+    for listener, frame in rest:
+        result = listener(seconds, operation, None)
+        if result is NEED_FRAME:
+            result = listener(seconds, operation, frame)
+        if result is not None:
+            await result

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +27,8 @@ from resilient import (
 )
 from resilient._context import CallContext
 from resilient._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
-from resilient._waits import report_wait, report_wait_async
-from resilient.backends import BreakerBackend, MemoryBackend, Permit, Rejection
+from resilient._waits import WaitReporter
+from resilient.backends import BreakerBackend, MemoryBackend, Permit
 from resilient.events import CircuitRejected, EventBus
 from resilient.testing import FakeClock
 
@@ -281,9 +280,9 @@ class CountingBackend(MemoryBackend):
         super().__init__()
         self.readmits = 0
 
-    def readmit(self, permit: Permit) -> Rejection | None:
-        self.readmits += 1
-        return super().readmit(permit)
+    def admits_waiters(self) -> bool:
+        self.readmits += 1  # the breaker's first question about a call that waited
+        return super().admits_waiters()
 
 
 def test_only_calls_that_waited_are_checked_again(mode: Mode, clock: FakeClock) -> None:
@@ -304,8 +303,9 @@ def test_an_uncontended_call_is_not_checked_again(clock: FakeClock) -> None:
 
 
 class StatsOnly(MemoryBackend):
-    """A backend relying on the default readmit (which reads stats())."""
+    """A backend relying on the defaults: admits_waiters() says no, readmit() reads stats()."""
 
+    admits_waiters = BreakerBackend.admits_waiters
     readmit = BreakerBackend.readmit
 
 
@@ -369,8 +369,10 @@ def test_io_backend_leaves_queue_time_out_of_slow_calls(clock: FakeClock) -> Non
 
 
 def test_a_report_outside_any_pipeline_reaches_nobody() -> None:
-    """Reporting a wait from a frame that is not a pipeline layer does nothing."""
-    report_wait(sys._getframe(), 1.0, None)
+    """Reporting a wait from a frame that is not a pipeline layer does nothing, then and later."""
+    reporter = WaitReporter()
+    assert reporter.report(1.0, None) is None
+    assert reporter.report(1.0, None) is None
 
 
 def test_a_queue_inside_the_dependency_is_its_own_business(clock: FakeClock) -> None:
@@ -427,11 +429,12 @@ class WaitingPolicy(Policy):
         clock = self.fake
         seconds = self.seconds
         before = self.before
+        reporter = WaitReporter()
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             before()
             clock.sleep_blocking(seconds)
-            report_wait(sys._getframe(), seconds, ctx.operation)
+            reporter.report(seconds, ctx.operation)
             return inner(ctx, fn, args, kwargs)
 
         return run
@@ -440,11 +443,14 @@ class WaitingPolicy(Policy):
         clock = self.fake
         seconds = self.seconds
         before = self.before
+        reporter = WaitReporter()
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             before()
             await clock.sleep(seconds)
-            await report_wait_async(sys._getframe(), seconds, ctx.operation)
+            pending = reporter.report(seconds, ctx.operation)
+            if pending is not None:
+                await pending
             return await inner(ctx, fn, args, kwargs)
 
         return run

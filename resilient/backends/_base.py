@@ -345,6 +345,18 @@ class BreakerBackend(abc.ABC):
             The snapshot.
         """
 
+    def admits_waiters(self) -> bool:
+        """Whether every call admitted earlier may go ahead now, known without I/O.
+
+        True only while the breaker is CLOSED as far as the backend knows for
+        sure (an in-process backend); the breaker then skips :meth:`readmit`
+        for the calls that waited. Default: False (always ask ``readmit``).
+
+        Returns:
+            Whether :meth:`readmit` would return None for any permit.
+        """
+        return False
+
     def readmit(self, permit: Permit) -> Rejection | None:
         """Check again a call admitted with *permit* that then waited, before it calls the dependency.
 

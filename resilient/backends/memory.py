@@ -374,6 +374,14 @@ class MemoryBackend(BreakerBackend):
                 return _HALF_OPEN, self._half_open()
             return self._state, None
 
+    def admits_waiters(self) -> bool:
+        """Whether the breaker is CLOSED: then any call admitted earlier may go ahead.
+
+        Returns:
+            True while CLOSED.
+        """
+        return self._closed_permit is not None
+
     def readmit(self, permit: Permit) -> Rejection | None:
         """Check again a call admitted with *permit* that then waited (see :class:`BreakerBackend`).
 
