@@ -40,9 +40,11 @@ from that ``def`` shares it), a *binder*: ``bind(frame) -> listener``. A
 report reaches the listening layers of the same pipeline call around the
 reporting one, innermost first: they are found the way
 :func:`resilient.current_call` finds the running call, by walking the stack
-outward through pipeline layers (it stops at the first frame that is not a
-layer: a pipeline called from inside the protected function is another
-call, and its waits are that function's business).
+outward (past policies' helper frames) as long as the layers belong to the
+same pipeline call: it stops at a layer of another pipeline (a pipeline
+called from inside the protected function is another call, and its waits
+are that function's business). A policy that runs the call in another task
+(``hedge``) ends the stack there: put breakers inside it.
 
 A chain of layers is built once, so the layers around a layer function are
 the same objects for every call: the first report walks the stack, calls
@@ -97,19 +99,38 @@ def on_wait(layer: Callable[..., object], bind: Binder) -> None:
     _binders[layer.__code__] = bind
 
 
+def _pipeline_of(frame: FrameType) -> object:
+    """The pipeline of the call a layer frame runs (its first argument is the call's context)."""
+    ctx = frame.f_locals.get(frame.f_code.co_varnames[0])
+    return getattr(ctx, "pipeline", None)
+
+
 def _walk(frame: FrameType) -> list[tuple[int, FrameType, Binder]]:
-    """The listening layers around the layer running in *frame*, innermost first, with their distance."""
+    """The listening layers around the layer running in *frame*, innermost first, with their distance.
+
+    The walk goes outward past frames that are not layers (a policy's helper
+    coroutine, say) and stops at a layer of another pipeline's call (a
+    pipeline that the protected function of another one calls).
+
+    Returns:
+        ``(distance, frame, binder)`` for each listening layer.
+    """
     found: list[tuple[int, FrameType, Binder]] = []
     codes = _layer_codes
     if frame.f_code not in codes:
         return found  # not running as a pipeline layer (a context manager, say)
+    pipeline = _pipeline_of(frame)
     binders = _binders
     distance = 1
     outer = frame.f_back
-    while outer is not None and outer.f_code in codes:
-        bind = binders.get(outer.f_code)
-        if bind is not None:
-            found.append((distance, outer, bind))
+    while outer is not None:
+        code = outer.f_code
+        if code in codes:
+            if _pipeline_of(outer) is not pipeline:
+                break
+            bind = binders.get(code)
+            if bind is not None:
+                found.append((distance, outer, bind))
         outer = outer.f_back
         distance += 1
     return found

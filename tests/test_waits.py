@@ -22,6 +22,7 @@ from resilient import (
     CircuitOpenError,
     CircuitState,
     bulkhead,
+    chaos,
     circuit_breaker,
     pipeline,
 )
@@ -366,6 +367,69 @@ def test_io_backend_leaves_queue_time_out_of_slow_calls(clock: FakeClock) -> Non
     bh = bulkhead(1, max_queue=4, clock=clock)
     AsyncMode(clock).run(pipeline(breaker, bh), bh, 5, healthy(AsyncMode(clock), 1.0))
     assert (breaker.stats().slow_calls, breaker.state) == (0, CircuitState.CLOSED)
+
+
+async def hold_then_queue(guarded: Policy, bh: Bulkhead, meanwhile: Callable[[], None]) -> list[Any]:
+    """One call holds the only slot while another queues; *meanwhile* runs; then the holder ends."""
+    gate = asyncio.Event()
+
+    async def body(held: bool) -> str:
+        if held:
+            await gate.wait()
+        return "ran"
+
+    call = guarded(body)
+    holder = asyncio.create_task(call(True))
+    while bh.in_use == 0:
+        await asyncio.sleep(0)
+    queued = asyncio.create_task(call(False))
+    while bh.queued == 0:
+        await asyncio.sleep(0)
+    meanwhile()
+    gate.set()
+    return list(await asyncio.gather(holder, queued, return_exceptions=True))
+
+
+async def test_a_layer_that_only_sometimes_has_a_frame_does_not_hide_the_breaker(clock: FakeClock) -> None:
+    """A chaos layer between them with a frame only while it injects: queued calls are re-checked anyway."""
+    injecting = [False]
+    breaker = circuit_breaker(clock=clock)
+    bh = bulkhead(1, max_queue=1, clock=clock)
+    guarded = pipeline(breaker, chaos.latency(0.5, enabled=lambda: injecting[0], clock=clock), bh)
+    for on in (False, True, False):
+        injecting[0] = on
+        breaker.reset()
+        results = await hold_then_queue(guarded, bh, breaker.isolate)
+        assert results[0] == "ran"
+        assert isinstance(results[1], CircuitOpenError), on
+    assert (bh.in_use, bh.queued) == (0, 0)
+
+
+async def test_every_breaker_around_hears_of_the_wait_after_an_async_one(clock: FakeClock) -> None:
+    """Outer breaker isolated, inner on an I/O backend: the inner is awaited, then the outer rejects."""
+    outer = circuit_breaker(clock=clock)
+    inner = circuit_breaker(clock=clock, backend=Remote())
+    bh = bulkhead(1, max_queue=1, clock=clock)
+    results = await hold_then_queue(pipeline(outer, inner, bh), bh, outer.isolate)
+    assert results[0] == "ran"
+    assert isinstance(results[1], CircuitOpenError)
+    assert results[1].retry_after is None  # the outer (ISOLATED) breaker's rejection
+    assert (inner.stats().calls, inner.state) == (0, CircuitState.CLOSED)
+
+
+async def test_timing_is_corrected_for_every_breaker_around(clock: FakeClock) -> None:
+    """Two slow-call breakers around one queue, the inner on an I/O backend: neither counts the queue time."""
+    breakers = [
+        circuit_breaker(
+            failure_rate=1.0, slow_call_duration=1.5, minimum_calls=2, clock=clock, backend=backend
+        )
+        for backend in (MemoryBackend(), Remote())
+    ]
+    bh = bulkhead(1, max_queue=1, clock=clock)
+    # The queued call waits 5 s; the holder is the one that took them.
+    results = await hold_then_queue(pipeline(*breakers, bh), bh, lambda: clock.advance(5))
+    assert results == ["ran", "ran"]
+    assert [b.stats().slow_calls for b in breakers] == [1, 1]  # the holder's 5 s, not the queued call
 
 
 def test_a_report_outside_any_pipeline_reaches_nobody() -> None:
