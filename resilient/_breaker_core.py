@@ -197,7 +197,7 @@ class BreakerCore:
             CircuitOpenError: The breaker moved on while the call waited.
         """
         if frame is None:
-            if self._slow is None and self.backend.admits_waiters():
+            if self._slow is None and self.backend.waiters_admitted:
                 return None
             return NEED_FRAME
         local = frame.f_locals
@@ -230,13 +230,13 @@ class BreakerCore:
 UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
 
 
-def bind_wait(frame: FrameType) -> Listener:
-    """The wait listener of the breaker whose layer runs in *frame* (read once per layer)."""
+def bind_wait(frame: FrameType) -> tuple[Listener, bool]:
+    """The breaker layer in *frame*: its wait listener, and whether it times calls (read once per layer)."""
     me: BreakerCore = frame.f_locals["me"]
-    return me._after_wait
+    return me._after_wait, me._slow is not None
 
 
-def bind_wait_async(frame: FrameType) -> Listener:
+def bind_wait_async(frame: FrameType) -> tuple[Listener, bool]:
     """:func:`bind_wait` for the layer of a backend whose steps do I/O."""
     me: BreakerCore = frame.f_locals["me"]
-    return me._after_wait_async
+    return me._after_wait_async, True

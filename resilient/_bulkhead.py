@@ -117,7 +117,7 @@ class Bulkhead(Slots, Policy):
                     else:
                         # The queued path, inlined too: it is the hot path of a busy bulkhead.
                         w = _AsyncWaiter()
-                        me._join_locked(w, reporter.listening)
+                        me._join_locked(w, reporter.needs_time)
                         release()
                         if w.state != _GRANTED:  # (a slot may have freed since the check above)
                             if w.state == _NEW:
@@ -130,7 +130,8 @@ class Bulkhead(Slots, Policy):
                             if (w.handle is not None or w.state != _GRANTED) and not me._settle(w):
                                 raise me._reject(ctx.operation, w.bound)
                             if reporter.listening:
-                                pending = reporter.report(me.clock.monotonic() - w.joined, ctx.operation)
+                                waited = me.clock.monotonic() - w.joined if reporter.needs_time else 0.0
+                                pending = reporter.report(waited, ctx.operation)
                                 if pending is not None:
                                     await pending
                 except BaseException:

@@ -215,6 +215,8 @@ class Slots:
                 w.state = _GONE
                 self._in_use -= 1
             queue.popleft()
+            if self._in_use >= self._max:
+                return  # (the usual case: one slot freed, one handed over)
 
     def _leave_locked(self, w: _Waiter) -> None:
         w.state = _GONE
@@ -353,7 +355,7 @@ class Slots:
         """Like :meth:`_wait_async`, blocking the thread."""
         try:
             with self._lock:
-                self._join_locked(w, reporter is not None and reporter.listening)
+                self._join_locked(w, reporter is not None and reporter.needs_time)
             state = w.state
             if state == _GRANTED:
                 return
@@ -377,7 +379,8 @@ class Slots:
             if not self._settle(w):
                 raise self._reject(operation, w.bound)
             if reporter is not None and reporter.listening:
-                reporter.report(self.clock.monotonic() - w.joined, operation, 2)
+                waited = self.clock.monotonic() - w.joined if reporter.needs_time else 0.0
+                reporter.report(waited, operation, 2)
         except BaseException:
             try:
                 self._abandon(w)

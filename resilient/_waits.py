@@ -50,7 +50,9 @@ A chain of layers is built once, so the layers around a layer function are
 the same objects for every call: the first report walks the stack, calls
 each binder once with its layer's frame (read per-layer data, such as the
 policy object, from ``frame.f_locals``, read-only) and keeps the listener it
-returns with the frame's distance. Every report then calls
+returns with the frame's distance. The binder also says whether the
+listener uses the seconds waited: if none does, the reporting layer need
+not read its clock (:attr:`WaitReporter.needs_time`). Every report then calls
 ``listener(seconds, operation, None)`` first: the listener either handles
 the report without the call's own data (returns None), or returns
 :data:`NEED_FRAME`, and is called again with the layer's frame of this call,
@@ -81,8 +83,8 @@ NEED_FRAME: Any = object()
 Listener: TypeAlias = Callable[[float, "str | None", "FrameType | None"], Any]
 """``(seconds waited, operation, frame or None) -> None | NEED_FRAME | awaitable``."""
 
-Binder: TypeAlias = Callable[[FrameType], Listener]
-"""``(a layer's frame) -> its listener``, called once per layer (see the module docstring)."""
+Binder: TypeAlias = Callable[[FrameType], "tuple[Listener, bool]"]
+"""``(a layer's frame) -> (its listener, whether it uses the seconds)``, once per layer (see above)."""
 
 _binders: dict[CodeType, Binder] = {}
 
@@ -139,7 +141,7 @@ def _walk(frame: FrameType) -> list[tuple[int, FrameType, Binder]]:
 class WaitReporter:
     """Tells the listening layers around one layer function that a call waited (see the module docstring)."""
 
-    __slots__ = ("_around", "listening")
+    __slots__ = ("_around", "listening", "needs_time")
 
     def __init__(self) -> None:
         # (distance from the layer's frame, its code, its listener), innermost
@@ -148,12 +150,16 @@ class WaitReporter:
         #: False once a report found no listening layer around: the layer may
         #: then skip measuring the wait and calling :meth:`report`.
         self.listening = True
+        #: False once the listeners around are known not to use the seconds:
+        #: the layer may then pass 0.0 instead of reading its clock.
+        self.needs_time = True
 
     def report(self, seconds: float, operation: str | None, depth: int = 1) -> Awaitable[None] | None:
         """Report a wait of *seconds* to the listening layers around the caller's layer.
 
         Args:
-            seconds: How long the call waited (>= 0).
+            seconds: How long the call waited (>= 0; 0.0 will do while
+                :attr:`needs_time` is False).
             operation: The call's operation, for the events a listener emits.
             depth: How far up the stack the layer's frame is (1: the caller).
 
@@ -163,8 +169,9 @@ class WaitReporter:
         """
         around = self._around
         if around is None:
-            walked = _walk(sys._getframe(depth))
-            around = self._around = tuple((d, f.f_code, bind(f)) for d, f, bind in walked)
+            bound = [(d, f.f_code, *bind(f)) for d, f, bind in _walk(sys._getframe(depth))]
+            self.needs_time = any(timed for _, _, _, timed in bound)
+            around = self._around = tuple((d, code, listener) for d, code, listener, _ in bound)
             self.listening = bool(around)
         for i, (distance, code, listener) in enumerate(around):
             result = listener(seconds, operation, None)

@@ -454,6 +454,8 @@ def breaker_state(breaker: CircuitBreaker) -> str | None:
     state = backend._state
     if (backend._closed_permit is None) != (state is not CircuitState.CLOSED):
         return f"{state.name} with closed permit {backend._closed_permit}"
+    if backend.waiters_admitted != (state is CircuitState.CLOSED):
+        return f"{state.name} with waiters_admitted={backend.waiters_admitted}"
     quiet = backend.quiet_permit
     if quiet is not None and (quiet is not backend._closed_permit or backend._consecutive):
         return f"a quiet permit {quiet} while {state.name} with {backend._consecutive} failures"

@@ -278,12 +278,18 @@ class CountingBackend(MemoryBackend):
     """The default backend, counting how often a call is checked again."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.readmits = 0
+        self._admitted = True
+        super().__init__()
 
-    def admits_waiters(self) -> bool:
+    @property
+    def waiters_admitted(self) -> bool:
         self.readmits += 1  # the breaker's first question about a call that waited
-        return super().admits_waiters()
+        return self._admitted
+
+    @waiters_admitted.setter
+    def waiters_admitted(self, value: bool) -> None:
+        self._admitted = value
 
 
 def test_only_calls_that_waited_are_checked_again(mode: Mode, clock: FakeClock) -> None:
@@ -304,9 +310,9 @@ def test_an_uncontended_call_is_not_checked_again(clock: FakeClock) -> None:
 
 
 class StatsOnly(MemoryBackend):
-    """A backend relying on the defaults: admits_waiters() says no, readmit() reads stats()."""
+    """A backend relying on the defaults: no waiters_admitted fast path, readmit() reads stats()."""
 
-    admits_waiters = BreakerBackend.admits_waiters
+    waiters_admitted = property(lambda self: False, lambda self, value: None)
     readmit = BreakerBackend.readmit
 
 

@@ -254,6 +254,12 @@ class BreakerBackend(abc.ABC):
     nor records a success made with it. A backend must set it to None
     whenever either stops being true (and shared backends leave it None)."""
     """True if the sync methods never wait for I/O, so async code may call them."""
+    waiters_admitted: bool = False
+    """Optional fast path for in-process backends: True only while every call
+    admitted earlier may go ahead now (the breaker is CLOSED, known without
+    I/O). The breaker then skips :meth:`readmit` for the calls that waited in
+    an inner queue. A plain attribute, read once per such call; shared
+    backends leave it False."""
 
     @abc.abstractmethod
     def bind(
@@ -344,18 +350,6 @@ class BreakerBackend(abc.ABC):
         Returns:
             The snapshot.
         """
-
-    def admits_waiters(self) -> bool:
-        """Whether every call admitted earlier may go ahead now, known without I/O.
-
-        True only while the breaker is CLOSED as far as the backend knows for
-        sure (an in-process backend); the breaker then skips :meth:`readmit`
-        for the calls that waited. Default: False (always ask ``readmit``).
-
-        Returns:
-            Whether :meth:`readmit` would return None for any permit.
-        """
-        return False
 
     def readmit(self, permit: Permit) -> Rejection | None:
         """Check again a call admitted with *permit* that then waited, before it calls the dependency.

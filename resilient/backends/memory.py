@@ -84,6 +84,7 @@ class MemoryBackend(BreakerBackend):
         # Shared by every CLOSED call of this generation; None when not CLOSED,
         # so one unlocked read both checks the state and yields the permit.
         self._closed_permit: Permit | None = Permit(0)
+        self.waiters_admitted = True  # while CLOSED: see BreakerBackend.waiters_admitted
         # _closed_permit while a success has nothing to forget (plain mode, no failures).
         self.quiet_permit: Permit | None = self._closed_permit
         self._retry_at = 0.0
@@ -170,6 +171,7 @@ class MemoryBackend(BreakerBackend):
         self._state = _OPEN
         self._gen += 1
         self._closed_permit = None
+        self.waiters_admitted = False
         self.quiet_permit = None
         self._retry_at = now + self._recovery
         self._probe_successes = 0
@@ -189,6 +191,7 @@ class MemoryBackend(BreakerBackend):
         self._consecutive = 0
         self._probe_successes = 0
         self._closed_permit = permit
+        self.waiters_admitted = True
         self.quiet_permit = permit if self._plain else None
         return _TO[previous, _CLOSED]
 
@@ -341,6 +344,7 @@ class MemoryBackend(BreakerBackend):
             self._state = _ISOLATED
             self._gen += 1
             self._closed_permit = None
+            self.waiters_admitted = False
             self.quiet_permit = None
             self._probe_successes = 0
             return _TO[previous, _ISOLATED]
@@ -373,14 +377,6 @@ class MemoryBackend(BreakerBackend):
             if self._state is _OPEN and self._now() >= self._retry_at:
                 return _HALF_OPEN, self._half_open()
             return self._state, None
-
-    def admits_waiters(self) -> bool:
-        """Whether the breaker is CLOSED: then any call admitted earlier may go ahead.
-
-        Returns:
-            True while CLOSED.
-        """
-        return self._closed_permit is not None
 
     def readmit(self, permit: Permit) -> Rejection | None:
         """Check again a call admitted with *permit* that then waited (see :class:`BreakerBackend`).
