@@ -7,7 +7,8 @@ memory and time each decorated function costs, and the import time (in
 fresh interpreters; see ``startup.py``), then prints Markdown tables with a
 PASS/FAIL budget column:
 
-- every resilient policy adds less overhead than the fastest peer with it;
+- every resilient policy adds less overhead than the fastest peer with it
+  (the rate limiter: hyx's token bucket and aiolimiter);
 - the five-policy stack adds no more than the hand-written stdlib stack;
 - ``@timeout`` costs no more than ``asyncio.timeout``;
 - throughput at least that of ``asyncio.Semaphore`` + a hand-written breaker;
@@ -67,6 +68,7 @@ from _harness import (
     verdict,
     versions,
 )
+from limiter_workloads import saturated, saturated_table
 from outcomes_http import async_variants as outcome_variants
 from outcomes_http import report as outcomes_report
 from outcomes_http import sync_variants as http_variants
@@ -85,6 +87,7 @@ import resilient
 from resilient.events import BulkheadRejected, EventBus
 
 AsyncFn = Callable[[], Awaitable[Any]]
+SAT_RATE, SAT_BURST = 5000.0, 10  # the saturated limiter: sub-millisecond permits, a small burst
 
 
 @dataclass
@@ -116,6 +119,8 @@ def scenarios() -> list[Scenario]:
         Scenario("timeout", "timeout (not reached)", pr.TIMEOUT_ASYNC),
         Scenario("breaker", "circuit breaker, closed", pr.BREAKER_ASYNC),
         Scenario("bulkhead", "bulkhead, uncontended", pr.BULKHEAD_ASYNC),
+        Scenario("limiter", "rate limiter, free permit", pr.RATE_ASYNC),
+        Scenario("limited", "rate limiter, rejected (saturated)", pr.RATE_REJECTED_ASYNC),
         Scenario("fallback", "fallback, no failure", pr.FALLBACK_ASYNC),
         Scenario("stack", "five-policy stack", pr.STACK_ASYNC),
         Scenario("hedge", "hedge, first attempt answers at once", pr.HEDGE_ASYNC),
@@ -423,6 +428,8 @@ def run(
         return astats, tp, mem, deco
 
     astats, (tp, tp_missing), mem, deco = asyncio.run(main())
+    sat_calls = 20 if tasks >= 1000 else 5
+    sat, sat_missing = asyncio.run(saturated(trounds, 100, sat_calls, SAT_RATE, SAT_BURST))
     sv = _build(rows, sync=True)
     sv.update(_shutdown_variants(sync=True))
     sv.update(chaos_variants(sync=True))
@@ -453,6 +460,11 @@ def run(
     print(shutdown_table(stats, checks))
     print(f"\n## Throughput: {tasks:,} tasks x {calls} calls through bulkhead(50) + breaker\n")
     print(throughput_table(tp, tp_missing, checks))
+    print(
+        f"\n## Saturated rate limiter: 100 tasks x {sat_calls} calls, waiting for permits of "
+        f"{SAT_RATE:,}/s (bursts of {SAT_BURST})\n"
+    )
+    print(saturated_table(sat, sat_missing, 100 * sat_calls, SAT_RATE, SAT_BURST))
     print(f"\n## Memory per decorated function (tracemalloc, {mem_n - 1} functions, fresh policy each)\n")
     print(memory_table(mem))
     print(

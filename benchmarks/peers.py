@@ -26,7 +26,17 @@ SyncFn = Callable[[], Any]
 AsyncBuilder = Callable[[AsyncFn], AsyncFn]
 SyncBuilder = Callable[[SyncFn], SyncFn]
 
-PEERS = ("tenacity", "stamina", "backoff", "hyx", "circuitbreaker", "aiobreaker", "purgatory", "pybreaker")
+PEERS = (
+    "tenacity",
+    "stamina",
+    "backoff",
+    "hyx",
+    "circuitbreaker",
+    "aiobreaker",
+    "purgatory",
+    "pybreaker",
+    "aiolimiter",
+)
 """Peer distributions, in table order."""
 
 LIBS = ("resilient", "stdlib", *PEERS)
@@ -181,6 +191,56 @@ def chaos_off() -> bool:
 CHAOS_OFF_ASYNC: dict[str, AsyncBuilder | str] = {
     "resilient": lambda fn: resilient.chaos.fault(ConnectionError, enabled=chaos_off)(fn),
     "stdlib": lambda fn: hw.chaos_fault(chaos_off)(fn),
+}
+
+
+def _swallowing(fn: AsyncFn, *errors: type[BaseException]) -> AsyncFn:
+    """*fn*, with the given rejection errors caught: a rejected call is a completed call here."""
+
+    async def call() -> Any:
+        try:
+            return await fn()
+        except errors:
+            return None
+
+    return call
+
+
+def _aiolimiter(max_rate: float, time_period: float) -> AsyncBuilder:
+    def build(fn: AsyncFn) -> AsyncFn:
+        limiter = peer("aiolimiter").AsyncLimiter(max_rate, time_period)
+
+        async def call() -> Any:
+            async with limiter:
+                return await fn()
+
+        return call
+
+    return build
+
+
+def _hyx_bucket(rate: float, per: float, burst: float, fn: AsyncFn) -> AsyncFn:
+    # hyx's limiter binds the running loop when built: the builders run inside it.
+    wrapped: AsyncFn = _hyx("ratelimit").tokenbucket(rate, per, burst)(fn)
+    return wrapped
+
+
+# A limit never reached while measuring: the cost of taking a free permit.
+RATE_ASYNC: dict[str, AsyncBuilder | str] = {
+    "resilient": lambda fn: resilient.rate_limiter(1e9)(fn),
+    "stdlib": lambda fn: hw.rate_limiter(1e9, 10**9)(fn),
+    "hyx": lambda fn: _hyx_bucket(1e9, 1, 1e9, fn),
+    "aiolimiter": _aiolimiter(1e9, 1),
+}
+
+# One permit per hour, spent by the first call: the cost of a rejection.
+RATE_REJECTED_ASYNC: dict[str, AsyncBuilder | str] = {
+    "resilient": lambda fn: _swallowing(resilient.rate_limiter(1, per=3600)(fn), resilient.RateLimitedError),
+    "stdlib": lambda fn: _swallowing(hw.rate_limiter(1 / 3600, 1)(fn), hw.RateLimited),
+    "hyx": lambda fn: _swallowing(
+        _hyx_bucket(1, 3600, 1, fn), _hyx("ratelimit.exceptions").RateLimitExceeded
+    ),
+    "aiolimiter": "waits, never rejects",
 }
 
 STACK_ASYNC: dict[str, AsyncBuilder | str] = {

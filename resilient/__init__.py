@@ -1,10 +1,10 @@
 """resilient: composable resilience policies for async (and sync) Python.
 
 Decorate with ``retry``, ``timeout``, ``circuit_breaker``, ``bulkhead``,
-``fallback`` and ``hedge`` (``resilient.chaos`` injects faults); stacked
-decorators fold into one pipeline; policies emit events on a bus that
-logging and metrics adapters plug into. ``gate`` shuts a service down
-gracefully; ``Registry`` builds pipelines per key, from code or from
+``rate_limiter``, ``fallback`` and ``hedge`` (``resilient.chaos`` injects
+faults); stacked decorators fold into one pipeline; policies emit events on
+a bus that logging and metrics adapters plug into. ``gate`` shuts a service
+down gracefully; ``Registry`` builds pipelines per key, from code or from
 configuration, and reloads them.
 """
 
@@ -24,6 +24,7 @@ from ._errors import (
     ConfigError,
     FailedResult,
     GateClosedError,
+    RateLimitedError,
     ResilientError,
     TimeoutExceededError,
 )
@@ -32,6 +33,7 @@ from ._fallback import Fallback, fallback
 from ._hedge import Hedge, hedge
 from ._outcome import Outcome, gather_outcomes, outcome
 from ._pipeline import Pipeline, Policy, pipeline
+from ._rate_limiter import RateLimiter, rate_limiter
 from ._retry import Retry, retry
 from ._state import CircuitState
 from ._timeout import Timeout, timeout
@@ -76,6 +78,8 @@ __all__ = [
     "Pipeline",
     "Policy",
     "Registry",
+    "RateLimitedError",
+    "RateLimiter",
     "ResilientError",
     "Retry",
     "RetryBudget",
@@ -99,6 +103,7 @@ __all__ = [
     "pipeline",
     "pipeline_from_config",
     "pipeline_of",
+    "rate_limiter",
     "remaining",
     "retry",
     "set_testing",

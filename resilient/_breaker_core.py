@@ -15,6 +15,7 @@ from ._errors import CircuitOpenError, ResilientError
 from ._events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitIsolated,
@@ -61,6 +62,7 @@ class BreakerCore:
         CircuitRejected,
         BackendDegraded,
         BackendRecovered,
+        BackendStateLost,
     )
     name: str | None
     clock: Clock

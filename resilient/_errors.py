@@ -5,6 +5,7 @@
     ResilientError(Exception)
     ├── CircuitOpenError          .name  .retry_after
     ├── BulkheadFullError         .name  .retry_after (None)
+    ├── RateLimitedError          .name  .retry_after
     ├── GateClosedError           .name  .retry_after (None)  .reason
     ├── TimeoutExceededError      .seconds        (also a builtin TimeoutError)
     ├── ConfigError               .errors         (also a builtin ValueError)
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "FailedResult",
     "GateClosedError",
+    "RateLimitedError",
     "ResilientError",
     "TimeoutExceededError",
 ]
@@ -79,6 +81,38 @@ class BulkheadFullError(ResilientError):
 
     def __reduce__(self) -> tuple[type[BulkheadFullError], tuple[str | None, str]]:
         return (type(self), (self.name, self.reason))
+
+
+class RateLimitedError(ResilientError):
+    """A rate limiter rejected the call: no permit now, and none soon enough to wait for.
+
+    Attributes:
+        name: The limiter's name, or None.
+        retry_after: Seconds until a permit would be free for this call
+            (``retry`` waits at least that long before trying again).
+    """
+
+    name: str | None
+    retry_after: float | None
+
+    def __init__(self, name: str | None = None, retry_after: float | None = None) -> None:
+        # The message is formatted when it is read, not on every rejection: a
+        # saturated limiter rejects often, and formatting costs more than the
+        # rest of the rejection. (``args`` holds the two values.)
+        self.name = name
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        label = f"rate limit {self.name!r}" if self.name else "rate limit"
+        if self.retry_after is None:
+            return f"{label} exceeded"
+        return f"{label} exceeded; retry after {self.retry_after:.3f}s"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[type[RateLimitedError], tuple[str | None, float | None]]:
+        return (type(self), (self.name, self.retry_after))
 
 
 class TimeoutExceededError(ResilientError, TimeoutError):

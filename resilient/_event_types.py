@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # (second, so that documentation tools see the standard decor
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallFailed",
     "CallCancelled",
@@ -40,6 +41,7 @@ __all__ = [
     "GateClosing",
     "GateRejected",
     "HedgeStarted",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutElapsed",
@@ -53,8 +55,8 @@ class Event:
     Attributes:
         policy: The kind of policy that emitted it: ``"retry"``,
             ``"timeout"``, ``"circuit_breaker"``, ``"bulkhead"``,
-            ``"fallback"``, ``"gate"``, ``"hedge"``, ``"chaos"``, ``"pipeline"``
-            or ``"registry"``.
+            ``"rate_limiter"``, ``"fallback"``, ``"gate"``, ``"hedge"``, ``"chaos"``,
+            ``"pipeline"`` or ``"registry"``.
         name: The emitting policy's ``name``, or None.
         operation: Qualified name of the protected function, or None when
             the policy was used as a context manager.
@@ -231,6 +233,14 @@ class ConfigReloadFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimited(CallRejected):
+    """A rate limiter rejected a call: no permit now, and none within its wait bound.
+
+    ``retry_after`` is the seconds until a permit would be free.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FallbackUsed(Event):
     """A fallback replaced a failure with its default.
 
@@ -354,3 +364,21 @@ class BackendRecovered(Event):
     """
 
     backend: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendStateLost(Event):
+    """A shared state backend lost the state this process last saw (a restart, a flush, eviction).
+
+    Emitted by each process that notices, once per loss. An ISOLATED breaker
+    is restored (``state`` is ISOLATED); otherwise the breaker starts afresh.
+
+    Attributes:
+        backend: A short description of the backend.
+        previous: The state this process last saw.
+        state: The state now.
+    """
+
+    backend: str
+    previous: CircuitState
+    state: CircuitState

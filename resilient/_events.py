@@ -18,6 +18,7 @@ from ._event_runs import AsyncRuns, Sub, report
 from ._event_types import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -39,6 +40,7 @@ from ._event_types import (
     GateClosing,
     GateRejected,
     HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     TimeoutElapsed,
@@ -49,6 +51,7 @@ from ._numbers import describe, plain_number
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallCancelled",
     "CallFailed",
@@ -72,6 +75,7 @@ __all__ = [
     "GateRejected",
     "HedgeStarted",
     "Handler",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "Subscription",

@@ -8,6 +8,7 @@ transition. With no subscriber for a type, emitting it allocates nothing.
 from ._events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -31,6 +32,7 @@ from ._events import (
     GateRejected,
     Handler,
     HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -42,6 +44,7 @@ from ._events import (
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallCancelled",
     "CallFailed",
@@ -65,6 +68,7 @@ __all__ = [
     "GateRejected",
     "HedgeStarted",
     "Handler",
+    "RateLimited",
     "RetriesExhausted",
     "RetryScheduled",
     "Subscription",

@@ -9,7 +9,14 @@ import typing
 
 import pytest
 
-from resilient import BulkheadFullError, CircuitOpenError, ResilientError, TimeoutExceededError, timeout
+from resilient import (
+    BulkheadFullError,
+    CircuitOpenError,
+    RateLimitedError,
+    ResilientError,
+    TimeoutExceededError,
+    timeout,
+)
 from resilient.testing import FakeClock
 
 ERRORS: list[ResilientError] = [
@@ -18,11 +25,13 @@ ERRORS: list[ResilientError] = [
     CircuitOpenError(None, None),
     BulkheadFullError("pool"),
     BulkheadFullError(None),
+    RateLimitedError("api", 0.25),
+    RateLimitedError(None, None),
     TimeoutExceededError(2.5),
 ]
 
 
-@pytest.mark.parametrize("cls", [CircuitOpenError, BulkheadFullError, TimeoutExceededError])
+@pytest.mark.parametrize("cls", [CircuitOpenError, BulkheadFullError, RateLimitedError, TimeoutExceededError])
 def test_hierarchy(cls: type[Exception]) -> None:
     """Every error of the library is a ResilientError, which is an Exception."""
     assert issubclass(cls, ResilientError)
@@ -35,7 +44,7 @@ def test_timeout_error_is_builtin_timeout_error() -> None:
     assert issubclass(TimeoutExceededError, asyncio.TimeoutError)
 
 
-@pytest.mark.parametrize("cls", [CircuitOpenError, BulkheadFullError])
+@pytest.mark.parametrize("cls", [CircuitOpenError, BulkheadFullError, RateLimitedError])
 def test_rejections_are_not_timeouts(cls: type[Exception]) -> None:
     """Rejection errors are not TimeoutErrors."""
     assert not issubclass(cls, TimeoutError)
@@ -53,6 +62,12 @@ def test_bulkhead_full_attributes() -> None:
     assert (err.name, err.retry_after) == ("pool", None)
 
 
+def test_rate_limited_attributes() -> None:
+    """RateLimitedError carries .name and .retry_after (seconds until a permit)."""
+    err = RateLimitedError("api", 0.25)
+    assert (err.name, err.retry_after) == ("api", 0.25)
+
+
 def test_timeout_attributes() -> None:
     """TimeoutExceededError carries .seconds."""
     assert TimeoutExceededError(2.5).seconds == 2.5
@@ -65,6 +80,8 @@ def test_timeout_attributes() -> None:
         (CircuitOpenError, "name", str | None),
         (BulkheadFullError, "retry_after", float | None),
         (BulkheadFullError, "name", str | None),
+        (RateLimitedError, "retry_after", float | None),
+        (RateLimitedError, "name", str | None),
         (TimeoutExceededError, "seconds", float),
     ],
 )
@@ -79,6 +96,8 @@ def test_attributes_typed(cls: type[Exception], attr: str, expected: object) -> 
         (CircuitOpenError("db", 12.5), "circuit 'db' is open; retry after 12.500s"),
         (CircuitOpenError(), "circuit is open"),
         (BulkheadFullError("pool"), "bulkhead 'pool' is full"),
+        (RateLimitedError("api", 0.25), "rate limit 'api' exceeded; retry after 0.250s"),
+        (RateLimitedError(), "rate limit exceeded"),
         (TimeoutExceededError(2.5), "timed out after 2.5s"),
     ],
     ids=repr,

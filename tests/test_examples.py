@@ -33,6 +33,7 @@ REQUIRED = {
     "custom_subscriber.py",
     "testing_with_fakeclock.py",
     "prometheus_metrics.py",
+    "rate_limited_api.py",
     "fastapi_app.py",
     "aiohttp_app.py",
     "http_retry_after.py",

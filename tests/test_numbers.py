@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilient import EventBus, RetryBudget, backoff, bulkhead, circuit_breaker, retry, timeout
+from resilient import EventBus, RetryBudget, backoff, bulkhead, circuit_breaker, rate_limiter, retry, timeout
 from resilient.testing import FakeClock
 
 # --- values that lie -------------------------------------------------------------------
@@ -123,7 +123,7 @@ def breaker_param(name: str, kind: str, valid: float, **extra: Any) -> Param:
     )
 
 
-POSITIONAL = {"seconds", "max_concurrent", "delay"}
+POSITIONAL = {"seconds", "max_concurrent", "delay", "rate"}
 STORED = {"delay": "delay_seconds"}
 RATE = {"failure_rate": 0.5}
 
@@ -145,6 +145,10 @@ PARAMS: list[Param] = [
     param(bulkhead, "max_concurrent", "int", 2),
     param(bulkhead, "max_queue", "int", 3, 1),
     param(bulkhead, "queue_timeout", "duration", 4, 1),
+    param(rate_limiter, "rate", "float", 5, clock=FakeClock()),
+    param(rate_limiter, "per", "duration", 2, 1, clock=FakeClock()),
+    param(rate_limiter, "burst", "int", 3, 1, clock=FakeClock()),
+    param(rate_limiter, "max_wait", "duration", 4, 1, clock=FakeClock()),
     param(RetryBudget, "ratio", "float", 0.5),
     param(RetryBudget, "min_per_second", "float", 3),
     param(RetryBudget, "capacity_calls", "int", 50),

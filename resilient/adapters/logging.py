@@ -24,6 +24,7 @@ from resilient._events import (
     ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -38,6 +39,7 @@ from resilient._events import (
     EventBus,
     FallbackUsed,
     HedgeStarted,
+    RateLimited,
     RetriesExhausted,
     RetryScheduled,
     Subscription,
@@ -62,6 +64,7 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
+    BackendStateLost: logging.WARNING,
     CallStarted: logging.DEBUG,
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
@@ -72,10 +75,10 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
 
 A rejected configuration reload is ERROR. Retries, timeouts, circuit state
 changes, rejections, fallbacks, chaos injections (an injected fault in the
-logs must say so) and a degraded backend are WARNING; a failed call (the
-caller gets the exception and decides), a cancelled call, a hedged attempt
-and a recovered backend are INFO; a call's start and its success are DEBUG
-so production logs stay quiet.
+logs must say so), a degraded backend and a backend that lost its state are
+WARNING; a failed call (the caller gets the exception and decides), a
+cancelled call, a hedged attempt and a recovered backend are INFO; a call's
+start and its success are DEBUG so production logs stay quiet.
 """
 
 PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)
@@ -174,6 +177,11 @@ def _bulkhead_rejected(ev: BulkheadRejected) -> str:
     return f"bulkhead {_label(ev)} rejected {subject(ev)}: no free slot"
 
 
+def _rate_limited(ev: RateLimited) -> str:
+    after = f", retry after {ev.retry_after:.2f}s" if ev.retry_after is not None else ""
+    return f"rate limiter {_label(ev)} rejected {subject(ev)}{after}"
+
+
 def _call_rejected(ev: CallRejected) -> str:
     return f"{ev.policy} {_label(ev)} rejected {subject(ev)}"
 
@@ -226,6 +234,13 @@ def _backend_recovered(ev: BackendRecovered) -> str:
     return f"{ev.policy} {_label(ev)}: backend {ev.backend} answers again, using shared state"
 
 
+def _backend_state_lost(ev: BackendStateLost) -> str:
+    return (
+        f"{ev.policy} {_label(ev)}: backend {ev.backend} lost the shared state "
+        f"(was {ev.previous.value}, now {ev.state.value})"
+    )
+
+
 def _generic(ev: Event) -> str:
     fields = ", ".join(f"{k}={v!r}" for k, v in event_fields(ev).items())
     return f"{event_kind(type(ev))} {subject(ev)}" + (f" ({fields})" if fields else "")
@@ -238,6 +253,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CircuitStateChanged: _circuit_changed,
     CircuitRejected: _circuit_rejected,
     BulkheadRejected: _bulkhead_rejected,
+    RateLimited: _rate_limited,
     CallRejected: _call_rejected,
     FallbackUsed: _fallback_used,
     HedgeStarted: _hedge_started,
@@ -248,6 +264,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CallCancelled: _call_cancelled,
     BackendDegraded: _backend_degraded,
     BackendRecovered: _backend_recovered,
+    BackendStateLost: _backend_state_lost,
     Event: _generic,
 }
 

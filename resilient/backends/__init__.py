@@ -1,10 +1,11 @@
-"""Where circuit breaker state lives.
+"""Where circuit breaker (and shared rate limiter) state lives.
 
 :class:`MemoryBackend` (the default, one per breaker) keeps it in this
 process. A shared backend implements :class:`BreakerBackend`, whose steps
 (``acquire``, ``record``, ``release``, ``isolate``, ``reset``, ``state``)
 are each one atomic operation on the shared state; see "Writing a backend"
-in the circuit breaker docs.
+in the circuit breaker docs. A rate limiter keeps its state in process by
+default; a :class:`RateLimiterBackend` (Redis) shares one limit by a fleet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ._base import (
     Rejection,
     Transition,
 )
+from ._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 from .memory import MemoryBackend
 
 __all__ = [
@@ -27,7 +29,10 @@ __all__ = [
     "MemoryBackend",
     "Outcome",
     "Permit",
+    "RateLimiterBackend",
+    "RateLimiterConfig",
     "Rejection",
+    "Reservation",
     "Transition",
 ]
 
