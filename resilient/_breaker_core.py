@@ -232,13 +232,15 @@ class BreakerCore:
 UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
 
 
-def bind_wait(frame: FrameType) -> tuple[Listener, bool]:
-    """The breaker layer in *frame*: its wait listener, and whether it times calls (read once per layer)."""
+def bind_wait(frame: FrameType) -> tuple[Listener, bool, object]:
+    """The breaker layer in *frame*: its wait listener, whether it times calls, its gate (read once)."""
     me: BreakerCore = frame.f_locals["me"]
-    return me._after_wait, me._slow is not None
+    timed = me._slow is not None
+    # Untimed, nothing to do while the backend admits every earlier call.
+    return me._after_wait, timed, None if timed else me.backend
 
 
-def bind_wait_async(frame: FrameType) -> tuple[Listener, bool]:
+def bind_wait_async(frame: FrameType) -> tuple[Listener, bool, object]:
     """:func:`bind_wait` for the layer of a backend whose steps do I/O."""
     me: BreakerCore = frame.f_locals["me"]
-    return me._after_wait_async, True
+    return me._after_wait_async, True, None

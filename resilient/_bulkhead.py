@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._bulkhead_slots import _GRANTED, _NEW, Slots, _AsyncWaiter, _SyncWaiter
+from ._bulkhead_slots import _GRANTED, _NEW, _QUEUED, Slots, _AsyncWaiter, _SyncWaiter
 from ._clock import Clock
 from ._context import CallContext
 from ._events import BulkheadRejected, Event, EventBus
@@ -119,9 +119,8 @@ class Bulkhead(Slots, Policy):
                         w = _AsyncWaiter()
                         me._join_locked(w, reporter.needs_time)
                         release()
-                        if w.state != _GRANTED:  # (a slot may have freed since the check above)
-                            if w.state == _NEW:
-                                raise me._reject(ctx.operation, None)
+                        state = w.state
+                        if state == _QUEUED:
                             if w.bound is not None:
                                 me._arm(w)
                             await w.fut
@@ -130,10 +129,16 @@ class Bulkhead(Slots, Policy):
                             if (w.handle is not None or w.state != _GRANTED) and not me._settle(w):
                                 raise me._reject(ctx.operation, w.bound)
                             if reporter.listening:
-                                waited = me.clock.monotonic() - w.joined if reporter.needs_time else 0.0
-                                pending = reporter.report(waited, ctx.operation)
-                                if pending is not None:
-                                    await pending
+                                gate = reporter.gate
+                                if gate is None or not gate.waiters_admitted:
+                                    waited = me.clock.monotonic() - w.joined if reporter.needs_time else 0.0
+                                    pending = reporter.report(waited, ctx.operation)
+                                    if pending is not None:
+                                        await pending
+                        elif state == _NEW:
+                            raise me._reject(ctx.operation, None)
+                        # (else GRANTED at once: a slot freed since the check above)
+                        w = _FAST  # it holds a slot: the finally clause frees it
                 except BaseException:
                     if me._owned():
                         release()

@@ -76,6 +76,8 @@ class _AsyncWaiter:
     """A coroutine waiting for a slot: the future it awaits, and its state."""
 
     __slots__ = ("bound", "end", "fut", "handle", "joined", "loop", "state", "woken")
+    end: float
+    joined: float
 
     def __init__(self) -> None:
         # The running loop's future: no loop is bound before a call has to wait.
@@ -84,9 +86,8 @@ class _AsyncWaiter:
         self.state = _NEW
         self.woken = False
         self.bound: float | None = None
-        self.joined = 0.0
-        self.end = 0.0
         self.handle: TimerHandle | None = None
+        # `end` and `joined` are set when it joins the queue, if needed (see _join_locked).
 
     def wake(self) -> bool:
         """Wake the waiter from any thread (idempotent); False if its loop is gone."""
@@ -96,6 +97,8 @@ class _AsyncWaiter:
             self.woken = True
             if not fut.done():
                 fut.set_result(None)
+            return True
+        if self.woken:
             return True
         try:
             # Scheduling twice is harmless (_resolve checks), so an interrupted
@@ -111,6 +114,8 @@ class _SyncWaiter:
     """A thread blocked on its own pre-acquired lock until woken."""
 
     __slots__ = ("bound", "end", "gate", "handle", "joined", "state", "woken")
+    end: float
+    joined: float
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
@@ -118,8 +123,6 @@ class _SyncWaiter:
         self.state = _NEW
         self.woken = False
         self.bound: float | None = None
-        self.joined = 0.0
-        self.end = 0.0
         self.handle: TimerHandle | None = None
 
     def wake(self) -> bool:
@@ -186,7 +189,7 @@ class Slots:
         now = self.clock.monotonic() if stamp or bound is not None else 0.0
         # Everything that can be interrupted is done: commit with plain stores.
         w.bound = bound
-        w.joined = now
+        w.joined = now  # read only if the wait is reported with its length
         # The wait is timed from joining the queue, not from arming a timer.
         w.end = 0.0 if bound is None else now + bound
         w.state = _QUEUED
@@ -203,14 +206,17 @@ class Slots:
         queue = self._queue
         while queue:
             w = queue[0]
-            state = w.state
-            if state == _QUEUED:
+            if w.state == _QUEUED:
                 if self._in_use >= self._max:
                     return
                 w.state = _GRANTED
                 self._queued -= 1
                 self._in_use += 1
-            if state != _GONE and not w.woken and not w.wake():
+            elif w.state == _GONE:
+                queue.popleft()
+                continue
+            # Granted, now or by an interrupted run that could not wake it.
+            if not w.wake():
                 # Its event loop is closed: nobody will run it or give the slot back.
                 w.state = _GONE
                 self._in_use -= 1
@@ -378,7 +384,11 @@ class Slots:
                         break
             if not self._settle(w):
                 raise self._reject(operation, w.bound)
-            if reporter is not None and reporter.listening:
+            if (
+                reporter is not None
+                and reporter.listening
+                and not (reporter.gate is not None and reporter.gate.waiters_admitted)
+            ):
                 waited = self.clock.monotonic() - w.joined if reporter.needs_time else 0.0
                 reporter.report(waited, operation, 2)
         except BaseException:

@@ -51,8 +51,12 @@ the same objects for every call: the first report walks the stack, calls
 each binder once with its layer's frame (read per-layer data, such as the
 policy object, from ``frame.f_locals``, read-only) and keeps the listener it
 returns with the frame's distance. The binder also says whether the
-listener uses the seconds waited: if none does, the reporting layer need
-not read its clock (:attr:`WaitReporter.needs_time`). Every report then calls
+listener uses the seconds waited (if none does, the reporting layer need
+not read its clock: :attr:`WaitReporter.needs_time`), and may give a
+*gate*: an object whose ``waiters_admitted`` attribute is true while the
+listener has nothing to do (a CLOSED breaker's backend). With a single
+listener around, the reporting layer reads :attr:`WaitReporter.gate` before
+it reports, and skips the report while the gate is open. Every report then calls
 ``listener(seconds, operation, None)`` first: the listener either handles
 the report without the call's own data (returns None), or returns
 :data:`NEED_FRAME`, and is called again with the layer's frame of this call,
@@ -83,8 +87,8 @@ NEED_FRAME: Any = object()
 Listener: TypeAlias = Callable[[float, "str | None", "FrameType | None"], Any]
 """``(seconds waited, operation, frame or None) -> None | NEED_FRAME | awaitable``."""
 
-Binder: TypeAlias = Callable[[FrameType], "tuple[Listener, bool]"]
-"""``(a layer's frame) -> (its listener, whether it uses the seconds)``, once per layer (see above)."""
+Binder: TypeAlias = Callable[[FrameType], "tuple[Listener, bool, object]"]
+"""``(a layer's frame) -> (listener, uses the seconds, gate or None)``, once per layer (see above)."""
 
 _binders: dict[CodeType, Binder] = {}
 
@@ -141,7 +145,7 @@ def _walk(frame: FrameType) -> list[tuple[int, FrameType, Binder]]:
 class WaitReporter:
     """Tells the listening layers around one layer function that a call waited (see the module docstring)."""
 
-    __slots__ = ("_around", "listening", "needs_time")
+    __slots__ = ("_around", "gate", "listening", "needs_time")
 
     def __init__(self) -> None:
         # (distance from the layer's frame, its code, its listener), innermost
@@ -153,6 +157,9 @@ class WaitReporter:
         #: False once the listeners around are known not to use the seconds:
         #: the layer may then pass 0.0 instead of reading its clock.
         self.needs_time = True
+        #: With a single listener around that has a gate, the gate: the layer
+        #: may skip :meth:`report` while ``gate.waiters_admitted`` is true.
+        self.gate: Any = None
 
     def report(self, seconds: float, operation: str | None, depth: int = 1) -> Awaitable[None] | None:
         """Report a wait of *seconds* to the listening layers around the caller's layer.
@@ -170,8 +177,9 @@ class WaitReporter:
         around = self._around
         if around is None:
             bound = [(d, f.f_code, *bind(f)) for d, f, bind in _walk(sys._getframe(depth))]
-            self.needs_time = any(timed for _, _, _, timed in bound)
-            around = self._around = tuple((d, code, listener) for d, code, listener, _ in bound)
+            self.needs_time = any(timed for _, _, _, timed, _ in bound)
+            self.gate = bound[0][4] if len(bound) == 1 else None
+            around = self._around = tuple((d, code, listener) for d, code, listener, _, _ in bound)
             self.listening = bool(around)
         for i, (distance, code, listener) in enumerate(around):
             result = listener(seconds, operation, None)
