@@ -36,7 +36,13 @@ def is_sync_client(client: object) -> bool:
     return isinstance(client, (redis.Redis, redis.RedisCluster))
 
 
-def pair(client: Any, sync_client: Any) -> tuple[Any, Any]:
+def pair(
+    client: Any,
+    sync_client: Any,
+    *,
+    owner: str = "RedisBackend",
+    sync_use: str = "sync functions and .state/.isolate()/.reset()",
+) -> tuple[Any, Any]:
     """Check the clients a backend was given, at construction.
 
     Both flavours must be available: given, or buildable from the other's
@@ -47,6 +53,8 @@ def pair(client: Any, sync_client: Any) -> tuple[Any, Any]:
     Args:
         client: The ``client`` argument (either flavour).
         sync_client: The ``sync_client`` argument, or None.
+        owner: The backend class, for the error messages.
+        sync_use: What the blocking client serves, for the error messages.
 
     Returns:
         The asyncio client (None: build it from the sync one on first use)
@@ -61,16 +69,15 @@ def pair(client: Any, sync_client: Any) -> tuple[Any, Any]:
     if is_async_client(client):
         if sync_client is None and _settings(client) is None:
             raise TypeError(
-                f"RedisBackend cannot build a blocking client from {type(client).__name__} (Sentinel "
-                "and Cluster clients cannot be copied) for sync functions and .state/.isolate()/"
-                ".reset(): pass the blocking twin as well, sync_client=redis.RedisCluster(...) or "
-                "redis.sentinel.Sentinel(...).master_for(...)"
+                f"{owner} cannot build a blocking client from {type(client).__name__} (Sentinel "
+                f"and Cluster clients cannot be copied) for {sync_use}: pass the blocking twin as "
+                "well, sync_client=redis.RedisCluster(...) or redis.sentinel.Sentinel(...).master_for(...)"
             )
         return client, client if sync_client is None else sync_client
     if is_sync_client(client):
         if _settings(client) is None:
             raise TypeError(
-                f"RedisBackend cannot build an asyncio client from {type(client).__name__} (Sentinel "
+                f"{owner} cannot build an asyncio client from {type(client).__name__} (Sentinel "
                 "and Cluster clients cannot be copied) for async functions: pass the asyncio one "
                 "as client= and this one as sync_client="
             )

@@ -66,7 +66,8 @@ __all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend", "RedisRateLimiterBackend
 RedisRateLimiterBackend.__module__ = __name__  # its public home
 
 MAX_SECONDS = _cfg.MAX_SECONDS
-"""The longest duration a RedisBackend accepts (about 31 years): Redis cannot hold more exactly."""
+"""The longest duration (about 31 years) the Redis backends accept, and a rate limiter's
+longest burst (``burst * per / rate``) and wait: their scripts cannot hold more exactly."""
 MAX_WINDOW = _cfg.MAX_WINDOW
 """The largest count window a RedisBackend accepts (one byte per call in Redis)."""
 

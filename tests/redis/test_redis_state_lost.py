@@ -9,11 +9,13 @@ import pytest
 import redis.asyncio
 from _helpers import invoke
 from _redis_fixture import RedisServer
+from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import resilient
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
+from resilient.adapters.prometheus import PrometheusAdapter
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendDegraded, BackendRecovered, BackendStateLost, CircuitOpened
 from resilient.testing import FakeClock, capture_events
@@ -98,6 +100,21 @@ async def test_a_lost_open_breaker_is_reported(
     event = next(e for e in events if isinstance(e, BackendStateLost))
     assert (event.policy, event.name, event.operation) == ("circuit_breaker", "lost", None)
     assert "resilient:{lost}" in event.backend
+
+
+async def test_a_lost_state_is_counted_by_the_prometheus_adapter(
+    build: Build, own_server: RedisServer, flavour: str
+) -> None:
+    """With only the Prometheus adapter listening, a flushed OPEN breaker counts one lost state."""
+    registry = CollectorRegistry()
+    PrometheusAdapter(registry).attach()
+    breaker = build()
+    await open_it(breaker, flavour)
+    flushall(own_server)
+    assert await invoke(breaker, flavour) == "ok"
+    assert await invoke(breaker, flavour) == "ok"
+    labels = {"policy": "circuit_breaker", "name": "lost"}
+    assert registry.get_sample_value("resilient_backend_state_lost_total", labels) == 1.0
 
 
 async def test_a_lost_isolated_breaker_stays_isolated(
