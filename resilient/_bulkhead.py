@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._bulkhead_slots import _GRANTED, _NEW, _QUEUED, Slots, _AsyncWaiter, _SyncWaiter
+from ._bulkhead_slots import _GRANTED, _NEW, _QUEUED, Slots, _AsyncWaiter, _SyncWaiter, running_loop_getter
 from ._clock import Clock
-from ._context import CallContext
+from ._context import CallContext, _deadline
 from ._events import BulkheadRejected, Event, EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
@@ -102,6 +102,10 @@ class Bulkhead(Slots, Policy):
         acquire = self._lock.acquire
         release = self._lock.release
         limit = self._max
+        max_queue = self._max_queue
+        no_timeout = self.queue_timeout is None
+        get_loop = running_loop_getter()
+        waiter = _AsyncWaiter
         me = self
         reporter = WaitReporter()  # tells the layers around of a call's wait
 
@@ -117,7 +121,15 @@ class Bulkhead(Slots, Policy):
                     else:
                         # The queued path, inlined too: it is the hot path of a busy bulkhead.
                         w = _AsyncWaiter()
-                        me._join_locked(w, reporter.needs_time)
+                        if no_timeout and me._queued < max_queue and _deadline.get() is None:
+                            # _join_locked's usual case, inlined: no bound on the wait.
+                            if reporter.needs_time:
+                                w.joined = me.clock.monotonic()
+                            w.state = _QUEUED
+                            me._queued += 1
+                            me._queue.append(w)
+                        else:
+                            me._join_locked(w, reporter.needs_time)
                         release()
                         state = w.state
                         if state == _QUEUED:
@@ -157,7 +169,22 @@ class Bulkhead(Slots, Policy):
                         me._in_use -= 1
                         w = None  # freed (no signal check between these two stores)
                         if me._queued:
-                            me._pass_on_locked()
+                            # The hand-over's usual case, inlined: the first waiter
+                            # is live and waits on this loop. Restartable as
+                            # _pass_on_locked is (it stays first until woken).
+                            queue = me._queue
+                            nxt: Any = queue[0]
+                            if nxt.state == _QUEUED and nxt.__class__ is waiter and nxt.loop is get_loop():
+                                nxt.state = _GRANTED
+                                me._queued -= 1
+                                me._in_use += 1
+                                nxt.woken = True
+                                fut = nxt.fut
+                                if not fut.done():
+                                    fut.set_result(None)
+                                queue.popleft()
+                            else:
+                                me._pass_on_locked()
                         release()
                     except BaseException:
                         me._finish_give_back(w is None)

@@ -57,13 +57,18 @@ if TYPE_CHECKING:
 else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
-__all__ = ["Slots"]
+__all__ = ["Slots", "running_loop_getter"]
 
 # Waiter states; changed only under the bulkhead's lock.
 _NEW = 0  # not in the queue (yet): holds nothing
 _QUEUED = 1
 _GRANTED = 2  # handed a slot: it owns one until it gives it back
 _GONE = 3  # timed out, interrupted, or done: holds nothing
+
+
+def running_loop_getter() -> Callable[[], object]:
+    """``asyncio._get_running_loop`` (for async layers: asyncio is loaded by then, or now)."""
+    return asyncio._get_running_loop
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
