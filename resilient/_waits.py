@@ -1,8 +1,9 @@
 """Queue time: what a policy that made a call wait tells the policies around it.
 
 A call can be held back inside a pipeline before it reaches the dependency:
-in a ``bulkhead``'s queue today, in a rate limiter that waits for a permit
-tomorrow. Two things go wrong if the policies around it do not know:
+in a ``bulkhead``'s queue, or by any policy that waits before it runs the
+call (a rate limiter waiting for a permit). Two things go wrong if the
+policies around it do not know:
 
 - a ``circuit_breaker`` admitted the call while CLOSED; if it opened while
   the call waited, the call must not go on to the dead dependency;
@@ -19,44 +20,47 @@ When the policy builds a layer (in ``wrap_sync`` / ``wrap_async``), it makes
 a :class:`WaitReporter` for it. In the layer (the ``(ctx, fn, args, kwargs)``
 function), once a call has what it waited for::
 
-    pending = reporter.report(seconds, ctx.operation)
-    if pending is not None:  # only when a listener is async
-        await pending
+    if reporter.listening:  # False once nobody around listens
+        gate = reporter.gate
+        if gate is None or not gate.waiters_admitted:  # (a CLOSED breaker: nothing to do)
+            seconds = clock.monotonic() - joined if reporter.needs_time else 0.0
+            pending = reporter.report(seconds, ctx.operation)
+            if pending is not None:  # only around an async listener
+                await pending
 
-(a sync layer ignores *pending*, which its listeners never return).
-``seconds`` is how long the call waited, by your clock. Call ``report``
-directly from the layer function, or pass ``depth`` (2 from a helper the layer
-calls). The report may raise (a breaker rejecting the call): treat that
-like an interrupted wait, that is, give back what the call holds (your slot
-or permit) and let the exception propagate. Your outer layers then see a
-rejection raised by an inner policy, which breakers count as nothing. A
-policy used as a context manager (``async with bulkhead:``) is not a
-pipeline layer and reports nothing.
+(a sync layer ignores *pending*, which its listeners never return; the
+checks before ``report`` only save time). ``seconds`` is how long the call
+waited, by your clock. Call ``report`` directly from the layer function, or
+pass ``depth`` (2 from a helper the layer calls). The report may raise (a
+breaker rejecting the call): treat that like an interrupted wait, that is,
+give back what the call holds (your slot or permit) and let the exception
+propagate. Your outer layers then see a rejection raised by an inner
+policy, which breakers count as nothing. A policy used as a context manager
+(``async with bulkhead:``) is not a pipeline layer and reports nothing.
 
 Writing a listener
 ------------------
 :func:`on_wait` registers, for a layer function's code (every layer built
-from that ``def`` shares it), a *binder*: ``bind(frame) -> listener``. A
-report reaches the listening layers of the same pipeline call around the
-reporting one, innermost first: they are found the way
-:func:`resilient.current_call` finds the running call, by walking the stack
-outward (past policies' helper frames) as long as the layers belong to the
-same pipeline call: it stops at a layer of another pipeline (a pipeline
-called from inside the protected function is another call, and its waits
-are that function's business). A policy that runs the call in another task
-(``hedge``) ends the stack there: put breakers inside it.
+from that ``def`` shares it), a *binder*: ``bind(frame) -> (listener,
+uses_seconds, gate)``. A report reaches the listening layers of the same
+pipeline call around the reporting one, innermost first: they are found the
+way :func:`resilient.current_call` finds the running call, by walking the
+stack outward (past policies' helper frames) as long as the layers belong
+to the same pipeline call: it stops at a layer of another pipeline (a
+pipeline called from inside the protected function is another call, and
+its waits are that function's business). A policy that runs the call in
+another task (``hedge``) ends the stack there: put breakers inside it.
 
 A chain of layers is built once, so the layers around a layer function are
 the same objects for every call: the first report walks the stack, calls
 each binder once with its layer's frame (read per-layer data, such as the
 policy object, from ``frame.f_locals``, read-only) and keeps the listener it
-returns with the frame's distance. The binder also says whether the
-listener uses the seconds waited (if none does, the reporting layer need
-not read its clock: :attr:`WaitReporter.needs_time`), and may give a
-*gate*: an object whose ``waiters_admitted`` attribute is true while the
-listener has nothing to do (a CLOSED breaker's backend). With a single
-listener around, the reporting layer reads :attr:`WaitReporter.gate` before
-it reports, and skips the report while the gate is open. Every report then calls
+returns with the frame's distance. ``uses_seconds`` False tells the
+reporting layer it need not read its clock (:attr:`WaitReporter.needs_time`,
+if no listener uses them); a *gate* is an object whose ``waiters_admitted``
+attribute is true while the listener has nothing to do (a CLOSED breaker's
+backend): with a single listener around, the reporting layer skips the
+report while it is (:attr:`WaitReporter.gate`). Every report calls
 ``listener(seconds, operation, None)`` first: the listener either handles
 the report without the call's own data (returns None), or returns
 :data:`NEED_FRAME`, and is called again with the layer's frame of this call,
