@@ -60,6 +60,17 @@ def set_testing(testing: bool = True) -> _TestingContext:
     global _testing
     if not isinstance(testing, bool):
         raise TypeError(f"testing must be a bool, got {testing!r}")
-    with _lock:
-        previous, _testing = _testing, testing
-    return _TestingContext(previous)
+    restore = _TestingContext(False)
+    switched = False
+    try:
+        with _lock:
+            restore._previous, _testing = _testing, testing
+            switched = True
+    except BaseException:
+        # Interrupted as the lock was let go: the caller will never get
+        # `restore`, so undo the switch rather than leave it on.
+        if switched:
+            with _lock:
+                _testing = restore._previous
+        raise
+    return restore
