@@ -10,8 +10,9 @@ from ._chaos import ChaosPolicy, Enabled, RandomSource
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext
 from ._events import EventBus
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, SyncLayer
-from ._validate import check_duration
+from ._validate import MAX_WAIT, check_duration
 
 __all__ = ["Fault", "Latency", "Result", "fault", "latency", "result"]
 
@@ -43,7 +44,7 @@ class Fault(ChaosPolicy):
             )
         if isinstance(exception, type):
             if not issubclass(exception, BaseException):
-                raise TypeError(f"fault must be an exception type or a factory, got {exception!r}")
+                raise TypeError(f"fault must be an exception type or a factory, got {describe(exception)}")
             if not issubclass(exception, Exception):
                 raise ValueError(
                     f"fault={exception.__name__} is a control-flow exception; chaos injects "
@@ -57,7 +58,7 @@ class Fault(ChaosPolicy):
                     f"pass a factory: lambda: {exception.__name__}(...)"
                 ) from None
         elif not callable(exception):
-            raise TypeError(f"fault must be an exception type or a factory, got {exception!r}")
+            raise TypeError(f"fault must be an exception type or a factory, got {describe(exception)}")
         self.exception = exception
         super().__init__(
             rate=rate, enabled=enabled, seed=seed, random=random, name=name, clock=clock, bus=bus
@@ -122,7 +123,8 @@ class Latency(ChaosPolicy):
         clock: Clock | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        secs = check_duration("seconds", seconds, allow_zero=True)
+        # At most what a (blocking) sleep can honour: time.sleep overflows beyond ~9.2e9 s.
+        secs = check_duration("seconds", seconds, allow_zero=True, maximum=MAX_WAIT)
         assert secs is not None
         self.seconds: float = secs
         super().__init__(

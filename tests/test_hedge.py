@@ -773,6 +773,9 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
         ({"attempts": 0}, ValueError, "attempts"),
         ({"attempts": 2.0}, TypeError, "attempts"),
         ({"attempts": True}, TypeError, "attempts"),
+        # Every attempt may run at once (delay=0): a huge count made a call create tasks without end.
+        ({"attempts": 101}, ValueError, "attempts"),
+        ({"attempts": 10**400}, ValueError, "attempts"),
         ({"delay": -1}, ValueError, "delay"),
         ({"delay": math.nan}, ValueError, "delay"),
         ({"delay": math.inf}, ValueError, "delay"),
@@ -781,7 +784,9 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
         ({"on": asyncio.CancelledError}, ValueError, "on"),
         ({"on": "ConnectionError"}, TypeError, "on"),
         ({"on_result": 5}, TypeError, "on_result"),
+        ({"on_result": 10**5000}, TypeError, "on_result"),  # repr() of it raises ValueError
         ({"budget": object()}, TypeError, "budget"),
+        ({"budget": 10**5000}, TypeError, "budget"),
         ({"name": ""}, ValueError, "name"),
         ({"clock": object()}, TypeError, "clock"),
         ({"bus": object()}, TypeError, "bus"),
@@ -793,6 +798,22 @@ def test_bad_configuration_is_rejected_naming_the_parameter(
     """Bad arguments fail when the factory is called, naming the parameter."""
     with pytest.raises(error, match=param):
         hedge(**kwargs)
+
+
+async def test_the_largest_number_of_attempts_runs_them_all_at_once(clock: FakeClock) -> None:
+    """attempts=100 with delay=0 starts 100 attempts at once, and the first answer wins."""
+    started: list[int] = []
+
+    @hedge(attempts=100, delay=0, clock=clock)
+    async def op() -> int:
+        ctx = current_call()
+        assert ctx is not None
+        started.append(ctx.attempt)
+        if ctx.attempt < 100:
+            await asyncio.Event().wait()
+        return ctx.attempt
+
+    assert (await op(), sorted(started)) == (100, list(range(1, 101)))
 
 
 def test_configuration_is_kept() -> None:

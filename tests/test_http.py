@@ -141,6 +141,7 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
         ({"cap": "5"}, TypeError, "cap"),
         ({"cap": True}, TypeError, "cap"),
         ({"now": 5}, TypeError, "now"),
+        ({"now": 10**5000}, TypeError, "now"),
     ],
 )
 def test_bad_configuration_is_an_error_naming_the_parameter(
@@ -211,10 +212,20 @@ def test_statuses_are_configurable() -> None:
 
 @pytest.mark.parametrize(
     ("statuses", "error"),
-    [(set(), ValueError), ({99}, ValueError), ({600}, ValueError), ({"503"}, TypeError), (503, TypeError)],
+    [
+        (set(), ValueError),
+        ({99}, ValueError),
+        ({600}, ValueError),
+        ({"503"}, TypeError),
+        (503, TypeError),
+        ([[503]], TypeError),  # unhashable: frozenset() raised its own TypeError
+        ([10**5000], ValueError),  # too long to repr(): the message raised ValueError
+        (10**5000, TypeError),
+    ],
+    ids=["empty", "99", "600", "str", "int", "unhashable", "huge", "huge-bare"],
 )
 def test_bad_statuses_are_rejected(statuses: Any, error: type[Exception]) -> None:
-    """An empty set, a number outside 100..599, a string or a bare int is a configuration error."""
+    """An empty set, a number outside 100..599, a string, a bare int or a list is a configuration error."""
     with pytest.raises(error, match=r"^statuses\b"):
         retryable_status(statuses)
     with pytest.raises(error, match=r"^statuses\b"):
