@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar, cast
 
-from ._numbers import describe, plain_number
+from ._numbers import describe as _describe
+from ._numbers import plain_number as _plain_number
 
 __all__ = [
     "DEFAULT_CAP",
@@ -73,9 +74,9 @@ _HEADER = "Retry-After"
 
 def _check_cap(cap: object) -> float:
     # Read through the base type (a subclass's comparisons and __float__ may lie).
-    number = plain_number(cap)
+    number = _plain_number(cap)
     if number is None:
-        raise TypeError(f"cap must be a number of seconds, got {describe(cap)}")
+        raise TypeError(f"cap must be a number of seconds, got {_describe(cap)}")
     try:
         seconds = float(number)
     except OverflowError:  # an int beyond any float
@@ -89,7 +90,7 @@ def _check_now(now: object) -> Callable[[], float] | None:
     if now is None:
         return None
     if not callable(now):
-        raise TypeError(f"now must be a function returning epoch seconds (time.time), got {describe(now)}")
+        raise TypeError(f"now must be a function returning epoch seconds (time.time), got {_describe(now)}")
     return cast("Callable[[], float]", now)
 
 
@@ -214,15 +215,15 @@ def retry_after_of(
 
 def _check_statuses(statuses: object) -> frozenset[int]:
     if isinstance(statuses, (str, bytes, int)) or not isinstance(statuses, Iterable):
-        raise TypeError(f"statuses must be a collection of status codes, got {describe(statuses)}")
+        raise TypeError(f"statuses must be a collection of status codes, got {_describe(statuses)}")
     found: set[int] = set()
     for status in statuses:
         # Read through the base type: an int subclass's comparisons and hash may lie.
-        code = plain_number(status)
+        code = _plain_number(status)
         if type(code) is not int:
-            raise TypeError(f"statuses must hold int status codes, got {describe(status)}")
+            raise TypeError(f"statuses must hold int status codes, got {_describe(status)}")
         if not 100 <= code <= 599:
-            raise ValueError(f"statuses must hold status codes in 100..599, got {describe(status)}")
+            raise ValueError(f"statuses must hold status codes in 100..599, got {_describe(status)}")
         found.add(code)
     if not found:
         raise ValueError("statuses must name at least one status code")
@@ -304,7 +305,7 @@ def raise_for_retryable(
         _check_now(now)
     status = _status(response)
     if status is None:
-        raise TypeError(f"{describe(response)} has no integer status_code or status: not an HTTP response")
+        raise TypeError(f"{_describe(response)} has no integer status_code or status: not an HTTP response")
     if status in wanted:
         raise RetryableHTTPError(status, _parse(_header(response), limit, now), response)
     return response
@@ -351,7 +352,7 @@ class RetryableStatus:
         status = _status(response)
         if status is None:
             raise TypeError(
-                f"{describe(response)} has no integer status_code or status: not an HTTP response"
+                f"{_describe(response)} has no integer status_code or status: not an HTTP response"
             )
         return status in self.statuses
 
