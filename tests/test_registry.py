@@ -398,7 +398,7 @@ async def test_a_value_of_another_type_is_a_changed_configuration(before: Any, a
     first = registry.get("api")
     registry.reload({"api": [{"fallback": {"default": after}}]})
 
-    async def fails() -> None:
+    async def fails() -> Any:
         raise ValueError
 
     answer = await registry.get("api").call(fails)
