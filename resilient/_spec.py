@@ -269,11 +269,14 @@ class _Build:
 
 
 def _same(a: object, b: object) -> bool:
-    """True if two configuration values build the same policy: same types, same values, all the way down.
+    """Whether two configuration values build the same policy: same types, same values, all the way down.
 
     ``1``, ``1.0`` and ``True`` are equal to Python but build fallbacks that
     answer different things; a list and a tuple likewise. Iterative: a value
     from code may be nested deeper than the recursion limit.
+
+    Returns:
+        True if they are the same configuration.
     """
     stack = [(a, b)]
     while stack:
