@@ -13,7 +13,7 @@ policy holds a slot, a permit, a queued waiter or a call in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ STEPS = 30  # loop iterations before the interruption: every scenario is over we
 class Scenario:
     """Calls to run concurrently, and what must hold once they are all over."""
 
-    call: Callable[[int], Awaitable[Any]]
+    call: Callable[[int], Coroutine[Any, Any, Any]]
     leftovers: Callable[[], dict[str, object]]
     starts: list[float] = field(default_factory=list)
 

@@ -558,7 +558,7 @@ def test_a_tracked_bulkhead_named_with_a_lone_surrogate_is_exposed_escaped(
     ids=["lone-surrogate", "huge-int"],
 )
 def test_an_allow_listed_attribute_that_cannot_be_a_label_is_shown_instead(
-    registry: CollectorRegistry, bus: EventBus, clock: FakeClock, attribute: object, shown: str
+    registry: CollectorRegistry, bus: EventBus, clock: FakeClock, attribute: str | int, shown: str
 ) -> None:
     """A call attribute that is not valid text (or too long an int to print) is counted, under a stand-in."""
     PrometheusAdapter(registry, metric_attributes=["url.path"]).attach(bus)
