@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
+from ._arity import accepts
 from ._clock import SYSTEM_CLOCK, Clock
 from ._decorate import follow, merge, rebinder, under
 from ._errors import ConfigError
@@ -61,6 +62,8 @@ class _Source:
             if errors:
                 raise ConfigError(errors)
         elif callable(raw):
+            if not accepts(raw, 1):
+                raise TypeError(f"template must take the key: template(key) -> policy, got {raw!r}")
             self.factory = raw
         else:
             raise TypeError(

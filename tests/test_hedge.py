@@ -785,6 +785,8 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
         ({"on": "ConnectionError"}, TypeError, "on"),
         ({"on_result": 5}, TypeError, "on_result"),
         ({"on_result": 10**5000}, TypeError, "on_result"),  # repr() of it raises ValueError
+        ({"on_result": lambda: True}, TypeError, "on_result"),  # failed the call at the first result
+        ({"on_result": lambda result, extra: True}, TypeError, "on_result"),
         ({"budget": object()}, TypeError, "budget"),
         ({"budget": 10**5000}, TypeError, "budget"),
         ({"name": ""}, ValueError, "name"),

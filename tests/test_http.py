@@ -142,6 +142,7 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
         ({"cap": True}, TypeError, "cap"),
         ({"now": 5}, TypeError, "now"),
         ({"now": 10**5000}, TypeError, "now"),
+        ({"now": lambda when: 0.0}, TypeError, "now"),  # read for an HTTP-date only: failed then, or ignored
     ],
 )
 def test_bad_configuration_is_an_error_naming_the_parameter(

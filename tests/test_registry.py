@@ -190,6 +190,15 @@ def test_a_bad_template_fails_at_construction() -> None:
         Registry([{"timeout": 0}])
 
 
+def test_a_template_that_cannot_take_a_key_fails_at_construction() -> None:
+    """A callable template that cannot be called with the key is refused when the registry is built."""
+    with pytest.raises(TypeError, match="template"):
+        Registry(lambda: retry())  # type: ignore[arg-type,misc]
+    with pytest.raises(TypeError, match="template"):
+        Registry(lambda host, port: retry())  # type: ignore[arg-type,misc]
+    assert Registry(lambda host, port=443: retry()).get("h").policies[0].kind == "retry"
+
+
 def test_a_template_too_long_to_repr_still_gets_a_clear_error() -> None:
     """A 5,000-digit int (whose repr() raises ValueError) as template or key is reported, not a crash."""
     with pytest.raises(TypeError, match="template must be"):
