@@ -14,6 +14,7 @@ from ._errors import CircuitOpenError, ResilientError
 from ._events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitIsolated,
@@ -59,6 +60,7 @@ class BreakerCore:
         CircuitRejected,
         BackendDegraded,
         BackendRecovered,
+        BackendStateLost,
     )
     name: str | None
     clock: Clock

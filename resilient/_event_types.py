@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # (second, so that documentation tools see the standard decor
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallFailed",
     "CallCancelled",
@@ -363,3 +364,21 @@ class BackendRecovered(Event):
     """
 
     backend: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendStateLost(Event):
+    """A shared state backend lost the state this process last saw (a restart, a flush, eviction).
+
+    Emitted by each process that notices, once per loss. An ISOLATED breaker
+    is restored (``state`` is ISOLATED); otherwise the breaker starts afresh.
+
+    Attributes:
+        backend: A short description of the backend.
+        previous: The state this process last saw.
+        state: The state now.
+    """
+
+    backend: str
+    previous: CircuitState
+    state: CircuitState

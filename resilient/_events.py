@@ -18,6 +18,7 @@ from ._event_runs import AsyncRuns, Sub, report
 from ._event_types import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -50,6 +51,7 @@ from ._numbers import describe, plain_number
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallCancelled",
     "CallFailed",

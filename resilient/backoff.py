@@ -29,6 +29,8 @@ from ._numbers import plain_seconds as _plain_seconds
 from ._validate import MAX_WAIT as _MAX_WAIT
 from ._validate import check_duration as _check_duration
 
+_LOG_FLOAT_MAX = math.log(1.7976931348623157e308)
+
 __all__ = [
     "Backoff",
     "BackoffFunction",
@@ -227,11 +229,18 @@ class Exponential(Backoff):
         try:
             return self.initial * self.multiplier ** (attempt - 1)
         except OverflowError:
-            # The retry number or the growth does not fit a float. No growth
-            # (multiplier 1) or a zero start stays put; anything else is huge.
+            # The growth does not fit a float. No growth (multiplier 1) or a
+            # zero start stays put; otherwise the product may still fit (a
+            # subnormal start), so compute it in log space.
             if self.initial == 0 or self.multiplier == 1:
                 return self.initial
-            return self.max_delay
+            try:
+                exponent = math.log(self.initial) + (attempt - 1) * math.log(self.multiplier)
+            except OverflowError:  # a retry number beyond float range
+                return self.max_delay
+            if self.max_delay <= 0 or exponent >= min(math.log(self.max_delay), _LOG_FLOAT_MAX):
+                return self.max_delay
+            return math.exp(exponent)
 
     def __repr__(self) -> str:
         return (

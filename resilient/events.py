@@ -8,6 +8,7 @@ transition. With no subscriber for a type, emitting it allocates nothing.
 from ._events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -43,6 +44,7 @@ from ._events import (
 __all__ = [
     "BackendDegraded",
     "BackendRecovered",
+    "BackendStateLost",
     "BulkheadRejected",
     "CallCancelled",
     "CallFailed",

@@ -205,6 +205,7 @@ def test_exponential_delay_always_within_zero_and_max_delay(
     assert 0.0 <= strategy.delay(k) <= max_delay
 
 
+@example(initial=5e-324, multiplier=39.0, max_delay=1.0, k=195)  # growth overflows, the product does not
 @given(initial=finite_seconds, multiplier=multipliers, max_delay=finite_seconds, k=retry_numbers)
 def test_exponential_without_jitter_matches_the_formula(
     initial: float, multiplier: float, max_delay: float, k: int

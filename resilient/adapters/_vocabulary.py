@@ -207,6 +207,14 @@ METRICS: dict[str, Metric] = {
             ("policy", "name"),
             "1 while a policy's shared backend is not answering.",
         ),
+        Metric(
+            "resilient.backend.state_lost",
+            "backend_state_lost",
+            "counter",
+            "{loss}",
+            ("policy", "name"),
+            "Shared states a backend lost (restart, flush, eviction), as noticed by this process.",
+        ),
     )
 }
 """Every metric, by OpenTelemetry name."""

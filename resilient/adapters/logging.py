@@ -24,6 +24,7 @@ from resilient._events import (
     ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -63,6 +64,7 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
     ChaosInjected: logging.WARNING,
     BackendDegraded: logging.WARNING,
     BackendRecovered: logging.INFO,
+    BackendStateLost: logging.WARNING,
     CallStarted: logging.DEBUG,
     CallSucceeded: logging.DEBUG,
     CallFailed: logging.INFO,
@@ -73,10 +75,10 @@ DEFAULT_LEVELS: Mapping[type[Event], int] = {
 
 A rejected configuration reload is ERROR. Retries, timeouts, circuit state
 changes, rejections, fallbacks, chaos injections (an injected fault in the
-logs must say so) and a degraded backend are WARNING; a failed call (the
-caller gets the exception and decides), a cancelled call, a hedged attempt
-and a recovered backend are INFO; a call's start and its success are DEBUG
-so production logs stay quiet.
+logs must say so), a degraded backend and a backend that lost its state are
+WARNING; a failed call (the caller gets the exception and decides), a
+cancelled call, a hedged attempt and a recovered backend are INFO; a call's
+start and its success are DEBUG so production logs stay quiet.
 """
 
 PER_CALL: tuple[type[Event], ...] = (CallStarted, CallSucceeded)
@@ -232,6 +234,13 @@ def _backend_recovered(ev: BackendRecovered) -> str:
     return f"{ev.policy} {_label(ev)}: backend {ev.backend} answers again, using shared state"
 
 
+def _backend_state_lost(ev: BackendStateLost) -> str:
+    return (
+        f"{ev.policy} {_label(ev)}: backend {ev.backend} lost the shared state "
+        f"(was {ev.previous.value}, now {ev.state.value})"
+    )
+
+
 def _generic(ev: Event) -> str:
     fields = ", ".join(f"{k}={v!r}" for k, v in event_fields(ev).items())
     return f"{event_kind(type(ev))} {subject(ev)}" + (f" ({fields})" if fields else "")
@@ -255,6 +264,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     CallCancelled: _call_cancelled,
     BackendDegraded: _backend_degraded,
     BackendRecovered: _backend_recovered,
+    BackendStateLost: _backend_state_lost,
     Event: _generic,
 }
 

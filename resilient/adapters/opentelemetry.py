@@ -32,6 +32,7 @@ instrument                            kind                 unit          attribu
 ``resilient.bulkhead.queued``         observable up-down   {call}        name (tracked bulkheads)
 ``resilient.bulkhead.max_concurrent`` observable up-down   {call}        name (tracked bulkheads)
 ``resilient.backend.degraded``        observable gauge     {backend}     policy, name (1 = degraded)
+``resilient.backend.state_lost``      counter              {loss}        policy, name
 ====================================  ===================  ============  ===================================
 
 Traces: a span per outer pipeline call, opened when the call starts and
@@ -49,6 +50,7 @@ from resilient._events import (
     ALL_EVENTS,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     CallCancelled,
     CallFailed,
     CallRejected,
@@ -89,6 +91,7 @@ _EVENTS: tuple[type[Event], ...] = (
     CircuitStateChanged,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
 )
 
 
@@ -177,6 +180,7 @@ class OpenTelemetryAdapter:
         self._hedges = counter("resilient.hedges")
         self._injections = counter("resilient.chaos.injections")
         self._transitions = counter("resilient.circuit.transitions")
+        self._state_lost = counter("resilient.backend.state_lost")
         observed("resilient.circuit.state", meter.create_observable_gauge, self._observe_circuits)
         for key, attr in (
             ("resilient.bulkhead.in_use", "in_use"),
@@ -272,6 +276,7 @@ class OpenTelemetryAdapter:
                 CircuitStateChanged: self._circuit,
                 BackendDegraded: self._backend,
                 BackendRecovered: self._backend,
+                BackendStateLost: self._lost,
             }
             metric = next((table[b] for b in cls.__mro__ if b in table), None)
         span: Callable[[Any], None] | None = None
@@ -353,6 +358,9 @@ class OpenTelemetryAdapter:
     def _backend(self, ev: Event) -> None:
         with self._lock:
             self._backends[(ev.policy, ev.name or "")] = isinstance(ev, BackendDegraded)
+
+    def _lost(self, ev: BackendStateLost) -> None:
+        self._state_lost.add(1, {"policy": ev.policy, "name": ev.name or ""})
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
         """Start recording the events emitted on *bus*.

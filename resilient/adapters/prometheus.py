@@ -28,6 +28,7 @@ name                                          type       labels
 ``resilient_bulkhead_queued``                 gauge      name (tracked bulkheads)
 ``resilient_bulkhead_max_concurrent``         gauge      name (tracked bulkheads)
 ``resilient_backend_degraded``                gauge      policy, name (1 = degraded)
+``resilient_backend_state_lost_total``        counter    policy, name
 ============================================  =========  ==========================================
 
 The per-call metrics (the first nine) also carry one label per allow-listed
@@ -56,6 +57,7 @@ from typing import Any
 from resilient._events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     CallCancelled,
     CallFailed,
     CallRejected,
@@ -99,6 +101,7 @@ _EVENTS: tuple[type[Event], ...] = (
     CircuitStateChanged,
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
 )
 _GAUGES = (
     "resilient.circuit.state",
@@ -188,6 +191,7 @@ class _Metrics:
         self.hedges = make("resilient.hedges")
         self.injections = make("resilient.chaos.injections")
         self.transitions = make("resilient.circuit.transitions")
+        self.state_lost = make("resilient.backend.state_lost")
         self.collector = _Collector(prom, f"{namespace}_" if namespace else "")
         registry.register(self.collector)
         # labels() costs a lock and a dict build per call (~3x an inc()); the
@@ -316,6 +320,7 @@ class PrometheusAdapter:
             CircuitStateChanged: self._circuit,
             BackendDegraded: self._backend,
             BackendRecovered: self._backend,
+            BackendStateLost: self._state_lost,
         }
 
     def __repr__(self) -> str:
@@ -430,6 +435,9 @@ class PrometheusAdapter:
         collector = self._m.collector
         with collector._lock:
             collector.backends[(ev.policy, ev.name or "")] = isinstance(ev, BackendDegraded)
+
+    def _state_lost(self, ev: BackendStateLost) -> None:
+        self._m.child(self._m.state_lost, ev.policy, ev.name or "").inc()
 
     def attach(self, bus: EventBus | None = None) -> Subscription:
         """Start counting the events emitted on *bus*.

@@ -1,7 +1,7 @@
 """The asyncio half of :class:`~resilient.backends.redis.RedisBackend`.
 
 The same steps as the blocking half, through ``redis.asyncio`` and bounded
-with ``asyncio.timeout``. A cancellation is the caller's: it propagates, and
+by the link's budget. A cancellation is the caller's: it propagates, and
 a probe lease the cancelled step may hold is released in the background.
 """
 
@@ -9,48 +9,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from resilient._state import CircuitState
 from resilient.backends._base import BreakerStats, Outcome, Permit, Rejection, Transition
-from resilient.backends._redis_link import RedisLink
-from resilient.backends._redis_protocol import STATES, SuccessTally, stats_of, transition_of
-from resilient.backends.memory import MemoryBackend
+from resilient.backends._redis_admit import Decisions, Local
+from resilient.backends._redis_protocol import STATES, stats_of, transition_of
 
-__all__ = ["NO_ARGS", "AsyncSteps", "Local"]
+__all__ = ["NO_ARGS", "AsyncSteps"]
 
 NO_ARGS: tuple[Any, ...] = ()
 
 
-class Local:
-    """Marks a permit issued by the local fallback breaker."""
-
-    __slots__ = ("permit",)
-
-    def __init__(self, permit: Permit) -> None:
-        self.permit = permit
-
-
-class AsyncSteps:
+class AsyncSteps(Decisions):
     """The ``*_async`` steps of RedisBackend (a mixin; the state lives there)."""
 
-    reporter: str
-    _link: RedisLink
     _keys: tuple[bytes, ...]
     _argv: tuple[bytes, ...]
-    _local: MemoryBackend
-    _successes: SuccessTally
     _seq: Iterator[int]
     _shields: set[asyncio.Future[Any]]
 
-    if TYPE_CHECKING:
-
-        def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection: ...
-        def _local_acquire(self) -> Permit | Rejection: ...
-        def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]: ...
-
-    async def _step_async(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
-        return await self._link.run_async((*self._keys, step, *self._argv, *extra))
+    async def _step_async(
+        self, step: str, extra: tuple[Any, ...], *, bounded: bool = False
+    ) -> list[Any] | None:
+        view = self._view
+        reply = await self._link.run_async(
+            (*self._keys, step, *self._argv, *view.hint, *extra), bounded=bounded
+        )
+        if reply is not None:
+            view.observe(reply)
+        return reply
 
     def _release_soon(self, probe_id: str) -> asyncio.Future[Any]:
         # Shielded and held here: a second cancellation of the caller cannot
@@ -69,13 +57,15 @@ class AsyncSteps:
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            reply = await self._step_async("acquire", (gen, count, seq))
+            reply = await self._step_async("acquire", (gen, count, seq), bounded=self._view.last is not None)
         except BaseException:
             # Cancelled mid-step: the server may have granted a probe lease
             # whose reply is lost. Releasing an id never granted is a no-op.
             self._release_soon(f"{self.reporter}#{seq}")
             raise
-        return self._local_acquire() if reply is None else self._admission(reply, seq)
+        if reply is None:
+            return self._without_turn(gen, count)
+        return self._admission(reply, seq)
 
     async def record_async(self, permit: Permit, outcome: Outcome) -> Transition | None:
         """Async ``record``.
@@ -93,7 +83,16 @@ class AsyncSteps:
         if outcome is Outcome.SUCCESS and not permit.probe:
             self._successes.add(permit.generation)
             return None
-        reply = await self._step_async("record", self._record_args(permit, outcome))
+        try:
+            reply = await self._step_async("record", self._record_args(permit, outcome))
+        except BaseException:
+            if permit.probe:
+                # Cancelled before the outcome reached Redis (or with its reply
+                # lost): the outcome is dropped, but the probe's slot is freed
+                # now instead of when its lease ends. A release after a record
+                # that did land is a no-op.
+                self._release_soon(str(token))
+            raise
         return None if reply is None else transition_of(reply)
 
     async def release_async(self, permit: Permit) -> None:

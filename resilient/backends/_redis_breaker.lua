@@ -6,17 +6,23 @@
 -- Time is the server's clock (TIME): hosts whose clocks disagree still agree
 -- on when an open breaker may be probed.
 --
--- KEYS[1] state hash      st gen until cf hs n nf ns pos wsig
+-- KEYS[1] state hash      st gen until cf hs n nf ns pos wsig ep ri
 -- KEYS[2] window          count window: a string ring of SIZE outcome bytes
 --                         time window: a hash of BUCKETS buckets (e c f s)
 -- KEYS[3] probe leases    zset: probe id -> lease expiry (ms)
 -- KEYS[4] reporters       zset: reporter id -> last failure (ms), at most MIN_REPORTERS
 --
 -- ARGV[1] the step: acquire | record | release | flush | state | stats | isolate | reset
--- ARGV[2..16] the configuration (RedisBackend._argv), ARGV[17..] the step's own.
+-- ARGV[2..16] the configuration (RedisBackend._argv)
+-- ARGV[17..18] the caller's last view, if it saw the breaker ISOLATED: that
+--              state's epoch, and the earliest server time it could have expired
+--              (0 0 otherwise); ARGV[19..] the step's own arguments.
 --
--- Every reply is a string of integers "state generation previous next ...";
--- previous/next are -1 unless the step caused a transition.
+-- Every reply is a string of integers "state generation previous next epoch
+-- expiry ...": previous/next are -1 unless the step caused a transition; epoch
+-- is the server time (ms) the state was created at (0: none stored), stable
+-- until the state is lost or expires; expiry is the earliest server time its
+-- keys can expire (an ISOLATED state: if reset now).
 
 if redis.replicate_commands then
   -- Redis < 5 refuses writes after TIME unless effects are replicated.
@@ -40,6 +46,9 @@ local TTL = tonumber(ARGV[13])
 local MIN_REPORTERS = tonumber(ARGV[14])
 local REPORTER_TTL = tonumber(ARGV[15])
 local REPORTER = ARGV[16]
+local HINT_EPOCH = tonumber(ARGV[17]) or 0
+local HINT_UNTIL = tonumber(ARGV[18]) or 0
+local A = 18 -- the step's own arguments are ARGV[A + 1], ARGV[A + 2], ...
 
 local CLOSED, OPEN, HALF_OPEN, ISOLATED = 0, 1, 2, 3
 local WINDOWED = FAIL_RATE > 0 or SLOW_RATE > 0
@@ -51,13 +60,16 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local dirty = false
 local prev, nxt = -1, -1
 
-local h = redis.call('HMGET', S, 'st', 'gen', 'until', 'cf', 'hs', 'n', 'nf', 'ns', 'pos', 'wsig')
+local h = redis.call('HMGET', S, 'st', 'gen', 'until', 'cf', 'hs', 'n', 'nf', 'ns', 'pos', 'wsig', 'ep', 'ri')
 local st = tonumber(h[1])
-local gen, open_until, cf, hs, n, nf, ns, pos, wsig
+local stored = st ~= nil
+local gen, open_until, cf, hs, n, nf, ns, pos, wsig, ep, ri
 if st == nil then
-  -- New or expired: seed the generation from the clock so that permits
-  -- issued before an expiry can never match a new generation.
+  -- New, expired or lost: seed the generation from the clock so that permits
+  -- issued before can never match a new generation. The epoch names this
+  -- state for as long as it lives.
   st, gen, open_until, cf, hs, n, nf, ns, pos, wsig = CLOSED, math.floor(now), 0, 0, 0, 0, 0, 0, 0, WSIG
+  ep, ri = gen, 0
   -- Written by the first step, so that later steps agree on the generation.
   dirty = step ~= 'stats'
 else
@@ -70,12 +82,18 @@ else
   ns = tonumber(h[8]) or 0
   pos = tonumber(h[9]) or 0
   wsig = h[10] or ''
+  ep = tonumber(h[11])
+  ri = tonumber(h[12]) or 0
+  if ep == nil then
+    ep = gen -- a state written by an older version: name it now
+    dirty = step ~= 'stats'
+  end
 end
 
 
 local function save()
   redis.call('HSET', S, 'st', st, 'gen', gen, 'until', open_until, 'cf', cf, 'hs', hs,
-    'n', n, 'nf', nf, 'ns', ns, 'pos', pos, 'wsig', wsig)
+    'n', n, 'nf', nf, 'ns', ns, 'pos', pos, 'wsig', wsig, 'ep', ep, 'ri', ri)
   if st == ISOLATED then
     -- Held open by an operator until reset(): it must not expire.
     redis.call('PERSIST', S)
@@ -91,6 +109,20 @@ local function window_clear()
   redis.call('DEL', W)
   n, nf, ns, pos = 0, 0, 0, 0
   wsig = WSIG
+end
+
+-- The state this caller last saw ISOLATED is gone (a restart, FLUSHALL,
+-- eviction), and no expiry explains it: this state was created before that one
+-- could have expired. An operator's isolation holds until reset(), so restore
+-- it, once per lost state (ri): a reset() after the restore sticks.
+if HINT_EPOCH > 0 and step ~= 'stats' and ep ~= HINT_EPOCH and ri ~= HINT_EPOCH
+    and ep < HINT_UNTIL then
+  ri = HINT_EPOCH
+  if st ~= ISOLATED then
+    st = ISOLATED
+    gen = gen + 1
+  end
+  dirty = true
 end
 
 -- A process configured with another window shape starts the window afresh.
@@ -193,13 +225,15 @@ local function report()
   redis.call('PEXPIRE', R, math.ceil(REPORTER_TTL))
 end
 
+-- Probe leases survive transitions: a probe admitted in an earlier HALF_OPEN
+-- round still runs, so it keeps its slot until its record or release step
+-- frees it or its lease expires. Running probes never exceed MAX_PROBES.
 local function transition(to)
   prev, nxt = st, to
   st = to
   gen = gen + 1
   hs = 0
   dirty = true
-  redis.call('DEL', P)
 end
 
 local function open_circuit()
@@ -258,9 +292,21 @@ local function encode(r)
   return table.concat(r, ' ')
 end
 
+-- The earliest server time this state's keys can expire: what lets a caller
+-- tell a lost state from an expired one.
+local function expiry()
+  if st ~= ISOLATED then
+    local ttl = redis.call('PTTL', S)
+    if ttl == -2 then return 0 end
+    if ttl >= 0 then return math.floor(now + ttl) end
+  end
+  -- Persistent (ISOLATED): its expiry starts when it is reset, at the earliest now.
+  return math.floor(now + TTL)
+end
+
 local function reply(extra)
   if dirty then save() end
-  local r = {st, gen, prev, nxt}
+  local r = {st, gen, prev, nxt, ep, expiry()}
   if extra then
     for i = 1, #extra do r[#r + 1] = extra[i] end
   end
@@ -268,11 +314,11 @@ local function reply(extra)
 end
 
 if step == 'acquire' then
-  -- ARGV[17] deferred-success generation, ARGV[18] their count, ARGV[19] a
-  -- per-process sequence number: a probe's lease id is REPORTER#seq.
+  -- ARGV[A + 1] deferred-success generation, ARGV[A + 2] their count,
+  -- ARGV[A + 3] a per-process sequence number: a probe's lease id is REPORTER#seq.
   -- Reply extra: {admitted, permit generation, probe, retry_after_us}.
   local before = gen
-  if flush(ARGV[17], ARGV[18], true) then
+  if flush(ARGV[A + 1], ARGV[A + 2], true) then
     -- The deferred successes completed the window that opened the breaker:
     -- this call is admitted as one already in flight (stale generation),
     -- and its permit carries the transition so it is reported once.
@@ -286,10 +332,11 @@ if step == 'acquire' then
     transition(HALF_OPEN)
   end
   if st == HALF_OPEN then
-    -- Leases of probes whose process died expire here.
+    -- Leases of probes whose process died expire here; the others count,
+    -- whichever round admitted them.
     redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
     if redis.call('ZCARD', P) < MAX_PROBES then
-      redis.call('ZADD', P, now + LEASE, REPORTER .. '#' .. ARGV[19])
+      redis.call('ZADD', P, now + LEASE, REPORTER .. '#' .. ARGV[A + 3])
       redis.call('PEXPIRE', P, TTL)
       return reply({1, gen, 1, 0})
     end
@@ -299,12 +346,12 @@ if step == 'acquire' then
 end
 
 if step == 'record' then
-  -- ARGV[17] permit generation, ARGV[18] outcome code, ARGV[19] probe id or '',
-  -- ARGV[20] deferred-success generation, ARGV[21] their count.
-  local pgen = tonumber(ARGV[17])
-  local code = tonumber(ARGV[18])
-  local probe = ARGV[19]
-  if flush(ARGV[20], ARGV[21], true) then return reply(nil) end
+  -- ARGV[A + 1] permit generation, ARGV[A + 2] outcome code, ARGV[A + 3] probe
+  -- id or '', ARGV[A + 4] deferred-success generation, ARGV[A + 5] their count.
+  local pgen = tonumber(ARGV[A + 1])
+  local code = tonumber(ARGV[A + 2])
+  local probe = ARGV[A + 3]
+  if flush(ARGV[A + 4], ARGV[A + 5], true) then return reply(nil) end
   if probe ~= '' then redis.call('ZREM', P, probe) end
   if pgen ~= gen then return reply(nil) end
   if st == CLOSED and probe == '' then
@@ -323,14 +370,14 @@ if step == 'record' then
 end
 
 if step == 'release' then
-  -- ARGV[17] probe id: a neutral probe frees its slot at once.
-  redis.call('ZREM', P, ARGV[17])
+  -- ARGV[A + 1] probe id: a neutral probe frees its slot at once.
+  redis.call('ZREM', P, ARGV[A + 1])
   return reply(nil)
 end
 
 if step == 'flush' then
-  -- ARGV[17] deferred-success generation, ARGV[18] their count.
-  flush(ARGV[17], ARGV[18], false)
+  -- ARGV[A + 1] deferred-success generation, ARGV[A + 2] their count.
+  flush(ARGV[A + 1], ARGV[A + 2], false)
   return reply(nil)
 end
 
@@ -346,7 +393,7 @@ if step == 'stats' then
   local retry = -1
   if st == OPEN then retry = math.max(0, math.ceil((open_until - now) * 1000)) end
   local probes = redis.call('ZCOUNT', P, '(' .. now, '+inf')
-  return encode({st, gen, -1, -1, n, nf, ns, cf, probes, hs, retry})
+  return encode({st, gen, -1, -1, stored and ep or 0, expiry(), n, nf, ns, cf, probes, hs, retry})
 end
 
 if step == 'isolate' then

@@ -18,7 +18,7 @@ import redis.connection
 import redis.retry
 from redis.backoff import NoBackoff
 
-__all__ = ["async_twin", "is_async_client", "is_sync_client", "sync_twin"]
+__all__ = ["async_twin", "is_async_client", "is_sync_client", "pair", "sync_twin"]
 
 # Settings that mean the same to both client flavours; the rest (parsers,
 # event handlers, retry objects) are flavour-specific.
@@ -34,6 +34,55 @@ def is_async_client(client: object) -> bool:
 def is_sync_client(client: object) -> bool:
     """Return True for a blocking ``redis`` client (plain or cluster)."""
     return isinstance(client, (redis.Redis, redis.RedisCluster))
+
+
+def pair(
+    client: Any,
+    sync_client: Any,
+    *,
+    owner: str = "RedisBackend",
+    sync_use: str = "sync functions and .state/.isolate()/.reset()",
+) -> tuple[Any, Any]:
+    """Check the clients a backend was given, at construction.
+
+    Both flavours must be available: given, or buildable from the other's
+    settings. Sentinel and Cluster clients cannot be copied, so with one of
+    them the other flavour must be passed too; saying so here beats failing
+    on the first call from the other kind of code.
+
+    Args:
+        client: The ``client`` argument (either flavour).
+        sync_client: The ``sync_client`` argument, or None.
+        owner: The backend class, for the error messages.
+        sync_use: What the blocking client serves, for the error messages.
+
+    Returns:
+        The asyncio client (None: build it from the sync one on first use)
+        and the client the blocking one is built from (or used as is).
+
+    Raises:
+        TypeError: A client is not a redis client, or a flavour can be
+            neither used nor built.
+    """
+    if sync_client is not None and not is_sync_client(sync_client):
+        raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+    if is_async_client(client):
+        if sync_client is None and _settings(client) is None:
+            raise TypeError(
+                f"{owner} cannot build a blocking client from {type(client).__name__} (Sentinel "
+                f"and Cluster clients cannot be copied) for {sync_use}: pass the blocking twin as "
+                "well, sync_client=redis.RedisCluster(...) or redis.sentinel.Sentinel(...).master_for(...)"
+            )
+        return client, client if sync_client is None else sync_client
+    if is_sync_client(client):
+        if _settings(client) is None:
+            raise TypeError(
+                f"{owner} cannot build an asyncio client from {type(client).__name__} (Sentinel "
+                "and Cluster clients cannot be copied) for async functions: pass the asyncio one "
+                "as client= and this one as sync_client="
+            )
+        return None, client if sync_client is None else sync_client
+    raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
 
 
 def _settings(client: Any) -> tuple[str, dict[str, Any]] | None:

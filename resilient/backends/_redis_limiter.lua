@@ -11,8 +11,14 @@
 -- ARGV[1] the step: reserve | cancel
 -- ARGV[2] interval: microseconds between permits at the sustained rate
 -- ARGV[3] limit: burst * interval, how far the TAT may run ahead of now
--- ARGV[4] reserve: the longest wait the caller accepts (us), -1 for no bound
+-- ARGV[4] reserve: the longest wait the caller accepts (us, at most 1e15)
 --         cancel:  the TAT its reservation set (the token it was given)
+--
+-- Lua numbers are doubles: integers are exact below 2^53 (9.007e15). The
+-- client keeps limit <= 1e15 and the wait bound <= 1e15 (and interval <=
+-- limit), so the TAT is never more than limit + 1e15 ahead of now and the
+-- largest number here, now + limit + wait + interval, stays below now +
+-- 3e15: exact while now < 6e15 us (until about the year 2160).
 --
 -- reserve replies "1 wait_us tat_us now_us" (granted: run after wait_us)
 --             or "0 retry_after_us 0 now_us" (refused, nothing changed).
@@ -53,7 +59,7 @@ if step == 'reserve' then
   local wait = new - limit - now
   if wait < 0 then
     wait = 0
-  elseif max_wait >= 0 and wait > max_wait then
+  elseif wait > max_wait then
     return '0 ' .. digits(wait) .. ' 0 ' .. digits(now)
   end
   store(new)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 from datetime import timedelta
 from importlib import resources
 from typing import Any, ClassVar
@@ -21,14 +20,14 @@ from resilient._clock import Clock
 from resilient._events import EventBus
 from resilient._events import default_bus as _default_bus
 from resilient.backends import _redis_clients as _clients
+from resilient.backends import _redis_config as _cfg
 from resilient.backends._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 from resilient.backends._redis_link import RedisLink
 
 __all__ = ["RedisRateLimiterBackend"]
 
 _SCRIPT = resources.files("resilient.backends").joinpath("_redis_limiter.lua").read_text("utf-8")
-_NO_BOUND = -1
-_MAX_WAIT_US = 10**15  # about 31 years: any longer wait is "no bound"
+_OWNER = "RedisRateLimiterBackend"
 
 
 class _LimiterLink(RedisLink):
@@ -46,7 +45,7 @@ def _nothing() -> None:
 
 
 def _seconds(param: str, value: object) -> float:
-    seconds = _check.check_duration(param, value)
+    seconds = _cfg.seconds(param, value, owner=_OWNER)
     assert seconds is not None
     return seconds
 
@@ -75,10 +74,11 @@ class RedisRateLimiterBackend(RateLimiterBackend):
             settings when needed. The same client may serve breakers too.
         sync_client: The blocking client for sync functions (default: built
             from *client* with socket timeouts of *timeout* seconds).
-        prefix: First part of the key: ``{prefix}:{{{name}}}:rate``.
+        prefix: First part of the key: ``{prefix}:{{{name}}}:rate``. A
+            non-empty str without ``{`` or ``}``, like the name.
         name: Key name of the shared limit (default: the limiter's name).
         timeout: Seconds one Redis step may take before the call is decided
-            on local state.
+            on local state (at most ``MAX_SECONDS``, like *reconnect_interval*).
         reconnect_interval: While degraded, seconds between attempts to
             reach Redis again (time of the limiter's clock).
         local_share: Fraction in (0, 1] of the rate and burst this process
@@ -89,10 +89,17 @@ class RedisRateLimiterBackend(RateLimiterBackend):
         bus: Bus for ``BackendDegraded``/``BackendRecovered`` (default: the
             limiter's bus).
 
+    The limit (``burst * per / rate``) and any one wait are at most
+    ``MAX_SECONDS`` (10**9 s, about 31 years): the script keeps whole
+    microseconds exactly; a call that would wait longer is refused, even
+    with ``max_wait=math.inf``.
+
     Raises:
-        TypeError: *client* or *sync_client* is not a redis client, or a
-            setting has the wrong type.
-        ValueError: A setting is out of range.
+        TypeError: *client* or *sync_client* is not a redis client (or a
+            Sentinel or Cluster client is given without its other flavour),
+            or a setting has the wrong type.
+        ValueError: A setting is out of range, or the prefix or name holds
+            a brace.
     """
 
     def __init__(
@@ -107,23 +114,17 @@ class RedisRateLimiterBackend(RateLimiterBackend):
         local_share: float = 1.0,
         bus: EventBus | None = None,
     ) -> None:
-        if _clients.is_async_client(client):
-            async_client: Any = client
-        elif _clients.is_sync_client(client):
-            async_client = None  # built on first async step
-            sync_client = client if sync_client is None else sync_client
-        else:
-            raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
-        if sync_client is not None and not _clients.is_sync_client(sync_client):
-            raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
-        self.prefix = _check.check_name(prefix, "prefix")
-        self._explicit_name = _check.check_name(name)
+        async_client, sync_source = _clients.pair(
+            client, sync_client, owner=_OWNER, sync_use="sync functions"
+        )
+        self.prefix = _cfg.key_part(prefix, "prefix", owner=_OWNER)
+        self._explicit_name = None if name is None else _cfg.key_part(name, "name", owner=_OWNER)
         self.local_share = _check.check_fraction("local_share", local_share)
         self._explicit_bus = None if bus is None else _check.check_bus(bus)
         self._link = _LimiterLink(
             client,
             async_client,
-            client if sync_client is None else sync_client,
+            sync_source,
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
             _nothing,
@@ -188,14 +189,19 @@ class RedisRateLimiterBackend(RateLimiterBackend):
             bus: The limiter's bus.
 
         Raises:
-            ValueError: No name is known, or the backend is already bound.
+            ValueError: No name is known, the name holds a brace, the limit
+                (``burst * per / rate``) is beyond ``MAX_SECONDS``, or the
+                backend is already bound.
         """
-        key_name = self._explicit_name or name
-        if not isinstance(key_name, str) or not key_name:
+        key_name = self._explicit_name
+        if key_name is None and name is not None:
+            key_name = _cfg.key_part(name, "name", owner=_OWNER)
+        if key_name is None:
             raise ValueError(
                 "RedisRateLimiterBackend needs a name for the shared limit: "
                 "rate_limiter(100, name='search-api', backend=RedisRateLimiterBackend(client))"
             )
+        interval, limit = _cfg.limiter_microseconds(config)
         if self._config is not None:
             raise ValueError(
                 "RedisRateLimiterBackend is already bound to a limiter; give each limiter its own "
@@ -209,15 +215,17 @@ class RedisRateLimiterBackend(RateLimiterBackend):
         link.name = key_name
         link.label = f"{self.prefix}:{{{key_name}}}"
         self._key = f"{link.label}:rate".encode()
-        # Whole microseconds, rounded up: the server's sums stay exact, never early.
-        interval = max(1, math.ceil(config.interval * 1e6))
+        # Whole microseconds, the interval rounded up: the server's sums stay exact, never early.
         self._interval = str(interval).encode()
-        self._limit = str(interval * config.burst).encode()
+        self._limit = str(limit).encode()
 
     # --- steps ----------------------------------------------------------------------
 
     def _reserve_args(self, max_wait: float) -> tuple[bytes, ...]:
-        bound = _NO_BOUND if max_wait * 1e6 >= _MAX_WAIT_US else int(max_wait * 1e6)
+        # No wait beyond MAX_SECONDS, even for max_wait=inf: the TAT then never runs
+        # more than limit + MAX_SECONDS ahead, and the script's numbers stay exact.
+        us = max_wait * 1e6
+        bound = _cfg.MAX_MICROSECONDS if us >= _cfg.MAX_MICROSECONDS else int(us)
         return (self._key, b"reserve", self._interval, self._limit, str(bound).encode())
 
     def _cancel_args(self, reservation: Reservation) -> tuple[bytes, ...]:

@@ -1,18 +1,28 @@
 """The connection side of :class:`~resilient.backends.redis.RedisBackend`.
 
 A :class:`RedisLink` runs one breaker step as one ``EVALSHA`` of the Lua
-script, bounded by a time budget, and tracks whether Redis is reachable:
-after a failure it reports "down" once, then lets one caller per reconnect
-interval try again, and reports "up" when Redis answers. A failed step
-returns None; it never raises (cancellation excepted, which is the caller's).
+script, bounded by a time budget, and tracks whether Redis is reachable
+(:mod:`._redis_status`). A failed step returns None; it never raises
+(cancellation excepted, which is the caller's).
+
+What is *not* an outage:
+
+- waiting for a turn (see :mod:`._redis_gate`): back-pressure, not latency;
+  a pool with no free connection (the application holds them all) only
+  makes that one step go without Redis;
+- time the event loop spent stalled, busy with other tasks or blocked
+  (see :mod:`._redis_budget`);
+- news from a step that began before the link last changed status (see
+  :mod:`._redis_status`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from importlib import resources
 from typing import Any, ClassVar
@@ -20,12 +30,23 @@ from typing import Any, ClassVar
 from redis.exceptions import NoScriptError
 
 from resilient._clock import Clock
-from resilient._events import BackendDegraded, BackendRecovered, EventBus, default_bus
+from resilient._events import EventBus, default_bus
+from resilient.backends._redis_budget import within_budget
 from resilient.backends._redis_clients import async_twin, sync_twin
+from resilient.backends._redis_gate import (
+    AsyncGate,
+    SyncGate,
+    async_gate,
+    drop_idle,
+    drop_idle_async,
+    forget_all,
+    has_free_connection,
+    pool_exhausted,
+    sync_gate,
+)
+from resilient.backends._redis_status import LinkStatus
 
 __all__ = ["SCRIPT", "SCRIPT_SHA", "RedisLink"]
-
-logger = logging.getLogger("resilient")
 
 SCRIPT = resources.files("resilient.backends").joinpath("_redis_breaker.lua").read_text("utf-8")
 """The Lua source of every breaker step (loaded once per server, called by SHA)."""
@@ -42,7 +63,25 @@ async def _script(client: Any, args: tuple[Any, ...], link: RedisLink) -> list[i
     return [int(n) for n in reply.split()]
 
 
-class RedisLink:
+def _nothing() -> None:
+    """Nothing to do when Redis answers again."""
+
+
+_links: weakref.WeakSet[RedisLink] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # The child has none of its parent's steps in flight: no turn, no lock,
+    # no reconnect attempt is its own.
+    forget_all()
+    for link in list(_links):
+        link.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class RedisLink(LinkStatus):
     """Run script steps on one Redis server, degrading instead of raising.
 
     The class attributes name the script and the policy it serves (the
@@ -54,8 +93,10 @@ class RedisLink:
         sync_source: The client the blocking twin is built from (or used as is).
         timeout: Seconds one step may take.
         reconnect_interval: Seconds between attempts while Redis is down.
-        on_down: Called once (outside the lock) when Redis stops answering,
-            before ``BackendDegraded`` is emitted.
+        on_down: Called once per outage (outside the lock) when Redis stops
+            answering, before ``BackendDegraded`` is emitted.
+        on_up: Called once per outage when Redis answers again, before
+            ``BackendRecovered`` is emitted (default: nothing).
     """
 
     script: ClassVar[str] = SCRIPT
@@ -76,6 +117,7 @@ class RedisLink:
         timeout: float,
         reconnect_interval: float,
         on_down: Callable[[], object],
+        on_up: Callable[[], object] | None = None,
     ) -> None:
         self.client = client
         self.timeout = timeout
@@ -85,20 +127,19 @@ class RedisLink:
         self._sync_source = sync_source
         self._sync: Any = None
         self._on_down = on_down
+        self._on_up = on_up or _nothing
         self.name: str | None = None
         self.label = "resilient"
         self.bus: EventBus = default_bus
         self._lock = threading.Lock()
         self.down_until: float | None = None
         self._probing = False
+        self._era = 0  # bumped by every change of status: down, up
+        self._sync_gate: SyncGate | None = None
+        self._gates: tuple[Any, AsyncGate] | None = None  # (loop, gate) of the last async step
         # Steps given up on (timed out or their caller cancelled), kept until they end.
         self._abandoned: set[asyncio.Future[list[int]]] = set()
-
-    def _now(self) -> float:
-        clock = self.clock
-        if clock is None:
-            raise RuntimeError("RedisBackend used before bind()")
-        return clock.monotonic()
+        _links.add(self)
 
     def describe(self) -> str:
         """Return ``"redis host:port/db key-prefix"`` for events and logs."""
@@ -106,63 +147,13 @@ class RedisLink:
         server = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return f"redis {server}/{kwargs.get('db', 0)} {self.label}"
 
-    # --- reachability ------------------------------------------------------------
-
-    def _may_try(self) -> bool:
-        """While down: let one caller per reconnect interval try Redis."""
-        with self._lock:
-            until = self.down_until
-            if until is None:
-                return True
-            if self._probing or self._now() < until:
-                return False
-            self._probing = True
-            return True
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._lock:
-            first = self.down_until is None
-            self.down_until = self._now() + self.reconnect_interval
-            self._probing = False
-        if not first:
-            return
-        self._on_down()
-        logger.warning("%s %r: Redis unavailable, using local state (%r)", self.noun, self.name, exc)
-        bus = self.bus
-        if bus.wants(BackendDegraded):
-            bus.emit(
-                BackendDegraded(
-                    policy=self.policy,
-                    name=self.name,
-                    operation=None,
-                    time=self._now(),
-                    backend=self.describe(),
-                    exception=exc,
-                )
-            )
-
-    def _answered(self) -> None:
-        with self._lock:
-            if self.down_until is None:
-                return
-            self.down_until = None
-            self._probing = False
-        logger.info("%s %r: Redis answers again, using shared state", self.noun, self.name)
-        bus = self.bus
-        if bus.wants(BackendRecovered):
-            bus.emit(
-                BackendRecovered(
-                    policy=self.policy,
-                    name=self.name,
-                    operation=None,
-                    time=self._now(),
-                    backend=self.describe(),
-                )
-            )
-
-    def _interrupted(self) -> None:
-        with self._lock:
-            self._probing = False
+    def forked(self) -> None:
+        """Start afresh in a forked child: the parent's turns and locks are not its own."""
+        self._lock = threading.Lock()
+        self._probing = False
+        self._gates = None
+        sync = self._sync
+        self._sync_gate = None if sync is None else sync_gate(sync)
 
     # --- clients -------------------------------------------------------------------
 
@@ -172,7 +163,9 @@ class RedisLink:
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = sync_twin(self._sync_source, self.timeout)
+                    built = sync_twin(self._sync_source, self.timeout)
+                    self._sync_gate = sync_gate(built)
+                    self._sync = built
                 client = self._sync
         return client
 
@@ -188,20 +181,33 @@ class RedisLink:
 
     # --- steps -----------------------------------------------------------------------
 
-    def run(self, args: tuple[Any, ...]) -> list[int] | None:
+    def run(self, args: tuple[Any, ...], *, bounded: bool = False) -> list[int] | None:
         """Run the script with the blocking client; None if Redis did not answer.
 
         Args:
             args: The four keys, then the script's arguments (pre-encoded
                 bytes where possible: redis-py passes bytes through as is).
+            bounded: Wait for a turn at most one budget (then answer None,
+                without declaring an outage); otherwise as long as it takes.
 
         Returns:
             The script's reply decoded to integers, or None (Redis down,
-            slow, or erroring).
+            slow, or erroring; or no turn in time).
         """
-        if self.down_until is not None and not self._may_try():
+        era = self._begin()
+        if era is None:
             return None
         client = self.sync_client()
+        gate = self._sync_gate
+        if gate is not None:
+            try:
+                entered = gate.enter(self.timeout if bounded else None)
+            except BaseException:
+                self._unanswered(era)
+                raise
+            if not entered:
+                self._unanswered(era)
+                return None
         try:
             try:
                 reply = client.evalsha(self.script_sha, self.numkeys, *args)
@@ -210,54 +216,99 @@ class RedisLink:
                 reply = client.evalsha(self.script_sha, self.numkeys, *args)
             numbers = [int(n) for n in reply.split()]
         except Exception as exc:  # a redis error, OSError, or the socket timeout
-            self._failed(exc)
+            if pool_exhausted(exc):
+                self._unanswered(era)  # back-pressure: this step only goes local
+            elif self._failed(exc, era):
+                drop_idle(client)
             return None
         except BaseException:
-            self._interrupted()
+            self._unanswered(era)
             raise
-        if self.down_until is not None:
-            self._answered()
+        finally:
+            if gate is not None:
+                gate.leave()
+        if self._answered(era):
+            drop_idle(client)
         return numbers
 
-    async def run_async(self, args: tuple[Any, ...]) -> list[int] | None:
+    def _async_gate(self) -> AsyncGate:
+        loop = asyncio.get_running_loop()
+        cached = self._gates
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        gate = async_gate(self.async_client(), loop)
+        self._gates = (loop, gate)
+        return gate
+
+    async def run_async(self, args: tuple[Any, ...], *, bounded: bool = False) -> list[int] | None:
         """Run the script with the asyncio client within the budget; None if Redis did not answer.
 
         Args:
             args: The four keys, then the script's arguments (pre-encoded
                 bytes where possible: redis-py passes bytes through as is).
+            bounded: Wait for a turn at most one budget (then answer None,
+                without declaring an outage); otherwise as long as it takes.
 
         Returns:
             The script's reply decoded to integers, or None (Redis down,
-            slow, or erroring).
+            slow, or erroring; or no turn in time).
         """
-        if self.down_until is not None and not self._may_try():
+        era = self._begin()
+        if era is None:
             return None
+        gate = self._async_gate()
+        try:
+            entered = await gate.enter(self.timeout if bounded else None)
+        except BaseException:
+            self._unanswered(era)
+            raise
+        if not entered:
+            self._unanswered(era)
+            return None
+        answered = False
+        try:
+            answered, numbers = await self._step(era, args)
+            if answered and self._answered(era):
+                # Connections idle since before the outage may be dead: open
+                # new ones, one at a time.
+                gate.restart()
+                await drop_idle_async(self.async_client())
+            return numbers
+        finally:
+            gate.leave(answered)
+
+    async def _step(self, era: int, args: tuple[Any, ...]) -> tuple[bool, list[int] | None]:
+        client = self.async_client()
+        if era != self._era or not has_free_connection(client):
+            # The link went down while this step waited its turn, or the
+            # application holds every connection: local state, no outage.
+            self._unanswered(era)
+            return False, None
         # The script runs as a task of its own and is waited for with a
         # timeout, instead of cancelling the call in place: redis-py can lose
         # a cancellation while it connects to a server that accepts but never
         # answers, and the caller must not hang on that.
-        step = asyncio.ensure_future(_script(self.async_client(), args, self))
+        step = asyncio.ensure_future(_script(client, args, self))
         try:
-            done, _ = await asyncio.wait((step,), timeout=self.timeout)
+            done = await within_budget(step, self.timeout)
         except BaseException:
             self._abandon(step)
-            self._interrupted()  # cancellation belongs to the caller: never swallowed
+            self._unanswered(era)  # cancellation belongs to the caller: never swallowed
             raise
         if not done:
             self._abandon(step)
-            self._failed(TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
-            return None
-        try:
-            numbers = step.result()
-        except (
-            Exception,
-            asyncio.CancelledError,
-        ) as exc:  # a redis error, OSError; the step's own cancellation
-            self._failed(exc)
-            return None
-        if self.down_until is not None:
-            self._answered()
-        return numbers
+            exc: BaseException = TimeoutError(f"Redis did not answer within {self.timeout:g}s")
+        else:
+            try:
+                return True, step.result()
+            except (Exception, asyncio.CancelledError) as error:  # a redis error; its own cancellation
+                exc = error
+            if pool_exhausted(exc):
+                self._unanswered(era)
+                return False, None
+        if self._failed(exc, era):
+            await drop_idle_async(client)  # the next attempt must not reuse a dead connection
+        return False, None
 
     def _abandon(self, step: asyncio.Future[list[int]]) -> None:
         """Cancel a step nobody waits for any more; keep it referenced until it ends."""

@@ -1,8 +1,12 @@
 """The wire format between :class:`RedisBackend` and its Lua script.
 
 The script takes the four keys, the step name, fifteen configuration
-arguments (:func:`script_config`) and the step's own; it replies with a flat
-list of integers that the functions here decode.
+arguments (:func:`script_config`), the caller's isolation hint (two integers,
+see :func:`hint`) and the step's own; it replies with a flat list of integers
+that the functions here decode. Every reply starts with the same header
+(:data:`HEADER` integers): state, generation, previous and next state (-1: no
+transition), the state's epoch and the earliest server time its keys can
+expire.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from resilient._state import CircuitState
 from resilient.backends._base import BreakerConfig, BreakerStats, Rejection, Transition
 
 __all__ = [
+    "HEADER",
+    "ISOLATED",
+    "NO_HINT",
     "STATES",
     "SuccessTally",
     "default_reporter",
     "encode",
+    "hint",
     "rejection_of",
     "script_config",
     "stats_of",
@@ -30,6 +38,14 @@ __all__ = [
 
 STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.ISOLATED)
 """State codes of the script, in order."""
+ISOLATED = 3
+"""The script's code for ISOLATED."""
+HEADER = 6
+"""Integers every reply starts with; a step's own follow."""
+EPOCH, EXPIRY = 4, 5
+"""Where the header holds the state's epoch and earliest expiry (server ms)."""
+NO_HINT = (b"0", b"0")
+"""The isolation hint of a caller whose last view was not ISOLATED."""
 
 
 def default_reporter() -> str:
@@ -87,6 +103,18 @@ def encode(values: tuple[Any, ...]) -> tuple[bytes, ...]:
     return tuple(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values)
 
 
+def hint(view: list[Any] | None) -> tuple[bytes, ...]:
+    """Return the isolation hint for a caller whose last reply was *view*.
+
+    A caller that last saw the breaker ISOLATED sends that state's epoch and
+    earliest expiry with each step, so that the script can restore the
+    isolation if the state was lost (not expired) since.
+    """
+    if view is None or view[0] != ISOLATED:
+        return NO_HINT
+    return (str(view[EPOCH]).encode(), str(view[EXPIRY]).encode())
+
+
 def transition_of(reply: list[Any]) -> Transition | None:
     """Decode the transition a step caused (reply items 2 and 3), if any."""
     previous = reply[2]
@@ -95,22 +123,22 @@ def transition_of(reply: list[Any]) -> Transition | None:
 
 def rejection_of(reply: list[Any]) -> Rejection:
     """Decode a refused ``acquire`` (retry_after in microseconds, -1 for unknown)."""
-    retry = reply[7]
+    retry = reply[HEADER + 3]
     return Rejection(STATES[reply[0]], None if retry < 0 else retry / 1e6)
 
 
 def stats_of(reply: list[Any]) -> BreakerStats:
     """Decode the ``stats`` step's reply."""
-    retry = reply[10]
+    calls, failures, slow, consecutive, probes, successes, retry = reply[HEADER:]
     return BreakerStats(
         state=STATES[reply[0]],
         generation=reply[1],
-        calls=reply[4],
-        failures=reply[5],
-        slow_calls=reply[6],
-        consecutive_failures=reply[7],
-        probes_in_flight=reply[8],
-        probe_successes=reply[9],
+        calls=calls,
+        failures=failures,
+        slow_calls=slow,
+        consecutive_failures=consecutive,
+        probes_in_flight=probes,
+        probe_successes=successes,
         retry_after=None if retry < 0 else retry / 1e6,
     )
 
@@ -137,6 +165,17 @@ class SuccessTally:
             elif generation > self._generation:
                 self._generation = generation
                 self._count = 1
+
+    def restore(self, generation: int, count: int) -> None:
+        """Count again *count* successes taken for a step that never reached Redis."""
+        if not count:
+            return
+        with self._lock:
+            if generation == self._generation:
+                self._count += count
+            elif generation > self._generation:
+                self._generation = generation
+                self._count = count
 
     def take(self) -> tuple[int, int]:
         """Return ``(generation, count)`` and start counting from zero."""

@@ -44,6 +44,7 @@ from resilient._events import default_bus as _default_bus
 from resilient._state import CircuitState
 from resilient.backends import _redis_async as _steps
 from resilient.backends import _redis_clients as _clients
+from resilient.backends import _redis_config as _cfg
 from resilient.backends import _redis_protocol as _proto
 from resilient.backends._base import (
     BreakerBackend,
@@ -54,13 +55,21 @@ from resilient.backends._base import (
     Rejection,
     Transition,
 )
+from resilient.backends._redis_admit import Local as _Local
 from resilient.backends._redis_limiter import RedisRateLimiterBackend
 from resilient.backends._redis_link import RedisLink as _RedisLink
+from resilient.backends._redis_view import View as _View
 from resilient.backends.memory import MemoryBackend as _MemoryBackend
 
-__all__ = ["RedisBackend", "RedisRateLimiterBackend"]
+__all__ = ["MAX_SECONDS", "MAX_WINDOW", "RedisBackend", "RedisRateLimiterBackend"]
 
 RedisRateLimiterBackend.__module__ = __name__  # its public home
+
+MAX_SECONDS = _cfg.MAX_SECONDS
+"""The longest duration (about 31 years) the Redis backends accept, and a rate limiter's
+longest burst (``burst * per / rate``) and wait: their scripts cannot hold more exactly."""
+MAX_WINDOW = _cfg.MAX_WINDOW
+"""The largest count window a RedisBackend accepts (one byte per call in Redis)."""
 
 
 _instances: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
@@ -76,7 +85,7 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def _seconds(param: str, value: object) -> float:
-    seconds = _check.check_duration(param, value)
+    seconds = _cfg.seconds(param, value)
     assert seconds is not None
     return seconds
 
@@ -133,30 +142,24 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         reporter: str | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        if _clients.is_async_client(client):
-            async_client: Any = client
-        elif _clients.is_sync_client(client):
-            async_client = None  # built on first async step
-            sync_client = client if sync_client is None else sync_client
-        else:
-            raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
-        if sync_client is not None and not _clients.is_sync_client(sync_client):
-            raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+        async_client, sync_client = _clients.pair(client, sync_client)
         self._local = _MemoryBackend()
-        self.prefix = _check.check_name(prefix, "prefix")
-        self._explicit_name = _check.check_name(name)
+        self.prefix = _cfg.key_part(prefix, "prefix")
+        self._explicit_name = None if name is None else _cfg.key_part(name, "name")
         self._link = _RedisLink(
             client,
             async_client,
-            client if sync_client is None else sync_client,
+            sync_client,
             _seconds("timeout", timeout),
             _seconds("reconnect_interval", reconnect_interval),
-            self._local.reset,  # a fresh local breaker per outage: what it knew before is stale
+            self._went_down,
+            self._local.reset,  # fresh again for calls that find no free connection
         )
+        self._view = _View(self._link)
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
         self.min_reporters = _check.check_int("min_reporters", min_reporters, minimum=1)
-        self.reporter_ttl = _check.check_duration("reporter_ttl", reporter_ttl, allow_none=True)
+        self.reporter_ttl = _cfg.seconds("reporter_ttl", reporter_ttl, allow_none=True)
         self._explicit_reporter = _check.check_name(reporter, "reporter")
         self.reporter = self._explicit_reporter or _proto.default_reporter()
         self._explicit_bus = None if bus is None else _check.check_bus(bus)
@@ -229,12 +232,15 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             ValueError: No name is known, or the backend is already bound to
                 another configuration or name.
         """
-        key_name = self._explicit_name or name
-        if not isinstance(key_name, str) or not key_name:
+        key_name = self._explicit_name
+        if key_name is None and name is not None:
+            key_name = _cfg.key_part(name, "name")
+        if key_name is None:
             raise ValueError(
                 "RedisBackend needs a name for the shared state: "
                 "circuit_breaker(name='payments', backend=RedisBackend(client))"
             )
+        _cfg.check_breaker(config)
         with self._lock:
             if self._config is not None:
                 if self._config != config or self.name != key_name:
@@ -276,36 +282,12 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             if self._config is not None:
                 self._argv = self._script_config()
 
-    def _step(self, step: str, extra: tuple[Any, ...]) -> list[Any] | None:
-        return self._link.run((*self._keys, step, *self._argv, *extra))
-
-    # --- replies -------------------------------------------------------------------
-
-    def _admission(self, reply: list[Any], seq: int) -> Permit | Rejection:
-        # reply: state, generation, previous, next, admitted, permit generation, probe, retry_after_us
-        if not reply[4]:
-            return _proto.rejection_of(reply)
-        generation = reply[5]
-        transition = _proto.transition_of(reply)
-        if reply[6]:
-            return Permit(generation, True, transition, f"{self.reporter}#{seq}")
-        if transition is not None:
-            return Permit(generation, False, transition)
-        permit = self._closed
-        if permit.generation != generation:
-            # One permit per generation, shared by every CLOSED call.
-            permit = self._closed = Permit(generation)
-        return permit
-
-    def _local_acquire(self) -> Permit | Rejection:
-        got = self._local.acquire()
-        if isinstance(got, Rejection):
-            return got
-        return Permit(got.generation, got.probe, got.transition, _steps.Local(got))
-
-    def _record_args(self, permit: Permit, outcome: Outcome) -> tuple[Any, ...]:
-        gen, count = self._successes.take()
-        return (permit.generation, int(outcome), permit.token or "", gen, count)
+    def _step(self, step: str, extra: tuple[Any, ...], *, bounded: bool = False) -> list[Any] | None:
+        view = self._view
+        reply = self._link.run((*self._keys, step, *self._argv, *view.hint, *extra), bounded=bounded)
+        if reply is not None:
+            view.observe(reply)
+        return reply
 
     # --- the steps (sync) ----------------------------------------------------------------
 
@@ -318,14 +300,18 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         gen, count = self._successes.take()
         seq = next(self._seq)
         try:
-            reply = self._step("acquire", (gen, count, seq))
+            # A call waits for its turn at most one budget (see _without_turn),
+            # once this process has seen the shared state to decide by.
+            reply = self._step("acquire", (gen, count, seq), bounded=self._view.last is not None)
         except BaseException:
             # Interrupted after the server may have granted a probe lease (a
             # BackendRecovered handler raising KeyboardInterrupt, say): free
             # it, as the async step does. Releasing an id never granted is a no-op.
             self._step("release", (f"{self.reporter}#{seq}",))
             raise
-        return self._local_acquire() if reply is None else self._admission(reply, seq)
+        if reply is None:
+            return self._without_turn(gen, count)
+        return self._admission(reply, seq)
 
     def record(self, permit: Permit, outcome: Outcome) -> Transition | None:
         """Record an outcome; a CLOSED fast success is deferred to the next step.
@@ -338,13 +324,20 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             The transition caused, or None.
         """
         token = permit.token
-        if token.__class__ is _steps.Local:
+        if token.__class__ is _Local:
             return self._local.record(token.permit, outcome)
         if outcome is Outcome.SUCCESS and not permit.probe:
             # Cannot open anything by itself: ride along with the next step.
             self._successes.add(permit.generation)
             return None
-        reply = self._step("record", self._record_args(permit, outcome))
+        try:
+            reply = self._step("record", self._record_args(permit, outcome))
+        except BaseException:
+            if permit.probe:
+                # Interrupted (KeyboardInterrupt...) before the outcome landed:
+                # free the probe's slot now rather than when its lease ends.
+                self._step("release", (token,))
+            raise
         return None if reply is None else _proto.transition_of(reply)
 
     def release(self, permit: Permit) -> None:
@@ -354,7 +347,7 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             permit: The call's permit.
         """
         token = permit.token
-        if token.__class__ is _steps.Local:
+        if token.__class__ is _Local:
             self._local.release(token.permit)
         elif permit.probe:
             self._step("release", (token,))

@@ -15,6 +15,7 @@ from resilient.adapters.logging import DEFAULT_LEVELS, LoggingAdapter, render
 from resilient.events import (
     BackendDegraded,
     BackendRecovered,
+    BackendStateLost,
     BulkheadRejected,
     CallCancelled,
     CallFailed,
@@ -128,6 +129,18 @@ MESSAGES = [
         ),
         "circuit_breaker 'payments': backend redis answers again, using shared state",
     ),
+    (
+        BackendStateLost(
+            policy="circuit_breaker",
+            name="payments",
+            operation=None,
+            time=1.0,
+            backend="redis",
+            previous=CircuitState.ISOLATED,
+            state=CircuitState.ISOLATED,
+        ),
+        "circuit_breaker 'payments': backend redis lost the shared state (was isolated, now isolated)",
+    ),
     (Event(policy="custom", name=None, operation=None, time=1.0), "event <custom>"),
 ]
 
@@ -151,6 +164,7 @@ LEVELS = [
     (FallbackUsed, logging.WARNING),
     (BackendDegraded, logging.WARNING),
     (BackendRecovered, logging.INFO),
+    (BackendStateLost, logging.WARNING),
     (CallFailed, logging.INFO),
     (CallSucceeded, logging.DEBUG),
 ]

@@ -17,7 +17,14 @@ import resilient
 import resilient.testing
 from resilient import CircuitState
 from resilient.adapters.opentelemetry import OpenTelemetryAdapter
-from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened, EventBus, TimeoutElapsed
+from resilient.events import (
+    BackendDegraded,
+    BackendRecovered,
+    BackendStateLost,
+    CircuitOpened,
+    EventBus,
+    TimeoutElapsed,
+)
 from resilient.testing import FakeClock
 
 Runner = Callable[..., Any]
@@ -630,3 +637,24 @@ def test_backend_degraded_gauge(
         [({"policy": "circuit_breaker", "name": "p"}, 1)],
         [({"policy": "circuit_breaker", "name": "p"}, 0)],
     )
+
+
+def test_backend_state_lost_counter(
+    bus: EventBus, meter_provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    """Each BackendStateLost adds one to resilient.backend.state_lost; metrics alone subscribe to it."""
+    OpenTelemetryAdapter(meter_provider=meter_provider, traces=False).attach(bus)
+    assert bus.wants(BackendStateLost)
+    lost = BackendStateLost(
+        policy="circuit_breaker",
+        name="p",
+        operation=None,
+        time=0.0,
+        backend="redis",
+        previous=CircuitState.ISOLATED,
+        state=CircuitState.ISOLATED,
+    )
+    bus.emit(lost)
+    bus.emit(lost)
+    assert points(reader, "resilient.backend.state_lost") == [({"policy": "circuit_breaker", "name": "p"}, 2)]
+    assert unit(reader, "resilient.backend.state_lost") == "{loss}"

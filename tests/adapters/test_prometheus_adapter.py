@@ -15,7 +15,7 @@ import resilient
 import resilient.testing
 from resilient import CircuitOpenError, CircuitState
 from resilient.adapters.prometheus import PrometheusAdapter
-from resilient.events import BackendDegraded, BackendRecovered, EventBus
+from resilient.events import BackendDegraded, BackendRecovered, BackendStateLost, EventBus
 from resilient.testing import FakeClock
 
 Runner = Callable[..., Any]
@@ -314,6 +314,24 @@ def test_backend_degraded_gauge(registry: CollectorRegistry, bus: EventBus) -> N
         1.0,
         0.0,
     )
+
+
+def test_backend_state_lost_counter(registry: CollectorRegistry, bus: EventBus) -> None:
+    """Each BackendStateLost counts once by policy and name; attaching subscribes to it (so it is emitted)."""
+    PrometheusAdapter(registry).attach(bus)
+    assert bus.wants(BackendStateLost)
+    lost = BackendStateLost(
+        policy="circuit_breaker",
+        name="p",
+        operation=None,
+        time=0.0,
+        backend="redis",
+        previous=CircuitState.OPEN,
+        state=CircuitState.CLOSED,
+    )
+    bus.emit(lost)
+    bus.emit(lost)
+    assert value(registry, "resilient_backend_state_lost_total", policy="circuit_breaker", name="p") == 2.0
 
 
 def test_exception_messages_never_become_labels(

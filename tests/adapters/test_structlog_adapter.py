@@ -14,6 +14,7 @@ import resilient
 from resilient import CircuitState
 from resilient.adapters.structlog import StructlogAdapter, entry
 from resilient.events import (
+    BackendStateLost,
     BulkheadRejected,
     CallFailed,
     CallStarted,
@@ -89,6 +90,16 @@ NAMES = [
     (FallbackUsed(policy="fallback", **BASE, exception=REFUSED), "resilient.fallback_used"),
     (CallSucceeded(policy="pipeline", **BASE, duration=0.1), "resilient.call_succeeded"),
     (CallFailed(policy="pipeline", **BASE, duration=0.1, exception=REFUSED), "resilient.call_failed"),
+    (
+        BackendStateLost(
+            policy="circuit_breaker",
+            **BASE,
+            backend="redis",
+            previous=CircuitState.OPEN,
+            state=CircuitState.CLOSED,
+        ),
+        "resilient.backend_state_lost",
+    ),
 ]
 
 
@@ -105,6 +116,35 @@ def test_state_values_are_strings() -> None:
     )
     fields = entry(event)[1]
     assert (fields["previous"], fields["state"]) == ("closed", "open")
+
+
+def test_backend_state_lost_is_a_warning_by_default(bus: EventBus) -> None:
+    """A backend that lost the shared state logs a warning with what this process saw and what it is now."""
+    StructlogAdapter().attach(bus)
+    with capture_logs() as logs:
+        bus.emit(
+            BackendStateLost(
+                policy="circuit_breaker",
+                name="payments",
+                operation=None,
+                time=1.0,
+                backend="redis 127.0.0.1:6379/0 resilient:{payments}",
+                previous=CircuitState.OPEN,
+                state=CircuitState.CLOSED,
+            )
+        )
+    assert logs == [
+        {
+            "event": "resilient.backend_state_lost",
+            "log_level": "warning",
+            "policy": "circuit_breaker",
+            "name": "payments",
+            "operation": None,
+            "backend": "redis 127.0.0.1:6379/0 resilient:{payments}",
+            "previous": "open",
+            "state": "closed",
+        }
+    ]
 
 
 def test_levels_pick_the_method() -> None:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import resilient
 from resilient.adapters.opentelemetry import OpenTelemetryAdapter
 from resilient.adapters.prometheus import PrometheusAdapter
-from resilient.events import BackendDegraded, EventBus
+from resilient.events import BackendDegraded, BackendStateLost, EventBus
 from resilient.testing import FakeClock
 
 Family = tuple[str, frozenset[str]]
@@ -115,6 +115,17 @@ def workload(bus: EventBus, clock: FakeClock, *adapters: Any) -> tuple[object, .
             exception=None,
         )
     )
+    bus.emit(
+        BackendStateLost(
+            policy="circuit_breaker",
+            name="payments",
+            operation=None,
+            time=0.0,
+            backend="redis",
+            previous=resilient.CircuitState.OPEN,
+            state=resilient.CircuitState.CLOSED,
+        )
+    )
     return breaker, pool  # tracked weakly: the caller keeps them alive
 
 
@@ -135,6 +146,7 @@ EXPECTED_FAMILIES = {
     "resilient_bulkhead_queued": ("gauge", {"name"}),
     "resilient_bulkhead_max_concurrent": ("gauge", {"name"}),
     "resilient_backend_degraded": ("gauge", {"policy", "name"}),
+    "resilient_backend_state_lost": ("counter", {"policy", "name"}),
 }
 
 

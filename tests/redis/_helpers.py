@@ -12,7 +12,7 @@ import redis.asyncio
 from resilient import CircuitBreaker
 from resilient.backends.redis import RedisBackend
 
-__all__ = ["evalsha_calls", "invoke", "wait_until_probe_allowed"]
+__all__ = ["evalsha_calls", "invoke", "make_due", "settle", "swallow", "wait_until_probe_allowed"]
 
 
 async def invoke(breaker: CircuitBreaker, flavour: str, exc: BaseException | None = None) -> str:
@@ -64,3 +64,9 @@ async def settle() -> None:
     """Let every ready task run one step."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+def make_due(client: redis.Redis, backend: RedisBackend) -> None:
+    """Make the shared OPEN breaker due for probing now, without waiting for the server's clock."""
+    assert client.hget(backend.keys[0], "st") == b"1", "the shared breaker is not OPEN"
+    client.hset(backend.keys[0], "until", 0)

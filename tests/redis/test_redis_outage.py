@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 from _helpers import invoke, wait_until_probe_allowed
 from _redis_fixture import RedisServer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import resilient
 from resilient import CircuitBreaker, CircuitOpenError, circuit_breaker
+from resilient.backends._redis_gate import async_gate
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendDegraded, BackendRecovered, CircuitOpened
 from resilient.testing import FakeClock, capture_events
@@ -115,13 +118,13 @@ async def test_slow_redis_degrades_within_the_budget(
     breaker, backend = build(timeout=0.05)
     assert await invoke(breaker, flavour) == "ok"
     admin = own_server.sync_client()
-    admin.client_pause(300)  # every command waits 0.3 s: far beyond the 0.05 s budget
+    admin.client_pause(10_000, all=False)  # every write (the script) waits: beyond any budget, however busy
     try:
         with capture_events() as events:
             assert await invoke(breaker, flavour) == "ok"
         assert degraded(backend)
-        admin.ping()  # answered once the pause is over
     finally:
+        admin.client_unpause()
         admin.close()
     assert backend_events(events) == [BackendDegraded]
     clock.advance(1.0)
@@ -213,3 +216,121 @@ async def test_probe_lease_granted_to_a_cancelled_admission_is_released(
         await asyncio.sleep(0)
     assert backend.stats().probes_in_flight == 0
     assert await work(False) == "ok"
+
+
+class Scripted(redis.asyncio.Redis):
+    """An asyncio client whose EVALSHAs follow ``plan``: "run", "hold" (its reply), "fail", "hold-fail"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan: list[str] = []
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def evalsha(self, *args: Any) -> Any:
+        """Run the next planned action."""
+        action = self.plan.pop(0) if self.plan else "run"
+        if action.startswith("hold"):
+            self.entered.set()
+        if action == "hold-fail":
+            await self.gate.wait()
+        if action.endswith("fail"):
+            raise redis.exceptions.ConnectionError("scripted failure")
+        reply = await super().evalsha(*args)
+        if action == "hold":
+            await self.gate.wait()
+        return reply
+
+
+async def ok() -> str:
+    """Succeed."""
+    return "ok"
+
+
+def several_steps_at_once(client: redis.asyncio.Redis) -> None:
+    """Let this loop run several steps on *client*'s pool at once (as after a warm-up)."""
+    async_gate(client, asyncio.get_running_loop()).capacity = 4
+
+
+async def test_a_late_reply_from_before_an_outage_does_not_end_it(
+    build: Build, own_server: RedisServer
+) -> None:
+    """A step that started before Redis failed and answers afterwards reports no recovery (no flapping)."""
+    client = Scripted(host="127.0.0.1", port=own_server.port)
+    breaker, backend = build(client=client)
+    several_steps_at_once(client)
+    client.plan = ["hold", "fail"]
+    with capture_events() as events:
+        early = asyncio.create_task(breaker.call(ok))
+        await client.entered.wait()  # its step ran on the server; the reply is held
+        assert await breaker.call(ok) == "ok"  # this step fails: the outage starts
+        assert degraded(backend)
+        client.gate.set()
+        assert await early == "ok"
+        assert degraded(backend)
+        for _ in range(3):
+            assert await breaker.call(ok) == "ok"
+    assert backend_events(events) == [BackendDegraded]
+
+
+async def test_a_late_failure_from_before_a_recovery_does_not_start_an_outage(
+    build: Build, own_server: RedisServer, clock: FakeClock
+) -> None:
+    """A step that started before Redis recovered and fails afterwards starts no second outage."""
+    client = Scripted(host="127.0.0.1", port=own_server.port)
+    breaker, backend = build(client=client)
+    several_steps_at_once(client)
+    client.plan = ["hold-fail", "fail"]
+    with capture_events() as events:
+        early = asyncio.create_task(breaker.call(ok))
+        await client.entered.wait()
+        assert await breaker.call(ok) == "ok"  # the outage starts
+        clock.advance(1.0)
+        assert await breaker.call(ok) == "ok"  # the reconnect attempt: Redis answers
+        assert not degraded(backend)
+        client.gate.set()
+        assert await early == "ok"  # its step failed, but it began before the recovery
+        assert not degraded(backend)
+    assert backend_events(events) == [BackendDegraded, BackendRecovered]
+
+
+async def test_fifty_callers_through_a_kill_and_restart_see_one_outage(
+    build: Build, own_server: RedisServer, clock: FakeClock
+) -> None:
+    """Fifty tasks calling while Redis is killed and restarted: exactly one Degraded, then one Recovered."""
+    breaker, backend = build(timeout=0.05)  # the default budget
+    down, up = asyncio.Event(), asyncio.Event()
+    seen: list[Any] = []
+
+    def watch(event: Any) -> None:
+        seen.append(event)
+        (down if isinstance(event, BackendDegraded) else up).set()
+
+    stop = False
+    served = 0
+
+    async def caller() -> None:
+        nonlocal served
+        while not stop:
+            assert await breaker.call(ok) == "ok"
+            served += 1
+            await asyncio.sleep(0)
+
+    with resilient.subscribe(watch, BackendDegraded, BackendRecovered):
+        tasks = [asyncio.create_task(caller()) for _ in range(50)]
+        while served < 200:
+            await asyncio.sleep(0)
+        own_server.kill()
+        await asyncio.wait_for(down.wait(), 10)
+        for _ in range(200):
+            await asyncio.sleep(0)  # calls keep being served on local state
+        own_server.start()
+        clock.advance(1.0)
+        await asyncio.wait_for(up.wait(), 10)
+        before = served
+        while served < before + 200:
+            await asyncio.sleep(0)
+        stop = True
+        await asyncio.gather(*tasks)
+    assert [type(e) for e in seen] == [BackendDegraded, BackendRecovered]
+    assert not degraded(backend)
