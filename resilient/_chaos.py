@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 from ._clock import Clock
 from ._context import CallContext
 from ._events import ChaosInjected, Event, EventBus
+from ._introspect import is_async_callable
 from ._lazy import LazyLogger
 from ._numbers import describe, plain_number
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer, is_frameless, mark_frameless
@@ -50,6 +51,9 @@ def _check_enabled(enabled: object) -> Enabled:
         return enabled
     if not callable(enabled):
         raise TypeError(f"enabled must be a bool or a zero-argument callable, got {describe(enabled)}")
+    if is_async_callable(enabled):
+        # Its coroutine is truthy: chaos would always be on (and the coroutine never awaited).
+        raise TypeError(f"enabled must be a plain (not async) callable, read on every call; got {enabled!r}")
     try:
         signature = inspect.signature(enabled)
     except (TypeError, ValueError):  # some builtins have none: trust them

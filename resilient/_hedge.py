@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
-from ._arity import accepts
+from ._arity import sync_callable
 from ._budget import RetryBudget
 from ._clock import Clock
 from ._context import CallContext, register_layer
@@ -85,7 +85,7 @@ class Hedge(Policy):
         self.delay = check_duration("delay", delay, allow_zero=True, allow_none=True)
         self._match: Matcher = make_matcher("on", on)
         self.on = on
-        if on_result is not None and not (callable(on_result) and accepts(on_result, 1)):
+        if on_result is not None and not sync_callable(on_result, 1):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {describe(on_result)}")
         self.on_result = on_result
         if budget is not None and not (

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
-from ._arity import accepts
+from ._arity import sync_callable
 from ._clock import SYSTEM_CLOCK, Clock
 from ._decorate import follow, merge, rebinder, under
 from ._errors import ConfigError
@@ -62,7 +62,7 @@ class _Source:
             if errors:
                 raise ConfigError(errors)
         elif callable(raw):
-            if not accepts(raw, 1):
+            if not sync_callable(raw, 1):
                 raise TypeError(f"template must take the key: template(key) -> policy, got {raw!r}")
             self.factory = raw
         else:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar, cast
 
-from ._arity import accepts as _accepts
+from ._arity import sync_callable as _sync_callable
 from ._numbers import describe as _describe
 from ._numbers import plain_number as _plain_number
 
@@ -90,7 +90,7 @@ def _check_cap(cap: object) -> float:
 def _check_now(now: object) -> Callable[[], float] | None:
     if now is None:
         return None
-    if not (callable(now) and _accepts(now, 0)):
+    if not _sync_callable(now, 0):
         raise TypeError(f"now must be a function returning epoch seconds (time.time), got {_describe(now)}")
     return cast("Callable[[], float]", now)
 

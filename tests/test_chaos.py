@@ -376,6 +376,11 @@ class NeedsArgs(Exception):
 untyped: Any = chaos  # the bad arguments below are static type errors too
 
 
+async def async_switch() -> bool:
+    """A switch that needs awaiting: chaos reads its switch synchronously."""
+    return False
+
+
 @pytest.mark.parametrize(
     ("build", "error", "words"),
     [
@@ -398,6 +403,8 @@ untyped: Any = chaos  # the bad arguments below are static type errors too
         (lambda: untyped.result(1, enabled="yes"), TypeError, "enabled"),
         (lambda: untyped.result(1, enabled=lambda flag: flag), TypeError, "enabled"),
         (lambda: untyped.result(1, enabled=10**5000), TypeError, "enabled"),
+        # Its coroutine is truthy: chaos was always on, and the coroutine never awaited.
+        (lambda: untyped.result(1, enabled=async_switch), TypeError, "enabled"),
         (lambda: untyped.result(1, rate=10**400), ValueError, "rate"),
         (lambda: untyped.result(1, seed=1, random=Draws()), TypeError, "seed and random"),
         (lambda: untyped.result(1, random=object()), TypeError, "random"),

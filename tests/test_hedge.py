@@ -770,6 +770,11 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
 # --- configuration ------------------------------------------------------------------------
 
 
+async def async_predicate(result: object) -> bool:
+    """A predicate that needs awaiting: the hedge asks it synchronously."""
+    return False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "param"),
     [
@@ -790,6 +795,7 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
         ({"on_result": 10**5000}, TypeError, "on_result"),  # repr() of it raises ValueError
         ({"on_result": lambda: True}, TypeError, "on_result"),  # failed the call at the first result
         ({"on_result": lambda result, extra: True}, TypeError, "on_result"),
+        ({"on_result": async_predicate}, TypeError, "on_result"),  # its coroutine is truthy: always hedged
         ({"budget": object()}, TypeError, "budget"),
         ({"budget": 10**5000}, TypeError, "budget"),
         ({"name": ""}, ValueError, "name"),

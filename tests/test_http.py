@@ -131,6 +131,11 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
     assert seconds is None or 0.0 <= seconds <= 60.0
 
 
+async def async_now() -> float:
+    """A clock that needs awaiting: the parser reads it synchronously."""
+    return 0.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "param"),
     [
@@ -143,6 +148,7 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
         ({"now": 5}, TypeError, "now"),
         ({"now": 10**5000}, TypeError, "now"),
         ({"now": lambda when: 0.0}, TypeError, "now"),  # read for an HTTP-date only: failed then, or ignored
+        ({"now": async_now}, TypeError, "now"),
     ],
 )
 def test_bad_configuration_is_an_error_naming_the_parameter(

@@ -198,6 +198,12 @@ def test_a_template_that_cannot_take_a_key_fails_at_construction() -> None:
         Registry(lambda host, port: retry())  # type: ignore[arg-type,misc]
     assert Registry(lambda host, port=443: retry()).get("h").policies[0].kind == "retry"
 
+    async def async_template(host: str) -> Policy:
+        return retry()
+
+    with pytest.raises(TypeError, match="template"):
+        Registry(async_template)  # type: ignore[arg-type]
+
 
 def test_a_template_too_long_to_repr_still_gets_a_clear_error() -> None:
     """A 5,000-digit int (whose repr() raises ValueError) as template or key is reported, not a crash."""
