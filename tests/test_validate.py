@@ -168,3 +168,30 @@ def test_a_value_too_long_to_repr_still_gets_an_error_naming_the_parameter(
     """A 5,000-digit int where a name, an exception spec or a predicate belongs: a TypeError naming it."""
     with pytest.raises(error, match=param):
         build()
+
+
+async def async_predicate(value: object) -> bool:
+    """A predicate that needs awaiting: policies ask theirs synchronously."""
+    return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="An async predicate is accepted by retry(on=, on_result=) and fallback(on_result=): its "
+    "coroutine is truthy, so every result (or exception) matches and the coroutine is never awaited. "
+    "The toolkit's own predicates refuse one (hedge, chaos, http, Registry). Found by the qa-toolkit "
+    "helper; _validate.py, _retry.py and _fallback.py belong to other helpers.",
+)
+@pytest.mark.parametrize(
+    ("build", "param"),
+    [
+        (lambda: retry(on_result=async_predicate), "on_result"),
+        (lambda: retry(on=async_predicate), "on"),
+        (lambda: fallback(None, on_result=async_predicate), "on_result"),
+    ],
+    ids=["retry-on_result", "retry-on", "fallback-on_result"],
+)
+def test_an_async_predicate_fails_at_construction(build: Callable[[], Any], param: str) -> None:
+    """An ``async def`` predicate, which would always match, is a TypeError naming the parameter."""
+    with pytest.raises(TypeError, match=param):
+        build()
