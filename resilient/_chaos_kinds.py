@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from ._arity import sync_callable
 from ._chaos import ChaosPolicy, Enabled, RandomSource
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext
@@ -57,8 +58,11 @@ class Fault(ChaosPolicy):
                     f"fault={exception.__name__} cannot be built without arguments ({exc}); "
                     f"pass a factory: lambda: {exception.__name__}(...)"
                 ) from None
-        elif not callable(exception):
-            raise TypeError(f"fault must be an exception type or a factory, got {describe(exception)}")
+        elif not sync_callable(exception, 0):
+            raise TypeError(
+                "fault must be an exception type or a zero-argument (not async) factory returning one, "
+                f"got {describe(exception)}"
+            )
         self.exception = exception
         super().__init__(
             rate=rate, enabled=enabled, seed=seed, random=random, name=name, clock=clock, bus=bus

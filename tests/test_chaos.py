@@ -376,6 +376,11 @@ class NeedsArgs(Exception):
 untyped: Any = chaos  # the bad arguments below are static type errors too
 
 
+async def async_factory() -> Exception:
+    """A fault factory that needs awaiting: its coroutine is no exception."""
+    return ConnectionError()
+
+
 async def async_switch() -> bool:
     """A switch that needs awaiting: chaos reads its switch synchronously."""
     return False
@@ -391,6 +396,9 @@ async def async_switch() -> bool:
         (lambda: untyped.fault(NeedsArgs), TypeError, "fault=NeedsArgs"),
         (lambda: untyped.fault("ConnectionError"), TypeError, "fault"),
         (lambda: untyped.fault(10**5000), TypeError, "fault"),  # repr() of it raises ValueError
+        # Factories that could never build an exception: they failed every call instead.
+        (lambda: untyped.fault(lambda code: ValueError(code)), TypeError, "fault"),
+        (lambda: untyped.fault(async_factory), TypeError, "fault"),
         (lambda: untyped.latency(-1), ValueError, "seconds"),
         (lambda: untyped.latency(math.nan), ValueError, "seconds"),
         (lambda: untyped.latency(math.inf), ValueError, "seconds"),

@@ -196,7 +196,11 @@ def test_a_template_that_cannot_take_a_key_fails_at_construction() -> None:
         Registry(lambda: retry())  # type: ignore[arg-type,misc]
     with pytest.raises(TypeError, match="template"):
         Registry(lambda host, port: retry())  # type: ignore[arg-type,misc]
-    assert Registry(lambda host, port=443: retry()).get("h").policies[0].kind == "retry"
+
+    def template(host: str, port: int = 443) -> Policy:
+        return retry()
+
+    assert Registry(template).get("h").policies[0].kind == "retry"
 
     async def async_template(host: str) -> Policy:
         return retry()

@@ -143,6 +143,8 @@ def test_a_group_type_in_on_matches_the_group_itself() -> None:
 # --- a value too long to repr() ------------------------------------------------------------------
 
 HUGE = 10**5000  # repr() raises ValueError: "Exceeds the limit (4300 digits) for integer string conversion"
+untyped_retry: Any = retry  # the bad arguments below are static type errors too
+untyped_fallback: Any = fallback
 
 
 @pytest.mark.xfail(
@@ -155,10 +157,10 @@ HUGE = 10**5000  # repr() raises ValueError: "Exceeds the limit (4300 digits) fo
 @pytest.mark.parametrize(
     ("build", "error", "param"),
     [
-        (lambda: retry(name=HUGE), TypeError, "name"),
-        (lambda: retry(on=HUGE), TypeError, "on"),
-        (lambda: retry(long_retry_after=HUGE), TypeError, "long_retry_after"),
-        (lambda: fallback(None, on_result=HUGE), TypeError, "on_result"),
+        (lambda: untyped_retry(name=HUGE), TypeError, "name"),
+        (lambda: untyped_retry(on=HUGE), TypeError, "on"),
+        (lambda: untyped_retry(long_retry_after=HUGE), TypeError, "long_retry_after"),
+        (lambda: untyped_fallback(None, on_result=HUGE), TypeError, "on_result"),
     ],
     ids=["name", "on", "long_retry_after", "on_result"],
 )
@@ -185,9 +187,9 @@ async def async_predicate(value: object) -> bool:
 @pytest.mark.parametrize(
     ("build", "param"),
     [
-        (lambda: retry(on_result=async_predicate), "on_result"),
-        (lambda: retry(on=async_predicate), "on"),
-        (lambda: fallback(None, on_result=async_predicate), "on_result"),
+        (lambda: untyped_retry(on_result=async_predicate), "on_result"),
+        (lambda: untyped_retry(on=async_predicate), "on"),
+        (lambda: untyped_fallback(None, on_result=async_predicate), "on_result"),
     ],
     ids=["retry-on_result", "retry-on", "fallback-on_result"],
 )
