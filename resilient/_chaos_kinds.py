@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._arity import sync_callable
 from ._chaos import ChaosPolicy, Enabled, RandomSource
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext
@@ -18,6 +17,13 @@ from ._validate import MAX_WAIT, check_duration
 __all__ = ["Fault", "Latency", "Result", "fault", "latency", "result"]
 
 _NOTE = "injected by resilient.chaos.fault"
+
+
+def _sync_callable(fn: object, nargs: int) -> bool:
+    # Imported here: `import resilient` loads this module, and few faults use a factory.
+    from ._arity import sync_callable
+
+    return sync_callable(fn, nargs)
 
 
 class Fault(ChaosPolicy):
@@ -58,7 +64,7 @@ class Fault(ChaosPolicy):
                     f"fault={exception.__name__} cannot be built without arguments ({exc}); "
                     f"pass a factory: lambda: {exception.__name__}(...)"
                 ) from None
-        elif not sync_callable(exception, 0):
+        elif not _sync_callable(exception, 0):
             raise TypeError(
                 "fault must be an exception type or a zero-argument (not async) factory returning one, "
                 f"got {describe(exception)}"

@@ -9,7 +9,6 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
-from ._arity import sync_callable
 from ._budget import RetryBudget
 from ._clock import Clock
 from ._context import CallContext, register_layer
@@ -62,6 +61,13 @@ def _sync_message(target: object) -> str:
     )
 
 
+def _sync_callable(fn: object, nargs: int) -> bool:
+    # Imported here: most hedges have no on_result, and `import resilient` stays lean.
+    from ._arity import sync_callable
+
+    return sync_callable(fn, nargs)
+
+
 class Hedge(Policy):
     """The policy returned by :func:`hedge` (see it for the arguments)."""
 
@@ -85,7 +91,7 @@ class Hedge(Policy):
         self.delay = check_duration("delay", delay, allow_zero=True, allow_none=True)
         self._match: Matcher = make_matcher("on", on)
         self.on = on
-        if on_result is not None and not sync_callable(on_result, 1):
+        if on_result is not None and not _sync_callable(on_result, 1):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {describe(on_result)}")
         self.on_result = on_result
         if budget is not None and not (
