@@ -811,6 +811,11 @@ def test_bad_configuration_is_rejected_naming_the_parameter(
         hedge(**kwargs)
 
 
+def test_a_predicate_without_a_readable_signature_is_trusted() -> None:
+    """on_result=bool (a builtin inspect cannot read) is accepted: only a provably wrong shape is refused."""
+    assert hedge(on_result=bool).on_result is bool
+
+
 async def test_the_largest_number_of_attempts_runs_them_all_at_once(clock: FakeClock) -> None:
     """attempts=100 with delay=0 starts 100 attempts at once, and the first answer wins."""
     started: list[int] = []

@@ -24,6 +24,7 @@ from resilient import (
     parse_config,
     pipeline_from_config,
 )
+from resilient._spec import PolicySpec
 from resilient.backoff import Constant, Decorrelated, Exponential, Linear
 from resilient.events import EventBus
 from resilient.testing import FakeClock
@@ -474,3 +475,54 @@ async def test_a_loaded_pipeline_runs(tmp_path: Path) -> None:
         assert await p.call(flaky) == "ok"
     assert calls == 3
     assert asyncio.iscoroutinefunction(flaky)
+
+
+class Incomparable:
+    """A configuration value (from code) whose == raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"x": [1, {"y": 2}]}, {"x": [1, {"y": 2}]}, True),
+        (float("2.5"), float("2.5"), True),  # equal, not the same object
+        ({"x": 1}, {"x": 1, "z": 2}, False),
+        ({"x": 1}, {"z": 1}, False),
+        ([1, 2], [1, 2, 3], False),
+        ([1, 2], [1, 3], False),
+        ([1], (1,), False),
+        (1, True, False),
+        (1, 1.0, False),
+        (NAN, NAN, True),  # the same object
+        (float("nan"), float("nan"), False),  # two NaNs: never equal, so the policy is rebuilt
+        (Incomparable(), Incomparable(), False),
+    ],
+    ids=[
+        "nested-equal",
+        "equal-floats",
+        "more-keys",
+        "other-key",
+        "longer-list",
+        "other-item",
+        "list-tuple",
+        "int-bool",
+        "int-float",
+        "same-nan",
+        "two-nans",
+        "incomparable",
+    ],
+)
+def test_specs_are_equal_when_they_build_the_same_policy(a: object, b: object, same: bool) -> None:
+    """Two entries are the same configuration only with the same types and values all the way down."""
+    first = PolicySpec("fallback", {"default": a}, "[0]")
+    second = PolicySpec("fallback", {"default": b}, "[0]")
+    assert (first == second, hash(first) == hash(second)) == (same, True)
+    assert (first == "fallback") is False

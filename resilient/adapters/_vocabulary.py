@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from resilient._context import CallContext
 from resilient._events import Event
@@ -260,8 +260,8 @@ def label_value(value: object) -> str:
         return text_label(value)
     try:
         return json.dumps(value, default=str)
-    except ValueError:  # an int of more digits than str() converts
-        return f"<int of {int(value).bit_length()} bits>" if isinstance(value, int) else "<unprintable>"
+    except ValueError:  # an int of more digits than str() converts: the one value json refuses
+        return f"<int of {cast(int, value).bit_length()} bits>"
 
 
 def text_label(value: str) -> str:

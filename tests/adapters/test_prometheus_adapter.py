@@ -572,8 +572,8 @@ def test_a_tracked_bulkhead_named_with_a_lone_surrogate_is_exposed_escaped(
 
 @pytest.mark.parametrize(
     ("attribute", "shown"),
-    [(NOT_UTF8, SHOWN), (10**5000, "<int of 16610 bits>")],
-    ids=["lone-surrogate", "huge-int"],
+    [(NOT_UTF8, SHOWN), (10**5000, "<int of 16610 bits>"), ("café", "café")],
+    ids=["lone-surrogate", "huge-int", "valid-text"],
 )
 def test_an_allow_listed_attribute_that_cannot_be_a_label_is_shown_instead(
     registry: CollectorRegistry, bus: EventBus, clock: FakeClock, attribute: str | int, shown: str
