@@ -47,6 +47,19 @@ def test_advance_rejects_negative_and_nan(clock: FakeClock, bad: float) -> None:
     assert clock.monotonic() == 0.0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="FakeClock.advance(math.inf) is accepted: time becomes inf, every policy's arithmetic NaN "
+    "(a rate limiter on it admits a waiter without dequeuing it, and the next call blocks forever). "
+    "Found by the qa-toolkit helper; testing.py/_clock.py belong to another helper.",
+)
+def test_advance_rejects_infinity(clock: FakeClock) -> None:
+    """advance(math.inf) raises ValueError naming seconds: no clock reading can follow infinity."""
+    with pytest.raises(ValueError, match="seconds"):
+        clock.advance(math.inf)
+    assert clock.monotonic() == 0.0
+
+
 async def test_sleep_advances_instantly(clock: FakeClock) -> None:
     """await clock.sleep(s) returns at once with the virtual time s later."""
     loop = asyncio.get_running_loop()
