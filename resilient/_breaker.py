@@ -5,6 +5,11 @@ machine's atomic steps (admission, counting, transitions) belong to a
 :class:`~resilient.backends.BreakerBackend`, in process memory by default.
 Each admitted call holds a permit stamped with the breaker's generation, so
 a call that was running when the breaker moved on is ignored when it ends.
+
+A call that waits in an inner policy's queue after it was admitted (a
+bulkhead inside the breaker) is checked again as it leaves the queue, and
+the wait is left out of its slow-call timing: the layers listen for waits
+reported through :mod:`resilient._waits` (only calls that waited report).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, cast
 
-from ._breaker_core import SUCCESS, BreakerCore
+from ._breaker_core import SUCCESS, UNTIMED, BreakerCore, bind_wait, bind_wait_async
 from ._clock import Clock
 from ._context import CallContext
 from ._events import EventBus
@@ -32,6 +37,7 @@ from ._validate import (
     check_name,
     make_matcher,
 )
+from ._waits import on_wait
 from .backends import BreakerBackend, BreakerConfig, BreakerStats, MemoryBackend, Permit
 
 __all__ = ["CircuitBreaker", "circuit_breaker"]
@@ -130,11 +136,12 @@ class CircuitBreaker(BreakerCore, Policy):
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
-        settle = self._settle
         emit = self._emit
         timed = self._slow is not None
         success = self._success
         clock = self.clock
+        untimed = UNTIMED
+        me = self
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # Fastest path: CLOSED with nothing to forget (no acquire, no record).
@@ -146,18 +153,20 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            start = clock.monotonic() if timed else 0.0
+            # A list, so that a wait in an inner queue can move the start (see BreakerCore._after_wait).
+            begun = [clock.monotonic()] if timed else untimed
             try:
                 result = inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                settle(permit, exc, start, ctx.operation)
+                me._settle(permit, exc, begun[0], ctx.operation)
                 raise
             if timed or permit is not backend.quiet_permit:
-                transition = record(permit, success(start) if timed else SUCCESS)
+                transition = record(permit, success(begun[0]) if timed else SUCCESS)
                 if transition is not None:
                     emit(transition, ctx.operation)
             return result
 
+        on_wait(run, bind_wait)
         return run
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
@@ -168,11 +177,12 @@ class CircuitBreaker(BreakerCore, Policy):
         acquire = self.backend.acquire
         record = self.backend.record
         admit = self._admit
-        settle = self._settle
         emit = self._emit
         timed = self._slow is not None
         success = self._success
         clock = self.clock
+        untimed = UNTIMED
+        me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # Fastest path: CLOSED with nothing to forget (no acquire, no record).
@@ -184,18 +194,20 @@ class CircuitBreaker(BreakerCore, Policy):
                 permit = cast(Permit, got) if plain else admit(got, ctx.operation)
             else:
                 permit = quiet
-            start = clock.monotonic() if timed else 0.0
+            # A list, so that a wait in an inner queue can move the start (see BreakerCore._after_wait).
+            begun = [clock.monotonic()] if timed else untimed
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                settle(permit, exc, start, ctx.operation)
+                me._settle(permit, exc, begun[0], ctx.operation)
                 raise
             if timed or permit is not backend.quiet_permit:
-                transition = record(permit, success(start) if timed else SUCCESS)
+                transition = record(permit, success(begun[0]) if timed else SUCCESS)
                 if transition is not None:
                     emit(transition, ctx.operation)
             return result
 
+        on_wait(run, bind_wait)
         return run
 
     def _wrap_async_remote(self, inner: AsyncLayer) -> AsyncLayer:
@@ -203,18 +215,20 @@ class CircuitBreaker(BreakerCore, Policy):
         admit = self._admit_async
         settle = self._settle_async
         clock = self.clock
+        me = self
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             permit = await admit(await backend.acquire_async(), ctx.operation)
-            start = clock.monotonic()
+            begun = [clock.monotonic()]
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except BaseException as exc:
-                await settle(permit, exc, start, ctx.operation)
+                await settle(permit, exc, begun[0], ctx.operation)
                 raise
-            await settle(permit, None, start, ctx.operation)
+            await me._settle_async(permit, None, begun[0], ctx.operation)
             return result
 
+        on_wait(run, bind_wait_async)
         return run
 
     # --- context managers ---------------------------------------------------------

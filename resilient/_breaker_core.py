@@ -7,7 +7,8 @@ it to the backend, and emits one event per transition the backend returns.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from types import FrameType
+from typing import Any, ClassVar
 
 from ._clock import Clock
 from ._errors import CircuitOpenError, ResilientError
@@ -26,10 +27,11 @@ from ._events import (
 )
 from ._state import CircuitState
 from ._validate import Matcher, every_leaf
+from ._waits import NEED_FRAME, Listener
 from .backends import BreakerBackend, Outcome, Permit, Rejection
 from .backends._base import Transition
 
-__all__ = ["SUCCESS", "BreakerCore"]
+__all__ = ["SUCCESS", "UNTIMED", "BreakerCore", "bind_wait", "bind_wait_async"]
 
 _EVENTS: dict[CircuitState, type[CircuitStateChanged]] = {
     CircuitState.OPEN: CircuitOpened,
@@ -176,3 +178,69 @@ class BreakerCore:
         transition = await backend.record_async(permit, outcome)
         if transition is not None:
             self._emit(transition, op)
+
+    # --- calls that waited in an inner queue (see resilient._waits) ----------------------
+
+    def _after_wait(self, seconds: float, operation: str | None, frame: FrameType | None) -> Any:
+        """A call in this breaker's layer waited *seconds* in an inner queue.
+
+        It was admitted before it waited: if the breaker has opened since, it
+        must not reach the dependency (a rejection raised here counts as
+        nothing, and its permit is released as the error passes this layer).
+        Otherwise the wait is left out of the call's slow-call timing. Without
+        the call's frame, it answers only if it needs none (nothing timed,
+        and a backend that admits every earlier call, as a CLOSED in-process
+        one does).
+
+        Returns:
+            None, or :data:`NEED_FRAME`.
+
+        Raises:
+            CircuitOpenError: The breaker moved on while the call waited.
+        """
+        if frame is None:
+            if self._slow is None and self.backend.waiters_admitted:
+                return None
+            return NEED_FRAME
+        local = frame.f_locals
+        rejection = self.backend.readmit(local["permit"])
+        if rejection is not None:
+            raise self._reject(rejection, operation)
+        if self._slow is not None:
+            local["begun"][0] += seconds
+        return None
+
+    def _after_wait_async(self, seconds: float, operation: str | None, frame: FrameType | None) -> Any:
+        """:meth:`_after_wait` for a backend whose steps do I/O.
+
+        Returns:
+            :data:`NEED_FRAME`, or an awaitable.
+        """
+        if frame is None:
+            return NEED_FRAME
+        return self._readmit_async(frame.f_locals, seconds, operation)
+
+    async def _readmit_async(self, local: dict[str, Any], seconds: float, operation: str | None) -> None:
+        rejection = await self.backend.readmit_async(local["permit"])
+        if rejection is not None:
+            raise self._reject(rejection, operation)
+        local["begun"][0] += seconds
+
+
+# --- calls that waited in an inner queue (see resilient._waits) --------------------------
+
+UNTIMED = [0.0]  # the start of every call when nothing is timed (never written)
+
+
+def bind_wait(frame: FrameType) -> tuple[Listener, bool, object]:
+    """The breaker layer in *frame*: its wait listener, whether it times calls, its gate (read once)."""
+    me: BreakerCore = frame.f_locals["me"]
+    timed = me._slow is not None
+    # Untimed, nothing to do while the backend admits every earlier call.
+    return me._after_wait, timed, None if timed else me.backend
+
+
+def bind_wait_async(frame: FrameType) -> tuple[Listener, bool, object]:
+    """:func:`bind_wait` for the layer of a backend whose steps do I/O."""
+    me: BreakerCore = frame.f_locals["me"]
+    return me._after_wait_async, True, None

@@ -102,7 +102,18 @@ def set_testing(testing: bool = True, *, attempts: int | None = None, cap: bool 
         setting = (attempts, cap)
     elif cap:
         raise ValueError("cap=True needs attempts=N: the number of attempts to cap at")
-    with _lock:
-        previous = (_testing, _attempts)
-        _testing, _attempts = testing, setting
-    return _TestingContext(previous)
+    restore = _TestingContext((False, None))
+    switched = False
+    try:
+        with _lock:
+            restore._previous = (_testing, _attempts)
+            _testing, _attempts = testing, setting
+            switched = True
+    except BaseException:
+        # Interrupted as the lock was let go: the caller will never get
+        # `restore`, so undo the switch rather than leave it on.
+        if switched:
+            with _lock:
+                _testing, _attempts = restore._previous
+        raise
+    return restore

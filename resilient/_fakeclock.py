@@ -68,21 +68,34 @@ class FakeClock:
             seconds = seconds.total_seconds()
         if seconds != seconds or seconds < 0:  # NaN or negative
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        if seconds == float("inf"):
+            # No reading can follow infinity: every policy's arithmetic would be NaN.
+            raise ValueError("seconds must be finite, got inf")
         return float(seconds)
 
     def _step(self, target: float) -> bool:
         """Advance to the next due timer (<= target) or to target; True if a timer fired."""
-        with self._lock:
-            while self._timers and self._timers[0][2].cancelled:
-                heapq.heappop(self._timers)
-            if self._timers and self._timers[0][0] <= target:
-                when, _, timer = heapq.heappop(self._timers)
-                self._now = max(self._now, when)
+        callback = None
+        timer = None
+        try:
+            with self._lock:
+                timers = self._timers
+                # Cancelled and fired timers have no callback; they leave the heap here.
+                while timers and timers[0][2].callback is None:
+                    heapq.heappop(timers)
+                if not timers or timers[0][0] > target:
+                    if target > self._now:
+                        self._now = target
+                    return False
+                when, _, timer = timers[0]
+                if when > self._now:
+                    self._now = when
                 callback = timer.callback
-                timer.callback = None
-            else:
-                self._now = max(self._now, target)
-                return False
+                timer.callback = None  # claimed: no other step runs it
+        except BaseException:
+            if timer is not None and callback is not None:
+                timer.callback = callback  # interrupted before running it: put it back
+            raise
         if callback is not None:
             callback()
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -330,6 +331,158 @@ async def test_stale_probe_after_reopen_is_ignored(clock: FakeClock) -> None:
     gate.set()
     await task
     assert state(breaker) is CircuitState.OPEN
+
+
+# --- probes across half-open rounds (issue 10, item 10) -------------------------------------
+
+
+class Probes:
+    """Probes of *breaker* that run until released, counting how many run at once."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.running = 0
+        self.most = 0
+        self.gates: list[asyncio.Event] = []
+
+        @breaker
+        async def probe(gate: asyncio.Event) -> str:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                await gate.wait()
+            finally:
+                self.running -= 1
+            return "ok"
+
+        self.probe = probe
+
+    async def start(self) -> tuple[asyncio.Task[str], asyncio.Event]:
+        """Start a call; return its task and the gate that lets it finish."""
+        gate = asyncio.Event()
+        task = asyncio.create_task(self.probe(gate))
+        await asyncio.sleep(0)
+        return task, gate
+
+
+async def test_a_probe_from_an_earlier_round_still_holds_its_slot(clock: FakeClock) -> None:
+    """A probe still running from the last half-open round counts: the next round admits only the rest."""
+    breaker = half_open(clock, half_open_max_calls=2)
+    p = Probes(breaker)
+    stale, stale_gate = await p.start()
+    with pytest.raises(Boom):
+        breaker.call(_boom)  # the other probe fails: OPEN again, `stale` still running
+    clock.advance(10)
+    fresh, fresh_gate = await p.start()  # HALF_OPEN again: one slot left
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(_ok)
+    assert info.value.retry_after == 0.0
+    assert (p.running, breaker.stats().probes_in_flight) == (2, 2)
+    stale_gate.set()
+    assert await stale == "ok"  # ends: its slot frees, its success counts for nothing
+    assert (state(breaker), breaker.stats().probe_successes) == (CircuitState.HALF_OPEN, 0)
+    assert breaker.call(_ok) == "ok"
+    fresh_gate.set()
+    await fresh
+    assert p.most == 2
+
+
+async def test_a_probe_running_across_a_reset_still_counts(clock: FakeClock) -> None:
+    """reset() does not free the slot of a probe still running: the next half-open round waits for it."""
+    breaker = half_open(clock)
+    p = Probes(breaker)
+    stale, gate = await p.start()
+    breaker.reset()
+    trip(breaker)
+    clock.advance(10)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(_ok)
+    assert (state(breaker), p.running) == (CircuitState.HALF_OPEN, 1)
+    gate.set()
+    await stale
+    assert breaker.call(_ok) == "ok"
+    assert state(breaker) is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("ending", ["failure", "ignored", "cancelled"])
+async def test_a_stale_probe_frees_its_slot_however_it_ends(clock: FakeClock, ending: str) -> None:
+    """A stale probe that fails, is ignored or is cancelled frees its slot and changes nothing else."""
+    breaker = half_open(clock, half_open_max_calls=2, ignore=KeyError)
+    gate = asyncio.Event()
+
+    @breaker
+    async def stale_probe() -> None:
+        await gate.wait()
+        if ending == "failure":
+            raise Boom
+        raise KeyError
+
+    task = asyncio.create_task(stale_probe())
+    await asyncio.sleep(0)
+    with pytest.raises(Boom):
+        breaker.call(_boom)
+    clock.advance(10)
+    assert state(breaker) is CircuitState.HALF_OPEN
+    assert breaker.stats().probes_in_flight == 1
+    if ending == "cancelled":
+        task.cancel()
+    else:
+        gate.set()
+    await asyncio.gather(task, return_exceptions=True)
+    assert (state(breaker), breaker.stats().probes_in_flight) == (CircuitState.HALF_OPEN, 0)
+
+
+def test_threads_never_run_more_probes_than_allowed_across_rounds(clock: FakeClock) -> None:
+    """Threads probing through several half-open rounds never run more than half_open_max_calls at once."""
+    breaker = half_open(clock, half_open_max_calls=2)
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    release = threading.Event()
+
+    @breaker
+    def probe(fail: bool) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if fail:
+                raise Boom
+            release.wait(30)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    def call(fail: bool) -> None:
+        try:
+            probe(fail)
+        except (Boom, CircuitOpenError):
+            pass
+
+    def settled(t: threading.Thread, before: int) -> Callable[[], bool]:
+        # The thread is running its probe, or was rejected and is gone.
+        return lambda: running[0] > before or not t.is_alive()
+
+    holders: list[threading.Thread] = []
+    for _ in range(5):  # each round: a blocking probe starts, a failing one re-opens the breaker
+        t = threading.Thread(target=call, args=(False,), daemon=True)
+        holders.append(t)
+        before = running[0]
+        t.start()
+        wait_for(settled(t, before))
+        call(True)
+        clock.advance(10)
+    release.set()
+    for t in holders:
+        t.join(30)
+    assert most[0] == 2
+
+
+def wait_for(predicate: Callable[[], bool]) -> None:
+    """Yield until *predicate* holds (the guard only stops a hang)."""
+    guard = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < guard, "condition never became true"
+        time.sleep(0)
 
 
 # --- threads -----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Calls complete at once (``breaker.call``) or stay in flight (admitted now,
 settled by a later step), so the machine explores calls that straddle
 transitions. Time moves only by FakeClock steps. After every step the state,
-the probe count and the emitted events must match the model.
+the probe count (probes running from any half-open round) and the emitted
+events must match the model.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Model:
             self.transitions.append((self.state, to))
         self.state = to
         self.generation += 1
-        self.probes = self.successes = 0
+        self.successes = 0  # probes still running keep their slots, whatever the round
         if to is OPEN:
             self.retry_at = now + self.recovery
         if to is CLOSED:
@@ -100,12 +101,13 @@ class Model:
         return None
 
     def finish(self, generation: int, probe: bool, outcome: str, now: float) -> None:
+        if probe:
+            self.probes -= 1  # a probe frees its slot whenever it ends
         if generation != self.generation:
             return
         neutral = outcome in ("ignored", "interrupt")
         failed = outcome == "failure"
         if probe:
-            self.probes -= 1
             if neutral:
                 return
             if failed:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from resilient import Bulkhead, BulkheadFullError, bulkhead, pipeline_of, timeout
-from resilient._bulkhead import _AsyncWaiter
+from resilient._bulkhead_slots import _AsyncWaiter
 from resilient._context import Deadline, _deadline
 from resilient.events import BulkheadRejected, CallRejected, EventBus
 from resilient.testing import FakeClock, capture_events
@@ -563,7 +563,10 @@ def test_a_waiter_whose_loop_closed_is_skipped() -> None:
     loop = asyncio.new_event_loop()
 
     async def join_queue() -> Any:
-        return bh._take(_AsyncWaiter)
+        w = _AsyncWaiter()
+        with bh._lock:
+            bh._join_locked(w)
+        return w
 
     with bh:
         loop.run_until_complete(join_queue())

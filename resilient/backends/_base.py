@@ -16,6 +16,8 @@ The contract, step by step:
    dependency answered: success or failure, maybe slow) or
    ``release(permit)`` (neutral: cancelled, ignored, a rejection from an
    inner policy) is called with that permit.
+   A call that waited in an inner policy's queue after it was admitted is
+   checked again with ``readmit(permit)`` before it calls the dependency.
 4. ``record``, ``isolate``, ``reset`` and ``state`` return the
    :class:`Transition` they caused, if any; ``acquire`` attaches it to the
    permit or rejection it returns. The breaker emits
@@ -25,6 +27,11 @@ The contract, step by step:
 Every transition bumps the *generation*. A permit from an older generation is
 stale: recording or releasing it changes nothing. That is how calls still in
 flight when the breaker opened can neither re-open it nor move its open time.
+
+Probe slots are the exception: a probe holds its slot until it is recorded
+or released, in whatever generation that happens. At no instant may more
+than ``half_open_max_calls`` probes run, counting probes still running from
+an earlier half-open round.
 """
 
 from __future__ import annotations
@@ -247,6 +254,12 @@ class BreakerBackend(abc.ABC):
     nor records a success made with it. A backend must set it to None
     whenever either stops being true (and shared backends leave it None)."""
     """True if the sync methods never wait for I/O, so async code may call them."""
+    waiters_admitted: bool = False
+    """Optional fast path for in-process backends: True only while every call
+    admitted earlier may go ahead now (the breaker is CLOSED, known without
+    I/O). The breaker then skips :meth:`readmit` for the calls that waited in
+    an inner queue. A plain attribute, read once per such call; shared
+    backends leave it False."""
 
     @abc.abstractmethod
     def bind(
@@ -338,6 +351,33 @@ class BreakerBackend(abc.ABC):
             The snapshot.
         """
 
+    def readmit(self, permit: Permit) -> Rejection | None:
+        """Check again a call admitted with *permit* that then waited, before it calls the dependency.
+
+        A call admitted while CLOSED may wait a long time in an inner
+        policy's queue (a bulkhead's); if the breaker opened meanwhile, the
+        call must not reach the dependency. The breaker asks this only for a
+        call that really waited. It is no transition: nothing changes.
+
+        The default reads :meth:`stats`; in-process backends answer from
+        memory. Override it (and :meth:`readmit_async`) if ``stats`` is costly.
+
+        Args:
+            permit: What :meth:`acquire` returned for the call.
+
+        Returns:
+            None if the call may go ahead: the breaker has not moved on since
+            it was admitted, or it is CLOSED again (the call is then stale:
+            its outcome will not count). Otherwise the :class:`Rejection`
+            (OPEN, ISOLATED, or HALF_OPEN in a later round).
+        """
+        stats = self.stats()
+        if stats.generation == permit.generation or stats.state is CircuitState.CLOSED:
+            return None
+        if stats.state is CircuitState.OPEN:
+            return Rejection(stats.state, stats.retry_after or 0.0)
+        return Rejection(stats.state, None if stats.state is CircuitState.ISOLATED else 0.0)
+
     async def acquire_async(self) -> Permit | Rejection:
         """Async :meth:`acquire` (default: calls the sync one).
 
@@ -365,6 +405,17 @@ class BreakerBackend(abc.ABC):
             permit: As :meth:`release`.
         """
         self.release(permit)
+
+    async def readmit_async(self, permit: Permit) -> Rejection | None:
+        """Async :meth:`readmit` (default: calls the sync one).
+
+        Args:
+            permit: As :meth:`readmit`.
+
+        Returns:
+            As :meth:`readmit`.
+        """
+        return self.readmit(permit)
 
     async def isolate_async(self) -> Transition | None:
         """Async :meth:`isolate` (default: calls the sync one).
