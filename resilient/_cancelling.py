@@ -18,6 +18,15 @@ attempt raised (the group itself, a group nested in it, or the
 ``__cause__``/``__context__`` of an exception converted from it). Those
 versions are frozen, so reading their private attributes is safe.
 
+``retry`` reads no count before its first attempt (that would cost every
+successful call a task lookup). When the first attempt fails while a request
+is pending, the count alone cannot say whether the request came during the
+attempt or before the call, so the exception must carry the evidence: a
+``CancelledError`` in its causes, contexts or group members, or a
+``TaskGroup`` exit that held a cancellation to propagate when its
+children's errors took priority. A first attempt that swallows a
+cancellation without a trace and raises an unrelated error is retried.
+
 One ambiguity remains on old versions: a group body that swallows its own
 group's cancellation and returns normally is counted as a leak although
 the group withdrew its request; a real cancellation arriving at the same
@@ -75,23 +84,75 @@ else:
         return found
 
 
-def cancel_requested(task: asyncio.Task[Any], before: int, exc: BaseException) -> bool:
+def cancel_requested(task: asyncio.Task[Any], before: int | None, exc: BaseException) -> bool:
     """True if a cancellation of *task* was requested since the count was *before*, and is still pending.
 
     Args:
         task: The running task.
-        before: ``task.cancelling()`` when the attempt started.
+        before: ``task.cancelling()`` when the attempt started, or None when
+            it was not read (the first attempt: reading it costs a task
+            lookup on every call).
         exc: The exception the attempt raised.
 
     Returns:
         Whether the attempt's exception may stand for a cancellation.
     """
-    surplus = task.cancelling() - before
+    surplus = task.cancelling() - (before or 0)
     if surplus <= 0:
         return False
     if _LEAKY_TASKGROUPS:
         surplus -= _taskgroup_leaks(task, exc)
-    return surplus > 0
+        if surplus <= 0:
+            return False
+    if before is None:
+        # The count may predate the call (a cancellation swallowed earlier, a
+        # TaskGroup's leak outside it): only an exception that carries a
+        # cancellation shows this attempt converted one.
+        return _carries_cancellation(exc)
+    return True
+
+
+def _carries_cancellation(exc: BaseException) -> bool:
+    """True if *exc* shows a cancellation it stands for.
+
+    The evidence: a CancelledError among its causes, contexts or group
+    members (a timeout's chain aside: that cancellation was withdrawn), or a
+    ``TaskGroup`` exit in its tracebacks that was holding a cancellation to
+    propagate when its children's errors took priority (the group raises its
+    ExceptionGroup ``from None``, so no chain shows it).
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, asyncio.CancelledError):
+            return True
+        if isinstance(e, TimeoutError):
+            continue  # a timeout's own cancellation, already withdrawn
+        if _group_held_cancellation(e):
+            return True
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+        if e.__context__ is not None:
+            todo.append(e.__context__)
+    return False
+
+
+def _group_held_cancellation(exc: BaseException) -> bool:
+    """True if a TaskGroup exit in *exc*'s traceback had a cancellation to propagate."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == _TASKGROUP_FILE and code.co_name in _EXIT_NAMES:
+            if tb.tb_frame.f_locals.get("propagate_cancellation_error") is not None:
+                return True
+        tb = tb.tb_next
+    return False
 
 
 def _taskgroup_leaks(task: asyncio.Task[Any], exc: BaseException) -> int:

@@ -240,10 +240,11 @@ class Retry(Policy):
 
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             started = self._start() if needs_start else 0.0
-            # The cancellation count before the attempt: only an increase means
-            # a request during it (a swallowed one from before must not count).
-            task = running_task()
-            before = 0 if task is None else task.cancelling()
+            # The first attempt reads no cancellation count (the success path
+            # looks nothing up): its failure is judged by cancel_requested on
+            # the evidence the exception carries. Later attempts compare the
+            # count against its value before them: only an increase means a
+            # request during the attempt (a swallowed one from before must not count).
             try:
                 result = await inner(ctx, fn, args, kwargs)
             except Exception as exc:
@@ -258,6 +259,8 @@ class Retry(Policy):
             # gets a context of its own before its attempt number changes.
             if ctx.shared:
                 ctx = ctx.fork()
+            task = running_task()
+            before: int | None = None
             attempt = 1
             previous: float | None = None
             while True:

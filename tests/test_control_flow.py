@@ -531,3 +531,32 @@ async def test_a_child_task_counts_its_own_cancellations(clock: FakeClock) -> No
     finally:
         parent.uncancel()
     assert calls == ["parent", "parent", "child"]
+
+
+async def test_a_cancellation_a_taskgroup_turns_into_its_error_is_not_retried(clock: FakeClock) -> None:
+    """A caller's cancellation that a TaskGroup waiting for its children turns into an ExceptionGroup is not retried."""
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    async def child() -> None:
+        if len(calls) == 1:  # a retried attempt fails at once instead of waiting
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass  # swallowed: the error below carries no trace of it
+        raise ConnectionError("gave up")
+
+    @retry(attempts=5, on=ConnectionError, backoff=0, clock=clock)
+    async def fan_out() -> None:
+        calls.append(1)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(child())
+        # The body is over: the group waits for its child in __aexit__, where the cancellation lands.
+
+    task = asyncio.create_task(fan_out())
+    await started.wait()
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, ExceptionGroup)):
+        await task
+    assert len(calls) == 1

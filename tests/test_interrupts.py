@@ -200,6 +200,7 @@ class Worker:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
+        sys.settrace(None)  # see sweep(): no coverage tracer beside the Interrupter
         while (job := self.jobs.get()) is not None:
             job()
             self.done.put(True)
@@ -215,6 +216,15 @@ class Worker:
     def stop(self) -> None:
         """Let the thread end."""
         self.jobs.put(None)
+
+
+def _trace_every_thread(trace: Any) -> None:
+    """Set the trace function of every thread (3.12+) or of this one, and of threads started later."""
+    if sys.version_info >= (3, 12):
+        threading.settrace_all_threads(trace)
+    else:
+        sys.settrace(trace)
+        threading.settrace(trace)
 
 
 def sweep(
@@ -242,6 +252,11 @@ def sweep(
             is satisfied, so it never blocks (it may change the subject).
         skip_start: See :class:`Interrupter`.
     """
+    # Coverage's tracer is paused meanwhile, in every thread: CPython 3.12.1
+    # crashes (a segfault in the async bulkhead sweep) when a trace function
+    # stays on in another thread while this one traces opcode events.
+    previous_trace, threads_trace = sys.gettrace(), threading.gettrace()
+    _trace_every_thread(None)
     worker = Worker()
     # A task that an interrupt ended logs "exception was never retrieved" when it is collected.
     asyncio_logger = logging.getLogger("asyncio")
@@ -289,6 +304,8 @@ def sweep(
     finally:
         worker.stop()
         asyncio_logger.disabled = False
+        _trace_every_thread(previous_trace)
+        threading.settrace(threads_trace)
     assert not failures, "\n".join(failures)
 
 
