@@ -120,6 +120,9 @@ def _carries_cancellation(exc: BaseException) -> bool:
     ``TaskGroup`` exit in its tracebacks that was holding a cancellation to
     propagate when its children's errors took priority (the group raises its
     ExceptionGroup ``from None``, so no chain shows it).
+
+    Returns:
+        Whether such evidence was found.
     """
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
@@ -148,9 +151,12 @@ def _group_held_cancellation(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_filename == _TASKGROUP_FILE and code.co_name in _EXIT_NAMES:
-            if tb.tb_frame.f_locals.get("propagate_cancellation_error") is not None:
-                return True
+        if (
+            code.co_filename == _TASKGROUP_FILE
+            and code.co_name in _EXIT_NAMES
+            and tb.tb_frame.f_locals.get("propagate_cancellation_error") is not None
+        ):
+            return True
         tb = tb.tb_next
     return False
 

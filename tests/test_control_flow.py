@@ -534,7 +534,7 @@ async def test_a_child_task_counts_its_own_cancellations(clock: FakeClock) -> No
 
 
 async def test_a_cancellation_a_taskgroup_turns_into_its_error_is_not_retried(clock: FakeClock) -> None:
-    """A caller's cancellation that a TaskGroup waiting for its children turns into an ExceptionGroup is not retried."""
+    """A cancellation that a TaskGroup waiting for its children turns into its error is not retried."""
     started = asyncio.Event()
     calls: list[int] = []
 
