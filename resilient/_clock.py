@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._lazy import LazyModule
+from ._numbers import describe
 
 if TYPE_CHECKING:
     import asyncio
@@ -170,7 +171,7 @@ class FakeClock:
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
         if seconds != seconds or seconds < 0:  # NaN or negative
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+            raise ValueError(f"seconds must be >= 0, got {describe(seconds)}")
         return float(seconds)
 
     def _step(self, target: float) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from ._numbers import describe
+
 __all__ = ["is_testing", "set_testing"]
 
 _lock = threading.Lock()
@@ -59,7 +61,7 @@ def set_testing(testing: bool = True) -> _TestingContext:
     """
     global _testing
     if not isinstance(testing, bool):
-        raise TypeError(f"testing must be a bool, got {testing!r}")
+        raise TypeError(f"testing must be a bool, got {describe(testing)}")
     restore = _TestingContext(False)
     switched = False
     try:
