@@ -222,6 +222,8 @@ def _call(
     """Call *factory*, turning unknown keys and its TypeError/ValueError into path-located problems."""
     params = [p for p in _parameters(factory) if p not in excluded]
     for key in kwargs:
+        if not isinstance(key, str):  # a table of a strategy's or a budget's arguments
+            raise _Invalid(path, f"argument names must be strings, got {shown(key)}")
         if key not in params:
             raise _Invalid(f"{path}.{key}", f"unknown argument; expected one of {', '.join(params)}")
     try:
