@@ -47,17 +47,14 @@ def test_advance_rejects_negative_and_nan(clock: FakeClock, bad: float) -> None:
     assert clock.monotonic() == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FakeClock.advance(math.inf) is accepted: time becomes inf, every policy's arithmetic NaN "
-    "(a rate limiter on it admits a waiter without dequeuing it, and the next call blocks forever). "
-    "Found by the qa-toolkit helper; testing.py/_clock.py belong to another helper.",
-)
-def test_advance_rejects_infinity(clock: FakeClock) -> None:
-    """advance(math.inf) raises ValueError naming seconds: no clock reading can follow infinity."""
+async def test_advance_and_sleep_reject_infinity(clock: FakeClock) -> None:
+    """advance, sleep and sleep_blocking of math.inf raise ValueError naming seconds (time cannot be inf)."""
+    for move in (clock.advance, clock.sleep_blocking):
+        with pytest.raises(ValueError, match="seconds"):
+            move(math.inf)
     with pytest.raises(ValueError, match="seconds"):
-        clock.advance(math.inf)
-    assert clock.monotonic() == 0.0
+        await clock.sleep(math.inf)
+    assert (clock.monotonic(), clock.sleeps) == (0.0, [])
 
 
 async def test_sleep_advances_instantly(clock: FakeClock) -> None:
@@ -352,3 +349,12 @@ def test_testing_mode_keeps_decisions(restore_testing: None) -> None:
     with set_testing(True), pytest.raises(ValueError):
         fails()
     assert calls == 4
+
+
+def test_attempts_outside_an_attempts_setting_are_the_policys() -> None:
+    """With no set_testing(attempts=...) in force a policy's own attempts stand."""
+    from resilient._config import attempts_in_test_mode
+
+    with set_testing(True):
+        inside = attempts_in_test_mode(3)
+    assert (inside, attempts_in_test_mode(4)) == (3, 4)
