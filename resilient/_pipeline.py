@@ -258,7 +258,8 @@ def _give_clock(policies: tuple[Policy, ...], clock: Clock) -> None:
                 takers.append(own)
             elif own.target is not clock:
                 raise ValueError(
-                    f"clock: {p!r} already takes its clock from another pipeline ({own.target!r}); "
+                    f"clock: {describe(p, typed=False)} already takes its clock from another pipeline "
+                    f"({describe(own.target, typed=False)}); "
                     "give it clock= explicitly, or give both pipelines the same clock"
                 )
     for own in takers:

@@ -382,3 +382,18 @@ def test_a_predicate_that_can_take_one_argument_is_accepted(
 ) -> None:
     """A predicate callable with one argument (defaults, ``*args``, a builtin, a partial) is accepted."""
     assert build(predicate) is not None
+
+
+class BrokenReprClock(FakeClock):
+    """A FakeClock whose ``repr()`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def test_a_policy_shared_by_pipelines_of_clocks_that_cannot_be_shown_is_named() -> None:
+    """A policy following one pipeline's clock, given another: a ValueError naming clock, not the repr's."""
+    shared = retry()
+    resilient.pipeline(shared, clock=BrokenReprClock())
+    with pytest.raises(ValueError, match=r"^clock: .*<unrepresentable BrokenReprClock>"):
+        resilient.pipeline(shared, clock=BrokenReprClock())
