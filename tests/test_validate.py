@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import resilient
 from resilient import CircuitOpenError, CircuitState, circuit_breaker, fallback, retry
@@ -397,3 +399,78 @@ def test_a_policy_shared_by_pipelines_of_clocks_that_cannot_be_shown_is_named() 
     resilient.pipeline(shared, clock=BrokenReprClock())
     with pytest.raises(ValueError, match=r"^clock: .*<unrepresentable BrokenReprClock>"):
         resilient.pipeline(shared, clock=BrokenReprClock())
+
+
+# --- any value for any non-numeric parameter of the core policies -------------------------------
+
+
+async def coroutine_function(*args: object) -> bool:
+    """An ``async def`` where a plain callable belongs."""
+    return False
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(HUGE),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.tuples(st.sampled_from([ConnectionError, KeyboardInterrupt, HUGE, "x", BrokenRepr()])),
+    st.sampled_from(
+        [
+            BrokenRepr(),
+            BrokenReprStr("x"),
+            BrokenReprCallable(),
+            BrokenReprAsyncCallable(),
+            coroutine_function,
+            functools.partial(coroutine_function),
+            lambda: True,
+            lambda x: True,
+            lambda x, y: True,
+            lambda x, y, z: True,
+            print,
+            object(),
+            ConnectionError,
+            KeyboardInterrupt,
+            ConnectionError("instance"),
+            (),
+            "give_up",
+            "cap",
+        ]
+    ),
+)
+
+# (the parameter, build(value)): what a value is checked by when a policy is built.
+CORE_PARAMETERS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("on", lambda v: untyped_retry(on=v)),
+    ("on_result", lambda v: untyped_retry(on_result=v)),
+    ("backoff", lambda v: untyped_retry(backoff=v)),
+    ("long_retry_after", lambda v: untyped_retry(long_retry_after=v)),
+    ("budget", lambda v: untyped_retry(budget=v)),
+    ("name", lambda v: untyped_retry(name=v)),
+    ("clock", lambda v: untyped_retry(clock=v)),
+    ("bus", lambda v: untyped_retry(bus=v)),
+    ("on", lambda v: untyped_fallback(None, on=v)),
+    ("on_result", lambda v: untyped_fallback(None, on_result=v)),
+    ("on", lambda v: untyped.circuit_breaker(on=v)),
+    ("ignore", lambda v: untyped.circuit_breaker(ignore=v)),
+    ("backend", lambda v: untyped.circuit_breaker(backend=v)),
+    ("name", lambda v: untyped.bulkhead(1, name=v)),
+    ("attributes", lambda v: untyped.pipeline(retry(), attributes=v)),
+]
+
+
+@pytest.mark.parametrize(("param", "build"), CORE_PARAMETERS, ids=[p for p, _ in CORE_PARAMETERS])
+@settings(max_examples=60, deadline=None)
+@given(value=ANY_VALUE)
+def test_any_value_is_a_clear_error_or_a_policy(param: str, build: Callable[[Any], Any], value: Any) -> None:
+    """Any value: a TypeError/ValueError naming the parameter, or a policy; never an error from a message."""
+    message = None
+    try:
+        build(value)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+    if message is not None:
+        assert message.startswith((f"{param} ", f"{param}=", f"{param}.")), message
