@@ -23,6 +23,7 @@ from ._breaker_core import SUCCESS, UNTIMED, BreakerCore, bind_wait, bind_wait_a
 from ._clock import Clock
 from ._context import CallContext
 from ._events import EventBus
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._state import CircuitState
@@ -109,7 +110,7 @@ class CircuitBreaker(BreakerCore, Policy):
         if backend is None:
             backend = MemoryBackend()
         elif not isinstance(backend, BreakerBackend):
-            raise TypeError(f"backend must be a resilient.backends.BreakerBackend, got {backend!r}")
+            raise TypeError(f"backend must be a resilient.backends.BreakerBackend, got {describe(backend)}")
         backend.bind(self.config, self.clock, name=self.name, bus=self.bus)
         self.backend: BreakerBackend = backend
         self._slow = self.config.slow_call_duration

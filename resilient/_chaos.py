@@ -53,7 +53,9 @@ def _check_enabled(enabled: object) -> Enabled:
         raise TypeError(f"enabled must be a bool or a zero-argument callable, got {describe(enabled)}")
     if is_async_callable(enabled):
         # Its coroutine is truthy: chaos would always be on (and the coroutine never awaited).
-        raise TypeError(f"enabled must be a plain (not async) callable, read on every call; got {enabled!r}")
+        raise TypeError(
+            f"enabled must be a plain (not async) callable, read on every call; got {describe(enabled)}"
+        )
     try:
         signature = inspect.signature(enabled)
     except (TypeError, ValueError):  # some builtins have none: trust them

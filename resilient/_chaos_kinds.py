@@ -46,7 +46,8 @@ class Fault(ChaosPolicy):
     ) -> None:
         if isinstance(exception, BaseException):
             raise TypeError(
-                f"fault needs an exception type or a factory, not the instance {exception!r}: raising one "
+                f"fault needs an exception type or a factory, not the instance "
+                f"{describe(exception, typed=False)}: raising one "
                 f"object on every call grows its traceback; pass lambda: {type(exception).__name__}(...)"
             )
         if isinstance(exception, type):
@@ -83,9 +84,13 @@ class Fault(ChaosPolicy):
         if not isinstance(exc, Exception):
             if isinstance(exc, BaseException):
                 raise TypeError(
-                    f"fault factory {self.exception!r} returned the control-flow exception {exc!r}"
+                    f"fault factory {describe(self.exception, typed=False)} returned the control-flow "
+                    f"exception {describe(exc, typed=False)}"
                 )
-            raise TypeError(f"fault factory {self.exception!r} returned {exc!r}, not an exception")
+            raise TypeError(
+                f"fault factory {describe(self.exception, typed=False)} returned {describe(exc)}, "
+                "not an exception"
+            )
         if _NOTE not in getattr(exc, "__notes__", ()):
             exc.add_note(_NOTE)
         return exc

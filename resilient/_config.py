@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from ._numbers import describe
+
 __all__ = ["attempts_in_test_mode", "is_testing", "set_testing"]
 
 _lock = threading.Lock()
@@ -88,15 +90,15 @@ def set_testing(testing: bool = True, *, attempts: int | None = None, cap: bool 
     """
     global _testing, _attempts
     if not isinstance(testing, bool):
-        raise TypeError(f"testing must be a bool, got {testing!r}")
+        raise TypeError(f"testing must be a bool, got {describe(testing)}")
     if not isinstance(cap, bool):
-        raise TypeError(f"cap must be a bool, got {cap!r}")
+        raise TypeError(f"cap must be a bool, got {describe(cap)}")
     setting: tuple[int, bool] | None = None
     if attempts is not None:
         if isinstance(attempts, bool) or not isinstance(attempts, int):
-            raise TypeError(f"attempts must be an int or None, got {type(attempts).__name__} {attempts!r}")
+            raise TypeError(f"attempts must be an int or None, got {describe(attempts)}")
         if attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {attempts}")
+            raise ValueError(f"attempts must be >= 1, got {describe(attempts)}")
         if not testing:
             raise ValueError("attempts only applies in test mode: set_testing(True, attempts=...)")
         setting = (attempts, cap)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeAlias, overload
 
 from ._clock import Clock
 from ._lazy import LazyLogger
+from ._numbers import describe
 from ._validate import check_duration
 
 if TYPE_CHECKING:
@@ -214,9 +215,12 @@ class CallContext:
             TypeError: *key* is not a non-empty str or *value* not a scalar.
         """
         if not isinstance(key, str) or not key:
-            raise TypeError(f"set_attribute() key must be a non-empty str, got {key!r}")
+            raise TypeError(f"set_attribute() key must be a non-empty str, got {describe(key)}")
         if not isinstance(value, (str, bool, int, float)):
-            raise TypeError(f"set_attribute({key!r}) value must be a str, bool, int or float, got {value!r}")
+            raise TypeError(
+                f"set_attribute({describe(key, typed=False)}) value must be a str, bool, int or float, "
+                f"got {describe(value)}"
+            )
         if self.shared:
             return
         attributes = dict(self.attributes)
@@ -245,7 +249,7 @@ class CallContext:
                 run exit callbacks).
         """
         if not callable(callback):
-            raise TypeError(f"on_exit() needs a callable, got {callback!r}")
+            raise TypeError(f"on_exit() needs a callable, got {describe(callback)}")
         if self._origin is not None:  # a hedged attempt's fork: the call's own context runs them
             self._origin.on_exit(callback)
             return

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ._introspect import kind_of, unwrap_descriptor
+from ._numbers import describe
 from ._pipeline import Pipeline, Policy, is_pipeline
 
 if TYPE_CHECKING:
@@ -163,4 +164,4 @@ def pipeline_of(fn: object) -> Pipeline:
         if nxt is None:
             break
         obj = nxt
-    raise TypeError(f"{fn!r} is not decorated with a resilient policy")
+    raise TypeError(f"{describe(fn, typed=False)} is not decorated with a resilient policy")

@@ -19,6 +19,8 @@ same object.
 
 from __future__ import annotations
 
+from ._numbers import describe
+
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
@@ -159,7 +161,7 @@ class FailedResult(ResilientError):
         super().__init__(result)
 
     def __str__(self) -> str:
-        return f"result matched on_result: {self.result!r}"
+        return f"result matched on_result: {describe(self.result, typed=False, limit=200)}"
 
     def __reduce__(self) -> tuple[type[FailedResult], tuple[object]]:
         return (type(self), (self.result,))

@@ -192,10 +192,10 @@ class EventBus:
             TypeError: *handler* is not callable or a type is not an Event class.
         """
         if not callable(handler):
-            raise TypeError(f"handler must be callable, got {handler!r}")
+            raise TypeError(f"handler must be callable, got {describe(handler)}")
         for t in event_types:
             if not (isinstance(t, type) and issubclass(t, Event)):
-                raise TypeError(f"event_types must be Event subclasses, got {t!r}")
+                raise TypeError(f"event_types must be Event subclasses, got {describe(t)}")
         sub = Sub(handler, event_types or (Event,), is_async_callable(handler))
         with self._lock:
             self._subs = [*self._subs, sub]
@@ -324,7 +324,12 @@ def subscribe(handler: Handler, *event_types: type[Event], bus: EventBus | None 
 
     Returns:
         A :class:`Subscription`; ``unsubscribe()`` it or use it in ``with``.
+
+    Raises:
+        TypeError: *bus* is not an EventBus (or *handler*, *event_types* are wrong).
     """
+    if bus is not None and not isinstance(bus, EventBus):
+        raise TypeError(f"bus must be an EventBus or None, got {describe(bus)}")
     return (default_bus if bus is None else bus).subscribe(handler, *event_types)
 
 
@@ -340,5 +345,5 @@ def capture_events(*event_types: type[Event], bus: EventBus | None = None) -> It
         The list the events are appended to, in emission order.
     """
     events: list[Event] = []
-    with (default_bus if bus is None else bus).subscribe(events.append, *event_types):
+    with subscribe(events.append, *event_types, bus=bus):
         yield events

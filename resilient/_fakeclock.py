@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._lazy import LazyModule
+from ._numbers import describe, plain_number
+from ._validate import check_duration
 
 if TYPE_CHECKING:
     import asyncio
@@ -32,6 +35,19 @@ class _FakeTimer:
         self.callback = None
 
 
+def _start(value: object) -> float:
+    number = plain_number(value)
+    if number is None:
+        raise TypeError(f"start must be a number of seconds, got {describe(value)}")
+    try:
+        start = float(number)
+    except OverflowError:  # an int beyond any float
+        raise ValueError(f"start must be finite, got an integer of {int(number).bit_length()} bits") from None
+    if not math.isfinite(start):
+        raise ValueError(f"start must be finite, got {start}")
+    return start
+
+
 class FakeClock:
     """A clock whose time moves only when told (or when something sleeps on it).
 
@@ -49,7 +65,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
+        self._now = _start(start)
         self._timers: list[tuple[float, int, _FakeTimer]] = []
         self._seq = itertools.count()
         self._lock = threading.RLock()
@@ -64,14 +80,13 @@ class FakeClock:
         return self._now
 
     def _seconds(self, seconds: float | timedelta) -> float:
-        if isinstance(seconds, timedelta):
-            seconds = seconds.total_seconds()
-        if seconds != seconds or seconds < 0:  # NaN or negative
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
-        if seconds == float("inf"):
-            # No reading can follow infinity: every policy's arithmetic would be NaN.
-            raise ValueError("seconds must be finite, got inf")
-        return float(seconds)
+        # The policies' own check: a plain float >= 0, read through the base
+        # type (a subclass's comparisons and __float__ may lie), finite: no
+        # reading can follow infinity, every policy's arithmetic would be NaN.
+        s = check_duration("seconds", seconds, allow_zero=True) or 0.0
+        if math.isinf(self._now + s):
+            raise ValueError(f"seconds={s:g} would move the clock from {self._now:g} past the largest float")
+        return s
 
     def _step(self, target: float) -> bool:
         """Advance to the next due timer (<= target) or to target; True if a timer fired."""
@@ -107,7 +122,9 @@ class FakeClock:
             seconds: How far (>= 0).
 
         Raises:
-            ValueError: *seconds* is negative or NaN.
+            TypeError: *seconds* is not a number of seconds or a timedelta.
+            ValueError: *seconds* is negative, NaN or infinite, or would move
+                the clock past the largest float.
         """
         s = self._seconds(seconds)
         # Held across the whole advance (re-entrant, so callbacks may use the

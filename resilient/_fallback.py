@@ -11,8 +11,9 @@ from ._context import CallContext
 from ._errors import FailedResult
 from ._events import Event, EventBus, FallbackUsed
 from ._introspect import is_async_callable
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
-from ._validate import ExceptionSpec, check_bus, check_clock, check_name, make_matcher
+from ._validate import ExceptionSpec, check_bus, check_clock, check_name, check_predicate, make_matcher
 
 __all__ = ["Fallback", "fallback"]
 
@@ -84,8 +85,8 @@ class Fallback(Policy, Generic[R_co]):
         self.default = default
         self._is_handler = callable(default)
         self._async_handler = self._is_handler and is_async_callable(default)
-        if on_result is not None and not callable(on_result):
-            raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
+        if on_result is not None:
+            check_predicate("on_result", on_result, "(result)")
         # With on_result, on=() means "results only".
         self._match = make_matcher("on", on, allow_empty=on_result is not None)
         self.on = on
@@ -189,8 +190,8 @@ class Fallback(Policy, Generic[R_co]):
             if close is not None:
                 close()
             raise TypeError(
-                f"fallback handler {default!r} returned an awaitable for the sync function "
-                f"{ctx.operation}; use a sync handler"
+                f"fallback handler {describe(default, typed=False)} returned an awaitable for the sync "
+                f"function {ctx.operation}; use a sync handler"
             )
         return value
 
@@ -243,8 +244,8 @@ class Fallback(Policy, Generic[R_co]):
         """
         if self._async_handler:
             raise TypeError(
-                f"fallback handler {self.default!r} is async but the protected function is sync; "
-                "use a sync handler"
+                f"fallback handler {describe(self.default, typed=False)} is async but the protected "
+                "function is sync; use a sync handler"
             )
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:

@@ -7,6 +7,8 @@ import inspect
 import types
 from typing import Any
 
+from ._numbers import describe
+
 __all__ = ["full_name", "is_async_callable", "kind_of", "module_of", "qualname", "unwrap_descriptor"]
 
 
@@ -77,7 +79,7 @@ def kind_of(fn: object) -> bool:
     while isinstance(target, functools.partial):
         target = target.func
     if not callable(target):
-        raise TypeError(f"resilient policies decorate callables, got {fn!r}")
+        raise TypeError(f"resilient policies decorate callables, got {describe(fn)}")
     if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
         raise TypeError(
             f"{qualname(target)} is a generator function; resilient policies cannot guard a "

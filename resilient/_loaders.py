@@ -6,6 +6,7 @@ import os
 from typing import Any, Literal
 
 from ._errors import ConfigError
+from ._numbers import describe
 
 __all__ = ["Format", "load_config", "parse_config"]
 
@@ -51,7 +52,7 @@ def parse_config(text: str, format: Format = "json", *, source: str = "<config>"
             raise ConfigError(f"{source}: {_TOO_DEEP}") from None
         except ValueError as exc:  # a number of more digits than int() converts
             raise ConfigError(f"{source}: {exc}") from None
-    raise ValueError(f"format must be 'json' or 'toml', got {format!r}")
+    raise ValueError(f"format must be 'json' or 'toml', got {describe(format)}")
 
 
 # Both parsers recurse once per level of nesting: a hostile file exhausts the stack.

@@ -56,19 +56,29 @@ def plain_seconds(value: object) -> int | float | None:
     return plain_number(value)
 
 
-def describe(value: object) -> str:
-    """Return ``"<type> <repr>"`` for an error message, even when ``repr`` itself fails.
+def describe(value: object, *, typed: bool = True, limit: int = 80) -> str:
+    """Show a user's value in a message: ``"<type> <repr>"``, even when ``repr`` itself fails.
+
+    The one way the library puts a value it was given into an error (or log)
+    message. ``repr`` may raise (a 5,000-digit ``int`` raises ``ValueError``
+    under CPython's integer string conversion limit; any class may define a
+    ``__repr__`` that raises), run long, or return a ``str`` subclass: the
+    message must still be built, and still name the parameter it is about.
+    Control-flow exceptions raised by ``repr`` propagate.
 
     Args:
         value: The offending value.
+        typed: Prefix the type's name (``"str 'x'"``); False for the repr alone.
+        limit: The most characters of repr shown (longer is cut, ending ``...``).
 
     Returns:
-        A short description.
+        A short description; ``"<unrepresentable int>"`` when ``repr`` fails.
     """
+    name = type(value).__name__
     try:
-        text = repr(value)
+        text = str.__str__(repr(value))  # a plain str, whatever __repr__ returned
     except Exception:
-        text = "<unrepresentable>"
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{type(value).__name__} {text}"
+        return f"<unrepresentable {name}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{name} {text}" if typed else text

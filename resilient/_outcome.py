@@ -20,6 +20,7 @@ from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar, overload
 
 from ._lazy import LazyModule
+from ._numbers import describe
 
 if TYPE_CHECKING:
     import asyncio
@@ -63,7 +64,7 @@ class Outcome(Generic[T_co]):
             if not isinstance(exception, Exception):
                 raise TypeError(
                     "exception must be an Exception (control-flow exceptions are never captured), "
-                    f"got {exception!r}"
+                    f"got {describe(exception)}"
                 )
             if value is not None:
                 raise TypeError("an Outcome holds a value or an exception, not both")
@@ -150,7 +151,7 @@ def _failed(exception: Exception) -> Outcome[Any]:
 
 def _check_awaitable(aw: object, where: str) -> None:
     if type(aw) is not _CoroutineType and not inspect.isawaitable(aw):
-        raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {aw!r}")
+        raise TypeError(f"{where} must be awaitable (a coroutine, task or future), got {describe(aw)}")
 
 
 _probes: tuple[Callable[[], Any], Callable[[Any, int, BaseException], bool]] | None = None
@@ -298,7 +299,7 @@ async def gather_outcomes(*aws: Awaitable[Any]) -> tuple[Outcome[Any], ...]:
             for other in given:
                 if inspect.iscoroutine(other):
                     other.close()
-            raise TypeError(f"gather_outcomes() argument {i + 1} must be awaitable, got {aw!r}")
+            raise TypeError(f"gather_outcomes() argument {i + 1} must be awaitable, got {describe(aw)}")
     if not aws:
         return ()
     loop = asyncio.get_running_loop()

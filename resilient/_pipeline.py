@@ -28,6 +28,7 @@ from ._events import (
 )
 from ._introspect import full_name, is_async_callable, kind_of, module_of, qualname
 from ._lazy import LazyLogger
+from ._numbers import describe
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = [
@@ -243,7 +244,7 @@ def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
         elif isinstance(p, Policy):
             out.append(p)
         else:
-            raise TypeError(f"pipeline() argument {i + 1} must be a policy, got {p!r}")
+            raise TypeError(f"pipeline() argument {i + 1} must be a policy, got {describe(p)}")
     return tuple(out)
 
 
@@ -257,7 +258,8 @@ def _give_clock(policies: tuple[Policy, ...], clock: Clock) -> None:
                 takers.append(own)
             elif own.target is not clock:
                 raise ValueError(
-                    f"clock: {p!r} already takes its clock from another pipeline ({own.target!r}); "
+                    f"clock: {describe(p, typed=False)} already takes its clock from another pipeline "
+                    f"({describe(own.target, typed=False)}); "
                     "give it clock= explicitly, or give both pipelines the same clock"
                 )
     for own in takers:
@@ -286,7 +288,8 @@ class Pipeline(Policy):
         self._policies = _flatten(policies)
         if attributes is not None and (not callable(attributes) or is_async_callable(attributes)):
             raise TypeError(
-                f"attributes must be a sync callable (*args, **kwargs) -> mapping or None; got {attributes!r}"
+                "attributes must be a sync callable (*args, **kwargs) -> mapping or None; "
+                f"got {describe(attributes)}"
             )
         self.attributes = attributes
         self.name = check_name(name)

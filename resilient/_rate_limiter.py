@@ -113,7 +113,9 @@ class RateLimiter(Policy):
             schedule_clock = ProcessClock(self.clock)
         if backend is not None:
             if not isinstance(backend, RateLimiterBackend):
-                raise TypeError(f"backend must be a resilient.backends.RateLimiterBackend, got {backend!r}")
+                raise TypeError(
+                    f"backend must be a resilient.backends.RateLimiterBackend, got {describe(backend)}"
+                )
             backend.bind(config, self.clock, name=self.name, bus=self.bus)
             # While the shared state is out of reach, this process takes its share.
             share = backend.local_share

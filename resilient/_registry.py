@@ -63,7 +63,7 @@ class _Source:
                 raise ConfigError(errors)
         elif callable(raw):
             if not sync_callable(raw, 1):
-                raise TypeError(f"template must take the key: template(key) -> policy, got {raw!r}")
+                raise TypeError(f"template must take the key: template(key) -> policy, got {describe(raw)}")
             self.factory = raw
         else:
             raise TypeError(
@@ -79,8 +79,10 @@ class _Source:
         if found is None:
             found = self.configs.get(ANY_KEY)
         if found is None:
-            known = ", ".join(repr(k) for k in self.configs) or "none"
-            raise KeyError(f"no pipeline is configured for {key!r} (keys: {known}; '*' configures any key)")
+            known = ", ".join(shown(k) for k in self.configs) or "none"
+            raise KeyError(
+                f"no pipeline is configured for {shown(key)} (keys: {known}; '*' configures any key)"
+            )
         return found
 
 
@@ -162,7 +164,7 @@ def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise TypeError(f"key must be a str, got {describe(key)}")
     if not key or key == ANY_KEY:
-        raise ValueError(f"key must be a non-empty string other than '*', got {key!r}")
+        raise ValueError(f"key must be a non-empty string other than '*', got {describe(key)}")
     return key
 
 
@@ -413,7 +415,7 @@ def _named(obj: object, key: str) -> Pipeline:
     """What a callable template returned, as a pipeline named *key* (unless it has a name)."""
     if not isinstance(obj, Policy):
         raise TypeError(
-            f"the template returned {describe(obj)} for {key!r}; it must return a policy or a pipeline"
+            f"the template returned {describe(obj)} for {shown(key)}; it must return a policy or a pipeline"
         )
     if not isinstance(obj, Pipeline):
         return Pipeline(obj, name=key)

@@ -14,6 +14,7 @@ from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
 from ._lazy import LazyModule
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._validate import (
     MAX_WAIT,
@@ -23,6 +24,7 @@ from ._validate import (
     check_duration,
     check_int,
     check_name,
+    check_predicate,
     make_matcher,
 )
 from .backoff import Backoff, BackoffFunction, _to_backoff
@@ -76,9 +78,9 @@ def _seconds(value: object) -> float | None:
 
 def _check_long_retry_after(value: object) -> LongRetryAfter:
     if not isinstance(value, str):
-        raise TypeError(f"long_retry_after must be 'give_up' or 'cap', got {value!r}")
+        raise TypeError(f"long_retry_after must be 'give_up' or 'cap', got {describe(value)}")
     if value not in ("give_up", "cap"):
-        raise ValueError(f"long_retry_after must be 'give_up' or 'cap', got {value!r}")
+        raise ValueError(f"long_retry_after must be 'give_up' or 'cap', got {describe(value)}")
     return value  # type: ignore[return-value]
 
 
@@ -109,8 +111,8 @@ class Retry(Policy):
         self.attempts = check_int("attempts", attempts, minimum=1)
         self._match = make_matcher("on", on)
         self.on = on
-        if on_result is not None and not callable(on_result):
-            raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
+        if on_result is not None:
+            check_predicate("on_result", on_result, "(result)")
         self.on_result = on_result
         # A predicate may also say how long a result asks to wait
         # (resilient.http.retryable_status does): retry_after(result) -> seconds.
@@ -122,7 +124,7 @@ class Retry(Policy):
         if budget is not None and not (
             callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
         ):
-            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {budget!r}")
+            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
         self.budget = budget
         self.name = check_name(name)
         self.clock = check_clock(clock)
@@ -157,7 +159,8 @@ class Retry(Policy):
                     # A custom strategy's bug; sleeping a negative or NaN
                     # delay would silently retry at once (or raise deep in a clock).
                     raise ValueError(
-                        f"backoff {self.backoff!r} returned {delay!r}; need seconds >= 0 and <= {MAX_WAIT:g}"
+                        f"backoff {describe(self.backoff, typed=False, limit=200)} returned "
+                        f"{describe(delay)}; need seconds >= 0 and <= {MAX_WAIT:g}"
                     )
             except Exception as bad:
                 if exc is not None:

@@ -32,6 +32,7 @@ from ._errors import ConfigError
 from ._events import EventBus
 from ._fallback import fallback
 from ._hedge import hedge
+from ._numbers import describe
 from ._pipeline import Pipeline, Policy
 from ._rate_limiter import rate_limiter
 from ._retry import retry
@@ -59,11 +60,7 @@ class _Problems(Exception):
 
 def shown(value: object) -> str:
     """``repr(value)`` for a message, even when ``repr`` fails (a 5,000-digit int) or runs long."""
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<unrepresentable {type(value).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+    return describe(value, typed=False, limit=200)
 
 
 # --- values that JSON cannot hold: import paths, strategies, budgets ---------------------
@@ -225,6 +222,8 @@ def _call(
     """Call *factory*, turning unknown keys and its TypeError/ValueError into path-located problems."""
     params = [p for p in _parameters(factory) if p not in excluded]
     for key in kwargs:
+        if not isinstance(key, str):  # a table of a strategy's or a budget's arguments
+            raise _Invalid(path, f"argument names must be strings, got {shown(key)}")
         if key not in params:
             raise _Invalid(f"{path}.{key}", f"unknown argument; expected one of {', '.join(params)}")
     try:

@@ -26,6 +26,7 @@ __all__ = [
     "check_fraction",
     "check_int",
     "check_name",
+    "check_predicate",
     "every_leaf",
     "make_matcher",
 ]
@@ -138,9 +139,45 @@ def check_name(value: object, param: str = "name") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TypeError(f"{param} must be a str or None, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{param} must be a str or None, got {describe(value)}")
     if not value:
         raise ValueError(f"{param} must not be empty")
+    # A str subclass may override __repr__, __eq__ or __hash__: keep the plain text.
+    return str.__str__(value)
+
+
+def check_predicate(param: str, value: object, takes: str) -> Callable[[Any], Any]:
+    """Return *value* if it is a plain (not ``async``) callable of one argument, or raise naming *param*.
+
+    A policy asks its predicates synchronously: an ``async def`` one returns
+    a coroutine, which is truthy, so everything would match (and the
+    coroutine is never awaited). One that cannot take the single argument
+    would fail only at the first call, deep inside it. A callable without a
+    readable signature (some builtins) is trusted.
+
+    Args:
+        param: The parameter's name, for error messages.
+        value: What the user passed (None is not accepted here).
+        takes: What the predicate is given, for the message: ``"(result)"``.
+
+    Returns:
+        *value*.
+
+    Raises:
+        TypeError: *value* is not callable, is async, or cannot take one argument.
+    """
+    from ._arity import accepts  # few policies have a predicate: `import resilient` stays lean
+    from ._introspect import is_async_callable
+
+    if not callable(value):
+        raise TypeError(f"{param} must be a predicate {takes} -> bool, got {describe(value)}")
+    if is_async_callable(value):
+        raise TypeError(
+            f"{param} must be a plain function {takes} -> bool, not async: it is called without "
+            f"awaiting, and a coroutine is always true; got {describe(value)}"
+        )
+    if not accepts(value, 1):
+        raise TypeError(f"{param} must be a predicate taking one argument {takes}, got {describe(value)}")
     return value
 
 
@@ -149,10 +186,10 @@ def check_clock(value: object) -> Clock:
     if value is None:
         return DefaultClock()
     if not (callable(getattr(value, "monotonic", None)) and callable(getattr(value, "sleep", None))):
-        raise TypeError(f"clock must provide monotonic() and sleep(), got {value!r}")
+        raise TypeError(f"clock must provide monotonic() and sleep(), got {describe(value)}")
     if inspect.isbuiltin(getattr(value, "sleep", None)):
         # The `time` module looks like a clock, but its sleep blocks the loop.
-        raise TypeError(f"clock.sleep must be a coroutine function (async def), got {value!r}")
+        raise TypeError(f"clock.sleep must be a coroutine function (async def), got {describe(value)}")
     return value  # type: ignore[return-value]
 
 
@@ -161,7 +198,7 @@ def check_bus(value: object) -> EventBus:
     if value is None:
         return default_bus
     if not isinstance(value, EventBus):
-        raise TypeError(f"bus must be an EventBus, got {type(value).__name__} {value!r}")
+        raise TypeError(f"bus must be an EventBus, got {describe(value)}")
     return value
 
 
@@ -207,12 +244,14 @@ def make_matcher(param: str, spec: object, *, allow_empty: bool = False) -> Matc
         if not types and not allow_empty:
             raise ValueError(f"{param} must name at least one exception type")
     elif callable(spec):
-        return _predicate_matcher(param, spec)
+        return _predicate_matcher(param, check_predicate(param, spec, "(exception)"))
     else:
-        raise TypeError(f"{param} must be an exception type, a tuple of them, or a predicate, got {spec!r}")
+        raise TypeError(
+            f"{param} must be an exception type, a tuple of them, or a predicate, got {describe(spec)}"
+        )
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise TypeError(f"{param} must hold exception types, got {t!r}")
+            raise TypeError(f"{param} must hold exception types, got {describe(t)}")
         if _is_control_flow_only(t):
             raise ValueError(
                 f"{param}={t.__name__} can only match a control-flow exception, "

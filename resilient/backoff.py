@@ -58,7 +58,7 @@ _JITTERS = ("none", "full", "equal")
 
 def _check_jitter(value: object) -> Jitter:
     if value not in _JITTERS:
-        raise ValueError(f"jitter must be one of 'none', 'full', 'equal', got {value!r}")
+        raise ValueError(f"jitter must be one of 'none', 'full', 'equal', got {_describe(value)}")
     return value  # type: ignore[return-value]
 
 
@@ -94,7 +94,7 @@ class Backoff(abc.ABC):
     def __init__(self, jitter: Jitter = "none", rng: random.Random | None = None) -> None:
         self.jitter: Jitter = _check_jitter(jitter)
         if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(f"rng must be a random.Random, got {rng!r}")
+            raise TypeError(f"rng must be a random.Random, got {_describe(rng)}")
         self._rng = rng
 
     def _uniform(self, low: float, high: float) -> float:
@@ -293,10 +293,11 @@ class FromCallable(Backoff):
     def __init__(self, fn: BackoffFunction, *, max_delay: Seconds = math.inf) -> None:
         super().__init__("none", None)
         if not callable(fn):
-            raise TypeError(f"backoff must be callable, got {fn!r}")
+            raise TypeError(f"backoff must be callable, got {_describe(fn)}")
+        self.takes_result = _takes_result(fn)
+        _check_shape(fn, 3 if self.takes_result else 2)
         self.fn = fn
         self.max_delay = _max_delay(max_delay, allow_inf=True)
-        self.takes_result = _takes_result(fn)
 
     def base(self, attempt: int, previous: float | None) -> float:
         """Unused: :meth:`delay` calls the function with the exception."""
@@ -333,7 +334,8 @@ class FromCallable(Backoff):
         number = _plain_seconds(value)
         if number is None:
             raise TypeError(
-                f"backoff function {self.fn!r} returned {_describe(value)}, not a number of seconds"
+                f"backoff function {_describe(self.fn, typed=False)} returned {_describe(value)}, "
+                "not a number of seconds"
             )
         try:
             seconds = float(number)
@@ -341,12 +343,14 @@ class FromCallable(Backoff):
             seconds = math.inf
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(
-                f"backoff function {self.fn!r} returned {_describe(value)}; need a finite number >= 0"
+                f"backoff function {_describe(self.fn, typed=False)} returned {_describe(value)}; "
+                "need a finite number >= 0"
             )
         seconds = min(seconds, self.max_delay)
         if seconds > _MAX_WAIT:
             raise ValueError(
-                f"backoff function {self.fn!r} returned {seconds!r}; a wait is at most {_MAX_WAIT:g} seconds"
+                f"backoff function {_describe(self.fn, typed=False)} returned {seconds!r}; "
+                f"a wait is at most {_MAX_WAIT:g} seconds"
             )
         return seconds
 
@@ -356,7 +360,25 @@ class FromCallable(Backoff):
         return self.delay(attempt, previous, exception, result=result)
 
     def __repr__(self) -> str:
-        return f"FromCallable({getattr(self.fn, '__qualname__', None) or repr(self.fn)})"
+        name = getattr(self.fn, "__qualname__", None)
+        return f"FromCallable({name if isinstance(name, str) and name else _describe(self.fn, typed=False)})"
+
+
+def _check_shape(fn: object, nargs: int) -> None:
+    """Refuse, now rather than at the first retry, a function ``retry`` could not call for a delay."""
+    from ._arity import accepts  # few retries take a function: `import resilient` stays lean
+    from ._introspect import is_async_callable
+
+    if is_async_callable(fn):
+        raise TypeError(
+            "backoff must be a plain function (attempt, exception) -> seconds, not async: "
+            f"retry reads the delay without awaiting; got {_describe(fn)}"
+        )
+    if not accepts(fn, nargs):  # type: ignore[arg-type]
+        raise TypeError(
+            "backoff must be a function taking (attempt, exception) or (attempt, exception, result), "
+            f"got {_describe(fn)}"
+        )
 
 
 def _takes_result(fn: object) -> bool:
@@ -491,9 +513,11 @@ def _to_backoff(value: object) -> Backoff:
         name = getattr(value, "__name__", repr(value))
         raise TypeError(f"backoff={name} must be called: backoff={name}(...) builds the strategy")
     if isinstance(value, bool):
-        raise TypeError(f"backoff must be a strategy, seconds or a callable, got {value!r}")
+        raise TypeError(f"backoff must be a strategy, seconds or a callable, got {_describe(value)}")
     if isinstance(value, (int, float)) or hasattr(value, "total_seconds"):
         return Constant(_check_duration("backoff", value, allow_zero=True, maximum=_MAX_WAIT) or 0.0)
     if callable(value):
         return FromCallable(value)
-    raise TypeError(f"backoff must be a resilient.backoff strategy, seconds or a callable, got {value!r}")
+    raise TypeError(
+        f"backoff must be a resilient.backoff strategy, seconds or a callable, got {_describe(value)}"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import random
 from collections.abc import Callable
@@ -473,18 +475,73 @@ def test_an_uncalled_strategy_factory_is_rejected_at_once(uncalled: object) -> N
         retry(backoff=uncalled)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A backoff callable that cannot take (attempt, exception) is accepted at construction and "
-    "fails the first retry with a TypeError. Found by the qa-toolkit helper; backoff.py belongs to "
-    "another helper.",
+async def async_backoff(attempt: int, exc: BaseException | None) -> float:
+    """A backoff function that needs awaiting: retry reads delays synchronously."""
+    return 1.0
+
+
+class AsyncBackoff:
+    """A callable object whose ``__call__`` is ``async def``."""
+
+    async def __call__(self, attempt: int, exc: BaseException | None) -> float:
+        return 1.0
+
+
+@pytest.mark.parametrize(
+    "build", [lambda fn: retry(backoff=fn), backoff.FromCallable], ids=["retry", "FromCallable"]
 )
 @pytest.mark.parametrize(
     "fn",
-    [lambda attempt: 1.0, lambda attempt, exc, *, result: 1.0, lambda: 1.0],
-    ids=["one-parameter", "keyword-only-result", "no-parameter"],
+    [
+        lambda attempt: 1.0,
+        lambda attempt, exc, *, result: 1.0,
+        lambda: 1.0,
+        lambda attempt, exc, result, extra: 1.0,
+        functools.partial(lambda bound, attempt, exc, result, extra: 1.0, 0),
+        async_backoff,
+        AsyncBackoff(),
+    ],
+    ids=[
+        "one-parameter",
+        "keyword-only-result",
+        "no-parameter",
+        "four-parameters",
+        "partial-leaving-four",
+        "async-def",
+        "async-call",
+    ],
 )
-def test_a_backoff_callable_of_the_wrong_shape_fails_at_construction(fn: Callable[..., float]) -> None:
-    """retry(backoff=fn), fn unable to take (attempt, exception[, result]): TypeError naming backoff."""
-    with pytest.raises(TypeError, match="backoff"):
-        retry(backoff=fn)
+def test_a_backoff_callable_of_the_wrong_shape_fails_at_construction(
+    build: Callable[[Any], Any], fn: Callable[..., float]
+) -> None:
+    """A backoff fn unable to take (attempt, exception[, result]), or async: TypeError naming backoff."""
+    with pytest.raises(TypeError, match=r"^backoff must be a"):
+        build(fn)
+
+
+@pytest.mark.parametrize(
+    ("fn", "takes_result"),
+    [
+        (lambda attempt, exc: 0.5, False),
+        (lambda attempt, exc, result: 0.5, True),
+        (lambda attempt, exc, result=None: 0.5, False),
+        (lambda *args: 0.5, False),
+        (lambda attempt, *rest, **options: 0.5, False),
+        (functools.partial(lambda scale, attempt, exc: 0.5 * scale, 1.0), False),
+    ],
+    ids=["two", "three", "optional-third", "star-args", "star-rest", "partial"],
+)
+def test_a_backoff_callable_of_either_shape_is_accepted_and_called(
+    fn: Callable[..., float], takes_result: bool
+) -> None:
+    """A function that can take (attempt, exception) or (attempt, exception, result) is accepted and used."""
+    strategy = backoff.FromCallable(fn)
+    assert strategy.takes_result is takes_result
+    assert strategy.delay(1, None, ConnectionError()) == 0.5
+
+
+def test_a_backoff_builtin_without_a_signature_is_trusted() -> None:
+    """A builtin whose signature cannot be read is accepted at construction, as before."""
+    with pytest.raises(ValueError):
+        inspect.signature(max)  # the premise: no readable signature
+    assert backoff.FromCallable(max).takes_result is False

@@ -296,6 +296,14 @@ def test_on_result_is_a_dotted_predicate() -> None:
         ([{"retry": {"budget": 0.2}}], "[0].retry.budget: must be a table of RetryBudget arguments, got 0.2"),
         ([{"retry": {"budget": {"ratio": 5}}}], "[0].retry.budget.ratio: must be in (0, 1], got 5"),
         ([{"retry": {"budget": {"clock": 1}}}], "[0].retry.budget.clock: unknown argument"),
+        (
+            [{"retry": {"budget": {10**5000: 1}}}],  # str() of the key raises ValueError
+            "[0].retry.budget: argument names must be strings, got <unrepresentable int>",
+        ),
+        (
+            [{"retry": {"backoff": {"exponential": {3: 1}}}}],
+            "[0].retry.backoff.exponential: argument names must be strings, got 3",
+        ),
         ([{"rate_limiter": {}}], "[0].rate_limiter.rate: is required"),
         ([{"rate_limiter": 0}], "[0].rate_limiter.rate: must be a finite number > 0, got 0.0"),
         ([{"rate_limiter": {"rate": 1, "burst": 0}}], "[0].rate_limiter.burst: must be >= 1, got 0"),

@@ -57,6 +57,73 @@ async def test_advance_and_sleep_reject_infinity(clock: FakeClock) -> None:
     assert (clock.monotonic(), clock.sleeps) == (0.0, [])
 
 
+class LyingFloat(float):
+    """A float stored as -3.0 whose comparisons and ``__float__`` say 5.0."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    def __float__(self) -> float:
+        return 5.0
+
+
+async def move_by(clock: FakeClock, move: str, seconds: Any) -> None:
+    """Call ``clock.<move>(seconds)``, awaiting it for ``sleep``."""
+    result = getattr(clock, move)(seconds)
+    if asyncio.iscoroutine(result):
+        await result
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (10**5000, ValueError),  # beyond any float (and too long for str())
+        (-(10**5000), ValueError),
+        (LyingFloat(-3.0), ValueError),  # read through float itself: it is negative
+        ("1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+    ids=["huge", "huge-negative", "lying-float", "str", "none", "bool"],
+)
+@pytest.mark.parametrize("move", ["advance", "sleep_blocking", "sleep"])
+async def test_every_move_refuses_what_is_not_a_duration(
+    clock: FakeClock, move: str, bad: object, error: type[Exception]
+) -> None:
+    """advance/sleep/sleep_blocking of a non-duration: an error naming seconds, time and sleeps untouched."""
+    with pytest.raises(error, match="seconds"):
+        await move_by(clock, move, bad)
+    assert (clock.monotonic(), clock.sleeps) == (0.0, [])
+
+
+@pytest.mark.parametrize("move", ["advance", "sleep_blocking", "sleep"])
+async def test_a_finite_move_past_the_largest_float_is_refused(clock: FakeClock, move: str) -> None:
+    """Two moves of 1e308 would make time inf: the second raises ValueError naming seconds, time stays."""
+    clock.advance(1e308)
+    with pytest.raises(ValueError, match="seconds"):
+        await move_by(clock, move, 1e308)
+    assert (clock.monotonic(), clock.sleeps) == (1e308, [])
+
+
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [(math.inf, ValueError), (math.nan, ValueError), (10**5000, ValueError), ("0", TypeError)],
+    ids=["inf", "nan", "huge", "str"],
+)
+def test_a_start_that_is_no_finite_reading_is_refused(start: Any, error: type[Exception]) -> None:
+    """FakeClock(start=inf, NaN, a huge int, a str): an error naming start."""
+    with pytest.raises(error, match="start"):
+        FakeClock(start)
+
+
+def test_a_start_is_stored_as_a_plain_float() -> None:
+    """FakeClock(start) keeps the plain float value of any real number (a negative one too)."""
+    assert [FakeClock(s).monotonic() for s in (7, -2.5, LyingFloat(-3.0))] == [7.0, -2.5, -3.0]
+
+
 async def test_sleep_advances_instantly(clock: FakeClock) -> None:
     """await clock.sleep(s) returns at once with the virtual time s later."""
     loop = asyncio.get_running_loop()

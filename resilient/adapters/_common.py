@@ -30,6 +30,7 @@ from resilient._events import (
     Subscription,
     default_bus,
 )
+from resilient._numbers import describe
 from resilient._state import CircuitState
 
 __all__ = [
@@ -113,11 +114,8 @@ def exception_type(exc: BaseException) -> str:
 
 
 def short_repr(value: object) -> str:
-    """Return ``repr(value)`` cut to 200 characters (for user data in logs)."""
-    text = repr(value)
-    if len(text) > _REPR_LIMIT:
-        return text[: _REPR_LIMIT - 3] + "..."
-    return text
+    """Return ``repr(value)`` cut to 200 characters (for user data in logs), even when ``repr`` fails."""
+    return describe(value, typed=False, limit=_REPR_LIMIT)
 
 
 def event_fields(event: Event) -> dict[str, Any]:
@@ -192,7 +190,7 @@ def attach(
     if bus is None:
         bus = default_bus
     elif not isinstance(bus, EventBus):
-        raise TypeError(f"bus must be an EventBus or None, got {bus!r}")
+        raise TypeError(f"bus must be an EventBus or None, got {describe(bus)}")
     return bus.subscribe(handler, *types)
 
 
@@ -256,12 +254,12 @@ class Tracked:
         """
         for attr in required:
             if not hasattr(policy, attr):
-                raise TypeError(f"{self._what} must have a {attr!r} attribute, got {policy!r}")
+                raise TypeError(f"{self._what} must have a {attr!r} attribute, got {describe(policy)}")
         name = getattr(policy, "name", None)
         if not isinstance(name, str) or not name:
             raise ValueError(
                 f"{self._what} needs a name to be tracked (it is the metric label), "
-                f"e.g. name='db'; got {policy!r}"
+                f"e.g. name='db'; got {describe(policy)}"
             )
         with self._lock:
             self._refs[name] = weakref.ref(policy)

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 from resilient._events import EXPLICIT_ONLY, Event
 from resilient._introspect import is_async_callable
+from resilient._numbers import describe
 
 __all__ = [
     "Severity",
@@ -53,10 +54,10 @@ def check_level(param: str, value: object) -> int:
         ValueError: *value* is an unknown name or negative.
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"{param} must be an int or a level name, got {value!r}")
+        raise TypeError(f"{param} must be an int or a level name, got {describe(value)}")
     level = as_level(value)
     if level is None:
-        raise ValueError(f"{param} must be a known level name or an int >= 0, got {value!r}")
+        raise ValueError(f"{param} must be a known level name or an int >= 0, got {describe(value)}")
     return level
 
 
@@ -76,7 +77,7 @@ def check_severity(param: str, severity: object) -> Severity | None:
     if severity is not None and not (callable(severity) and not is_async_callable(severity)):
         # An async one's coroutine is no level: every event would log an error instead.
         raise TypeError(
-            f"{param} must be a plain (not async) callable (event) -> level or None, got {severity!r}"
+            f"{param} must be a plain (not async) callable (event) -> level or None, got {describe(severity)}"
         )
     return severity
 
@@ -161,10 +162,10 @@ def check_levels(
     if levels is None:
         return merged
     if not isinstance(levels, Mapping):
-        raise TypeError(f"{param} must be a mapping of event class to level, got {levels!r}")
+        raise TypeError(f"{param} must be a mapping of event class to level, got {describe(levels)}")
     for cls, level in levels.items():
         if not (isinstance(cls, type) and issubclass(cls, Event)):
-            raise TypeError(f"{param} keys must be event classes from resilient.events, got {cls!r}")
+            raise TypeError(f"{param} keys must be event classes from resilient.events, got {describe(cls)}")
         merged[cls] = check_level(f"{param}[{cls.__name__}]", level)
     return merged
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from resilient._context import CallContext
 from resilient._events import Event
+from resilient._numbers import describe
 from resilient.adapters._common import call_of
 
 __all__ = [
@@ -302,18 +303,23 @@ def check_metric_attributes(param: str, keys: Sequence[str]) -> tuple[str, ...]:
             built-in label (``operation``, ``error_type``...) or another key's.
     """
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
-        raise TypeError(f"{param} must be a sequence of attribute names, got {keys!r}")
+        raise TypeError(f"{param} must be a sequence of attribute names, got {describe(keys)}")
     seen: dict[str, str] = {}
     for key in keys:
         if not isinstance(key, str):
-            raise TypeError(f"{param} must hold attribute names (str), got {key!r}")
+            raise TypeError(f"{param} must hold attribute names (str), got {describe(key)}")
         label = prometheus_label(key)
         if not key or label.startswith("__") or label == "_":
-            raise ValueError(f"{param}: {key!r} is not a usable attribute name")
+            raise ValueError(f"{param}: {describe(key, typed=False)} is not a usable attribute name")
         if label in _RESERVED:
-            raise ValueError(f"{param}: {key!r} would become the built-in label {label!r}")
+            raise ValueError(
+                f"{param}: {describe(key, typed=False)} would become the built-in label {label!r}"
+            )
         if label in seen:
-            raise ValueError(f"{param}: {key!r} and {seen[label]!r} would both become the label {label!r}")
+            raise ValueError(
+                f"{param}: {describe(key, typed=False)} and {describe(seen[label], typed=False)} "
+                f"would both become the label {label!r}"
+            )
         seen[label] = key
     return tuple(keys)
 

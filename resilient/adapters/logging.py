@@ -45,6 +45,7 @@ from resilient._events import (
     Subscription,
     TimeoutElapsed,
 )
+from resilient._numbers import describe as _describe
 from resilient._state import CircuitState
 
 from ._common import attach, call_attributes, event_fields, event_kind, short_repr, subject
@@ -352,11 +353,13 @@ class LoggingAdapter:
         elif isinstance(logger, str):
             logger = logging.getLogger(logger)
         elif not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
-            raise TypeError(f"logger must be a logging.Logger, a logger name or None, got {logger!r}")
+            raise TypeError(
+                f"logger must be a logging.Logger, a logger name or None, got {_describe(logger)}"
+            )
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger
         self.levels: Mapping[type[Event], int] = check_levels("levels", levels, DEFAULT_LEVELS)
         if not isinstance(skip_disabled, bool):
-            raise TypeError(f"skip_disabled must be a bool, got {skip_disabled!r}")
+            raise TypeError(f"skip_disabled must be a bool, got {_describe(skip_disabled)}")
         self.skip_disabled = skip_disabled
         self.severity = check_severity("severity", severity)
         # Concrete event class -> level, filled on first sight of each class.

@@ -67,6 +67,7 @@ from resilient._events import (
     Subscription,
     TimeoutElapsed,
 )
+from resilient._numbers import describe as _describe
 from resilient._state import CircuitState
 from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
 from resilient.adapters._tracing import SpanRecorder
@@ -132,7 +133,7 @@ class OpenTelemetryAdapter:
         context_api = import_optional("opentelemetry.context", "otel", "OpenTelemetryAdapter")
         for param, flag in (("metrics", metrics), ("traces", traces)):
             if not isinstance(flag, bool):
-                raise TypeError(f"{param} must be a bool, got {flag!r}")
+                raise TypeError(f"{param} must be a bool, got {_describe(flag)}")
         if not (metrics or traces):
             raise ValueError("metrics and traces are both False: the adapter would record nothing")
         self.metrics = metrics

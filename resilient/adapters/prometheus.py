@@ -73,6 +73,8 @@ from resilient._events import (
     Subscription,
     TimeoutElapsed,
 )
+from resilient._numbers import describe as _describe
+from resilient._numbers import plain_number as _plain_number
 from resilient._state import CircuitState
 from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
 from resilient.adapters._vocabulary import (
@@ -226,8 +228,8 @@ def _metrics_for(
                 if ns == namespace:
                     param = "buckets" if other_buckets != buckets else "metric_attributes"
                     raise ValueError(
-                        f"{param}: metrics for namespace {namespace!r} already exist in this registry "
-                        f"with other {param}"
+                        f"{param}: metrics for namespace {_describe(namespace, typed=False)} already exist "
+                        f"in this registry with other {param}"
                     )
             found = _Metrics(prom, registry, namespace, buckets, attributes)
             per_registry[key] = found
@@ -238,16 +240,21 @@ def _check_buckets(buckets: Sequence[float] | None) -> tuple[float, ...] | None:
     if buckets is None:
         return None
     if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Sequence):
-        raise TypeError(f"buckets must be a sequence of seconds, got {buckets!r}")
+        raise TypeError(f"buckets must be a sequence of seconds, got {_describe(buckets)}")
     out: list[float] = []
     for b in buckets:
-        if isinstance(b, bool) or not isinstance(b, (int, float)):
-            raise TypeError(f"buckets must hold numbers, got {b!r}")
-        if math.isnan(b) or b <= 0:
-            raise ValueError(f"buckets must be > 0, got {b!r}")
-        if out and b <= out[-1]:
-            raise ValueError(f"buckets must be strictly increasing, got {list(buckets)!r}")
-        out.append(float(b))
+        number = _plain_number(b)  # a subclass's comparisons and __float__ may lie
+        if number is None:
+            raise TypeError(f"buckets must hold numbers, got {_describe(b)}")
+        try:
+            f = float(number)
+        except OverflowError:  # an int beyond any float
+            raise ValueError(f"buckets must hold seconds a float can hold, got {_describe(b)}") from None
+        if math.isnan(f) or f <= 0:
+            raise ValueError(f"buckets must be > 0, got {f!r}")
+        if out and f <= out[-1]:
+            raise ValueError(f"buckets must be strictly increasing, got {_describe(buckets, typed=False)}")
+        out.append(f)
     if not out:
         raise ValueError("buckets must not be empty")
     return tuple(out)
@@ -296,11 +303,13 @@ class PrometheusAdapter:
         if registry is None:
             registry = prom.REGISTRY
         elif not callable(getattr(registry, "register", None)):
-            raise TypeError(f"registry must be a prometheus_client CollectorRegistry, got {registry!r}")
+            raise TypeError(
+                f"registry must be a prometheus_client CollectorRegistry, got {_describe(registry)}"
+            )
         if not isinstance(namespace, str):
-            raise TypeError(f"namespace must be a str, got {namespace!r}")
+            raise TypeError(f"namespace must be a str, got {_describe(namespace)}")
         if namespace and not _NAMESPACE.match(namespace):
-            raise ValueError(f"namespace must match [a-zA-Z_:][a-zA-Z0-9_:]*, got {namespace!r}")
+            raise ValueError(f"namespace must match [a-zA-Z_:][a-zA-Z0-9_:]*, got {_describe(namespace)}")
         self.registry = registry
         self.namespace = namespace
         self.metric_attributes = check_metric_attributes("metric_attributes", metric_attributes)

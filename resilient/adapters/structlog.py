@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resilient._events import ALL_EVENTS, Event, EventBus, Subscription
+from resilient._numbers import describe as _describe
 from resilient.adapters._common import attach, call_attributes, event_fields, event_kind, import_optional
 from resilient.adapters._levels import (
     Severity,
@@ -111,7 +112,7 @@ class StructlogAdapter:
         if logger is None:
             logger = structlog.get_logger("resilient")
         elif not all(hasattr(logger, m) for m in ("debug", "info", "warning", "error", "critical")):
-            raise TypeError(f"logger must be a structlog logger, got {logger!r}")
+            raise TypeError(f"logger must be a structlog logger, got {_describe(logger)}")
         self.logger: Any = logger
         self.levels: Mapping[type[Event], int] = check_levels("levels", levels, DEFAULT_LEVELS)
         self.min_level = check_level("min_level", min_level)

@@ -18,6 +18,8 @@ import redis.connection
 import redis.retry
 from redis.backoff import NoBackoff
 
+from resilient._numbers import describe
+
 __all__ = ["async_twin", "is_async_client", "is_sync_client", "pair", "sync_twin"]
 
 # Settings that mean the same to both client flavours; the rest (parsers,
@@ -65,7 +67,7 @@ def pair(
             neither used nor built.
     """
     if sync_client is not None and not is_sync_client(sync_client):
-        raise TypeError(f"sync_client must be a blocking redis.Redis, got {sync_client!r}")
+        raise TypeError(f"sync_client must be a blocking redis.Redis, got {describe(sync_client)}")
     if is_async_client(client):
         if sync_client is None and _settings(client) is None:
             raise TypeError(
@@ -82,7 +84,7 @@ def pair(
                 "as client= and this one as sync_client="
             )
         return None, client if sync_client is None else sync_client
-    raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {client!r}")
+    raise TypeError(f"client must be a redis.asyncio.Redis or redis.Redis, got {describe(client)}")
 
 
 def _settings(client: Any) -> tuple[str, dict[str, Any]] | None:

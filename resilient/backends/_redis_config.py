@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 from resilient import _validate as _check
+from resilient._numbers import describe
 from resilient.backends._base import BreakerConfig
 from resilient.backends._limiter_base import RateLimiterConfig
 
@@ -71,7 +72,9 @@ def seconds(
     """
     found = _check.check_duration(param, value, allow_none=allow_none)
     if found is not None and found > MAX_SECONDS:
-        raise ValueError(f"{param} must be at most {MAX_SECONDS:g} seconds with {owner}, got {value!r}")
+        raise ValueError(
+            f"{param} must be at most {MAX_SECONDS:g} seconds with {owner}, got {describe(value)}"
+        )
     return found
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import resilient
 from resilient import CircuitState
@@ -216,3 +217,85 @@ def test_call_succeeded_fields() -> None:
     assert event_fields(
         CallSucceeded(policy="pipeline", name=None, operation="f", time=0.0, duration=0.2)
     ) == {"duration": 0.2}
+
+
+# --- values whose repr() fails ------------------------------------------------------------------
+
+HUGE = 10**5000  # repr() raises ValueError: "Exceeds the limit (4300 digits) for integer string conversion"
+
+
+class BrokenRepr:
+    """A value whose ``repr()`` raises, as a 5,000-digit int's does."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+untyped: Any = resilient.adapters
+
+
+# (build(value), the parameter its error must name): every adapter argument checked at construction.
+ADAPTER_ARGUMENTS: list[tuple[Callable[[Any], Any], str]] = [
+    (lambda v: untyped.LoggingAdapter(v), "logger"),
+    (lambda v: untyped.LoggingAdapter(levels=v), "levels"),
+    (lambda v: untyped.LoggingAdapter(levels={v: logging.INFO}), "levels"),
+    (lambda v: untyped.LoggingAdapter(levels={RetryScheduled: BrokenRepr()}), "levels"),
+    (lambda v: untyped.LoggingAdapter(skip_disabled=v), "skip_disabled"),
+    (lambda v: untyped.LoggingAdapter(severity=v), "severity"),
+    (lambda v: untyped.LoggingAdapter().attach(bus=v), "bus"),
+    (lambda v: untyped.StructlogAdapter(v), "logger"),
+    (lambda v: untyped.PrometheusAdapter(v), "registry"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry(), namespace=v), "namespace"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry(), buckets=v), "buckets"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry(), buckets=[v]), "buckets"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry(), metric_attributes=v), "metric_attributes"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry(), metric_attributes=[v]), "metric_attributes"),
+    (lambda v: untyped.PrometheusAdapter(CollectorRegistry()).track_bulkhead(v), "bulkhead"),
+    (lambda v: untyped.OpenTelemetryAdapter(metrics=v), "metrics"),
+    (lambda v: untyped.OpenTelemetryAdapter(traces=v), "traces"),
+]
+ADAPTER_IDS = [
+    "logging-logger",
+    "logging-levels",
+    "logging-levels-key",
+    "logging-levels-value",
+    "logging-skip_disabled",
+    "logging-severity",
+    "logging-attach-bus",
+    "structlog-logger",
+    "prometheus-registry",
+    "prometheus-namespace",
+    "prometheus-buckets",
+    "prometheus-bucket",
+    "prometheus-metric_attributes",
+    "prometheus-metric_attribute",
+    "prometheus-track_bulkhead",
+    "otel-metrics",
+    "otel-traces",
+]
+
+
+@pytest.mark.parametrize("value", [HUGE, BrokenRepr()], ids=["huge-int", "broken-repr"])
+@pytest.mark.parametrize(("build", "param"), ADAPTER_ARGUMENTS, ids=ADAPTER_IDS)
+def test_an_argument_whose_repr_fails_still_gets_an_error_naming_the_parameter(
+    build: Callable[[Any], Any], param: str, value: Any
+) -> None:
+    """An adapter argument whose repr() raises: a TypeError/ValueError naming the parameter."""
+    with pytest.raises((TypeError, ValueError), match=param) as info:
+        build(value)
+    assert "<unrepresentable " in str(info.value)
+
+
+@pytest.mark.parametrize("result", [HUGE, BrokenRepr()], ids=["huge-int", "broken-repr"])
+def test_a_retried_result_whose_repr_fails_is_still_logged(
+    result: object, bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A RetryScheduled event for a result whose repr() raises is still logged, the result unrepresentable."""
+    LoggingAdapter(logging.getLogger("resilient.test.unrepresentable")).attach(bus)
+    event = RetryScheduled(
+        policy="retry", name=None, operation="f", time=0.0, attempt=1, delay=0.5, result=result
+    )
+    with caplog.at_level(logging.DEBUG, logger="resilient.test.unrepresentable"):
+        bus.emit(event)
+    (record,) = [r for r in caplog.records if r.name == "resilient.test.unrepresentable"]
+    assert f"<unrepresentable {type(result).__name__}>" in record.getMessage()

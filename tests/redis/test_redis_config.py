@@ -87,6 +87,24 @@ def test_settings_beyond_what_redis_can_hold_fail_at_construction(
         RedisBackend(offline, **options)
 
 
+class BrokenRepr:
+    """A value whose ``repr()`` raises, as a 5,000-digit int's does."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+@pytest.mark.parametrize("value", [10**5000, BrokenRepr()], ids=["huge-int", "broken-repr"])
+@pytest.mark.parametrize("param", ["client", "sync_client", "prefix", "key_ttl"])
+def test_an_argument_whose_repr_fails_still_gets_an_error_naming_it(
+    offline: redis.asyncio.Redis, param: str, value: object
+) -> None:
+    """A RedisBackend argument whose repr() raises: a TypeError/ValueError naming it, not the repr's error."""
+    kwargs: dict[str, Any] = {"client": offline, param: value}
+    with pytest.raises((TypeError, ValueError), match=param):
+        RedisBackend(**kwargs)
+
+
 @pytest.mark.parametrize(
     ("options", "param"),
     [
