@@ -1,13 +1,15 @@
 """Test code that uses resilient without ever sleeping for real.
 
-Three tools from ``resilient.testing``:
+Four tools from ``resilient.testing``:
 
 - ``FakeClock``: pass ``clock=`` to a policy; its sleeps advance virtual time
   at once (so backoff waits are instant and recorded) and its timers fire in
   virtual time (so a ``timeout`` expires without waiting);
+- ``use_clock(FakeClock())``: the same for policies built without a clock,
+  for code you cannot inject a clock into (the ``resilient_clock`` pytest
+  fixture does this for one test);
 - ``capture_events()``: records what the default bus emits inside a block;
-- ``set_testing(True)``: skips every backoff wait globally, for code whose
-  policies you cannot inject a clock into.
+- ``set_testing(True)``: skips every backoff wait globally.
 
 The functions below are written as pytest tests (``pytest
 examples/testing_with_fakeclock.py`` collects them); running the file calls
@@ -24,7 +26,7 @@ import math
 import resilient
 from resilient import TimeoutExceededError, backoff, retry, timeout
 from resilient.events import RetriesExhausted, RetryScheduled, TimeoutElapsed
-from resilient.testing import FakeClock, capture_events
+from resilient.testing import FakeClock, capture_events, use_clock
 
 
 # --- the code under test: a client whose policies take an injectable clock ----
@@ -112,8 +114,16 @@ def test_set_testing_skips_real_waits() -> None:
     answers: list[Exception | str] = [ConnectionError(), ConnectionError(), "found"]
     with resilient.set_testing(True), capture_events(RetryScheduled) as events:
         assert legacy_sync_lookup(answers) == "found"
-    # The decisions are unchanged (two retries); only the waits are zero.
-    assert [e.delay for e in events if isinstance(e, RetryScheduled)] == [0.0, 0.0]
+    # The decisions are unchanged (two retries, 2 s planned each); only the waits are skipped.
+    assert [e.delay for e in events if isinstance(e, RetryScheduled)] == [2.0, 2.0]
+
+
+def test_use_clock_reaches_module_level_code() -> None:
+    """use_clock(FakeClock()) gives a clock to the policies built without one: the waits are virtual."""
+    answers: list[Exception | str] = [ConnectionError(), ConnectionError(), "found"]
+    with use_clock(FakeClock()) as clock:
+        assert legacy_sync_lookup(answers) == "found"
+    assert clock.sleeps == [2.0, 2.0]
 
 
 def main() -> None:
@@ -125,8 +135,9 @@ def main() -> None:
     ):
         asyncio.run(test())
         print(f"ok  {test.__name__}: {test.__doc__}")
-    test_set_testing_skips_real_waits()
-    print(f"ok  test_set_testing_skips_real_waits: {test_set_testing_skips_real_waits.__doc__}")
+    for sync_test in (test_set_testing_skips_real_waits, test_use_clock_reaches_module_level_code):
+        sync_test()
+        print(f"ok  {sync_test.__name__}: {sync_test.__doc__}")
 
 
 if __name__ == "__main__":

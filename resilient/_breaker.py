@@ -26,6 +26,7 @@ from ._events import EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._state import CircuitState
+from ._tracking import track
 from ._validate import (
     ExceptionSpec,
     check_bus,
@@ -114,6 +115,7 @@ class CircuitBreaker(BreakerCore, Policy):
         self._slow = self.config.slow_call_duration
         # Async code may call a non-blocking backend's sync steps directly.
         self._direct = backend.nonblocking
+        track(self)  # weakly, for resilient.testing.reset_policies()
 
     def __repr__(self) -> str:
         # Configuration only: reading the state could mean I/O with a shared backend.
@@ -310,6 +312,11 @@ class CircuitBreaker(BreakerCore, Policy):
         transition = self.backend.reset()
         if transition is not None:
             self._emit(transition, None)
+
+    def _reset_for_tests(self) -> None:
+        # In-process state only: a shared backend's state belongs to the fleet.
+        if isinstance(self.backend, MemoryBackend):
+            self.reset()
 
     async def state_async(self) -> CircuitState:
         """Like :attr:`state`, through the backend's async step.

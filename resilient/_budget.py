@@ -7,6 +7,7 @@ import threading
 
 from ._clock import Clock
 from ._numbers import describe, plain_number
+from ._tracking import track
 from ._validate import check_clock, check_fraction, check_int
 
 __all__ = ["RetryBudget"]
@@ -68,6 +69,13 @@ class RetryBudget:
         self._balance = self._cap
         self._last = self.clock.monotonic()
         self._lock = threading.Lock()
+        track(self)  # weakly, for resilient.testing.reset_policies()
+
+    def _reset_for_tests(self) -> None:
+        # Full again, timed from now (the clock may have changed).
+        with self._lock:
+            self._balance = self._cap
+            self._last = self.clock.monotonic()
 
     def _refill(self) -> None:
         now = self.clock.monotonic()

@@ -23,6 +23,7 @@ from ._clock import Clock
 from ._context import CallContext, _deadline
 from ._events import BulkheadRejected, Event, EventBus
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._tracking import track
 from ._validate import check_bus, check_clock, check_duration, check_int, check_name
 from ._waits import WaitReporter
 
@@ -58,6 +59,7 @@ class Bulkhead(Slots, Policy):
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)
         self._init_slots()
+        track(self)  # weakly, for resilient.testing.reset_policies()
 
     @property
     def max_concurrent(self) -> int:

@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
-from ._clock import Clock, SystemClock, TimerHandle, call_later
+from ._clock import Clock, DefaultClock, SystemClock, TimerHandle, call_later
 from ._context import _deadline
 from ._errors import BulkheadFullError
 from ._events import BulkheadRejected, EventBus
@@ -141,6 +141,11 @@ class _SyncWaiter:
 _Waiter: TypeAlias = "_AsyncWaiter | _SyncWaiter"
 
 
+def _has_sync_timers(clock: Clock) -> bool:
+    """True if *clock* can wake a blocked thread in its own time (not the system clock)."""
+    return not isinstance(clock, SystemClock) and hasattr(clock, "call_later")
+
+
 class Slots:
     """The slot counter, the queue, and every step that changes them.
 
@@ -167,7 +172,20 @@ class Slots:
         self._queued = 0
         # A thread has no event loop, so the system clock cannot time it out;
         # an injected clock (FakeClock) can, and wakes it in virtual time.
-        self._sync_timers = not isinstance(self.clock, SystemClock) and hasattr(self.clock, "call_later")
+        self._sync_timers = _has_sync_timers(self.clock)
+
+    def reset(self) -> None:
+        """Turn away every call waiting for a slot: each gets a fresh BulkheadFullError.
+
+        Calls running keep their slots until they finish: taking a slot from a
+        running call would let more than *max_concurrent* run at once.
+        """
+        with self._lock:
+            for w in [x for x in self._queue if x.state == _QUEUED]:
+                self._leave_locked(w)
+                w.wake()  # it sees it is gone and rejects itself, as on a queue timeout
+
+    _reset_for_tests = reset
 
     # --- under the lock ----------------------------------------------------------
 
@@ -375,14 +393,17 @@ class Slots:
             if w.bound is None:
                 w.gate.acquire()
             else:
-                if self._sync_timers:
+                clock = self.clock
+                # A default clock may serve a virtual one now (a pipeline's, use_clock's).
+                if self._sync_timers or (
+                    type(clock) is DefaultClock and _has_sync_timers(clock.serving() or clock)
+                ):
                     try:
                         self._arm(w)
                     except RuntimeError:  # a clock whose timers need a running loop
                         w.handle = None
                 # Real waiting measured against the clock: with the system clock
                 # an ordinary timed wait; a virtual clock's timer wakes us early.
-                clock = self.clock
                 end = w.end
                 while (left := end - clock.monotonic()) > 0:
                     if w.gate.acquire(timeout=min(left, threading.TIMEOUT_MAX)):

@@ -11,7 +11,9 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 from ._clock import Clock
 from ._context import CallContext
 from ._events import ChaosInjected, Event, EventBus
+from ._introspect import is_async_callable
 from ._lazy import LazyLogger
+from ._numbers import describe, plain_number
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer, is_frameless, mark_frameless
 from ._validate import check_bus, check_clock, check_name
 
@@ -31,11 +33,16 @@ class RandomSource(Protocol):
 
 
 def _check_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-        raise TypeError(f"rate must be a number in [0, 1], got {type(rate).__name__} {rate!r}")
-    value = float(rate)
+    # Read through the base type (a subclass's comparisons and __float__ may lie).
+    number = plain_number(rate)
+    if number is None:
+        raise TypeError(f"rate must be a number in [0, 1], got {describe(rate)}")
+    try:
+        value = float(number)
+    except OverflowError:  # an int beyond any float
+        raise ValueError("rate must be in [0, 1], got a huge integer") from None
     if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+        raise ValueError(f"rate must be in [0, 1], got {value!r}")
     return value
 
 
@@ -43,7 +50,10 @@ def _check_enabled(enabled: object) -> Enabled:
     if isinstance(enabled, bool):
         return enabled
     if not callable(enabled):
-        raise TypeError(f"enabled must be a bool or a zero-argument callable, got {enabled!r}")
+        raise TypeError(f"enabled must be a bool or a zero-argument callable, got {describe(enabled)}")
+    if is_async_callable(enabled):
+        # Its coroutine is truthy: chaos would always be on (and the coroutine never awaited).
+        raise TypeError(f"enabled must be a plain (not async) callable, read on every call; got {enabled!r}")
     try:
         signature = inspect.signature(enabled)
     except (TypeError, ValueError):  # some builtins have none: trust them
@@ -52,7 +62,7 @@ def _check_enabled(enabled: object) -> Enabled:
         signature.bind()
     except TypeError:
         raise TypeError(
-            f"enabled must be callable with no arguments (it is read on every call), got {enabled!r}"
+            f"enabled must be callable with no arguments (it is read on every call), got {describe(enabled)}"
         ) from None
     return enabled
 
@@ -62,10 +72,10 @@ def _check_random(seed: object, random: object) -> RandomSource:
         if seed is not None:
             raise TypeError("seed and random are mutually exclusive: pass one or the other")
         if not callable(getattr(random, "random", None)):
-            raise TypeError(f"random must have a random() method returning [0, 1), got {random!r}")
+            raise TypeError(f"random must have a random() method returning [0, 1), got {describe(random)}")
         return random  # type: ignore[return-value]
     if seed is not None and not isinstance(seed, (int, float, str, bytes, bytearray)):
-        raise TypeError(f"seed must be an int, float, str or bytes, got {type(seed).__name__} {seed!r}")
+        raise TypeError(f"seed must be an int, float, str or bytes, got {describe(seed)}")
     return _random_module.Random(seed)
 
 

@@ -10,12 +10,20 @@ from ._chaos import ChaosPolicy, Enabled, RandomSource
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext
 from ._events import EventBus
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, SyncLayer
-from ._validate import check_duration
+from ._validate import MAX_WAIT, check_duration
 
 __all__ = ["Fault", "Latency", "Result", "fault", "latency", "result"]
 
 _NOTE = "injected by resilient.chaos.fault"
+
+
+def _sync_callable(fn: object, nargs: int) -> bool:
+    # Imported here: `import resilient` loads this module, and few faults use a factory.
+    from ._arity import sync_callable
+
+    return sync_callable(fn, nargs)
 
 
 class Fault(ChaosPolicy):
@@ -43,7 +51,7 @@ class Fault(ChaosPolicy):
             )
         if isinstance(exception, type):
             if not issubclass(exception, BaseException):
-                raise TypeError(f"fault must be an exception type or a factory, got {exception!r}")
+                raise TypeError(f"fault must be an exception type or a factory, got {describe(exception)}")
             if not issubclass(exception, Exception):
                 raise ValueError(
                     f"fault={exception.__name__} is a control-flow exception; chaos injects "
@@ -56,8 +64,11 @@ class Fault(ChaosPolicy):
                     f"fault={exception.__name__} cannot be built without arguments ({exc}); "
                     f"pass a factory: lambda: {exception.__name__}(...)"
                 ) from None
-        elif not callable(exception):
-            raise TypeError(f"fault must be an exception type or a factory, got {exception!r}")
+        elif not _sync_callable(exception, 0):
+            raise TypeError(
+                "fault must be an exception type or a zero-argument (not async) factory returning one, "
+                f"got {describe(exception)}"
+            )
         self.exception = exception
         super().__init__(
             rate=rate, enabled=enabled, seed=seed, random=random, name=name, clock=clock, bus=bus
@@ -122,7 +133,8 @@ class Latency(ChaosPolicy):
         clock: Clock | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        secs = check_duration("seconds", seconds, allow_zero=True)
+        # At most what a (blocking) sleep can honour: time.sleep overflows beyond ~9.2e9 s.
+        secs = check_duration("seconds", seconds, allow_zero=True, maximum=MAX_WAIT)
         assert secs is not None
         self.seconds: float = secs
         super().__init__(

@@ -1,19 +1,30 @@
 """Time sources.
 
-Every policy reads time from a :class:`Clock`. The default,
-:data:`SYSTEM_CLOCK`, looks ``time.monotonic`` up at call time so that
-freezegun (``real_asyncio=True``) can move it; tests inject
-:class:`resilient.testing.FakeClock` instead and never wait for real.
+Every policy reads time from a :class:`Clock`. A policy given none gets a
+:class:`DefaultClock` of its own: the system clock, unless a pipeline gave
+it a clock (``pipeline(..., clock=c)``) or a test installed one for every
+such policy (:func:`use_clock`). The system clock reads the time the code
+around it runs on:
+
+- inside a running event loop whose clock is virtual (looptime and other
+  loops overriding ``loop.time()`` in Python), that loop's ``time()``, so
+  deadlines, ``remaining()`` and breaker recovery agree with the loop's
+  timers;
+- otherwise ``time.monotonic``, looked up at call time, so that freezegun
+  (``real_asyncio=True``) or a monkeypatch can move it. A replaced
+  ``time.monotonic`` wins over a virtual loop.
+
+Tests inject :class:`resilient.testing.FakeClock` (``_fakeclock.py``) and
+never wait for real.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from types import BuiltinFunctionType, FunctionType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._lazy import LazyModule
@@ -23,7 +34,18 @@ if TYPE_CHECKING:
 else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "SystemClock", "TimerHandle"]
+__all__ = [
+    "MONOTONIC_CLOCK",
+    "SYSTEM_CLOCK",
+    "Clock",
+    "DefaultClock",
+    "LoopClock",
+    "MonotonicClock",
+    "SystemClock",
+    "TimerHandle",
+    "blocking_sleep",
+    "call_later",
+]
 
 
 @runtime_checkable
@@ -52,17 +74,60 @@ class Clock(Protocol):
         """Wait *seconds* without blocking the event loop."""
 
 
+def _probe_running_loop() -> Any:
+    # Until asyncio is imported no loop can run (and `import resilient` must
+    # not import it): look for it, and once it is there use its C lookup.
+    events = sys.modules.get("asyncio.events")
+    if events is None:
+        return None
+    global _running_loop
+    _running_loop = events._get_running_loop
+    return _running_loop()
+
+
+_running_loop: Callable[[], Any] = _probe_running_loop
+"""The running event loop of this thread, or None (``asyncio._get_running_loop``)."""
+
+_virtual: dict[type, bool] = {}
+"""Per event loop class: does its ``time()`` keep a clock of its own?"""
+
+
+def _is_virtual(cls: type) -> bool:
+    # A loop keeps its own time when a Python class overrides time(): looptime
+    # and friends. The stock loops read time.monotonic; C loops (uvloop) read
+    # the same clock through a cache of the loop's iteration.
+    stock = sys.modules["asyncio.base_events"].BaseEventLoop.time
+    now = getattr(cls, "time", None)
+    virtual = _virtual[cls] = isinstance(now, FunctionType) and now is not stock
+    return virtual
+
+
 class SystemClock:
-    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+    """The real clock: the running loop's time (or ``time.monotonic``) and ``asyncio.sleep``.
+
+    Inside an event loop that keeps virtual time (looptime), time is the
+    loop's ``time()``, so policies agree with the loop's timers; elsewhere
+    (sync code, standard loops, uvloop) it is ``time.monotonic()``, looked up
+    at call time so that freezegun or a monkeypatch can move it. A replaced
+    ``time.monotonic`` is followed even inside a virtual loop.
+    """
 
     __slots__ = ()
 
     def monotonic(self) -> float:
-        """Return ``time.monotonic()``, looked up at call time.
+        """Return the current time of the running loop, or ``time.monotonic()``.
 
         Returns:
             Seconds from an arbitrary origin.
         """
+        loop = _running_loop()
+        if loop is not None:
+            virtual = _virtual.get(type(loop))
+            if virtual is None:
+                virtual = _is_virtual(type(loop))
+            if virtual and type(time.monotonic) is BuiltinFunctionType:
+                now: float = loop.time()
+                return now
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
@@ -100,6 +165,56 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
+class MonotonicClock(SystemClock):
+    """The system clock where no loop keeps time of its own: ``time.monotonic()``.
+
+    A timeout's deadline is measured on it when the loop it was set on reads
+    ``time.monotonic`` too, so reading it later (from any thread) costs no
+    loop lookup.
+    """
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()``, looked up at call time.
+
+        Returns:
+            Seconds from an arbitrary origin.
+        """
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+MONOTONIC_CLOCK = MonotonicClock()
+
+
+class LoopClock(SystemClock):
+    """The system clock pinned to one virtual-time loop: its ``time()``, from any thread.
+
+    Args:
+        loop: The event loop whose time this clock reads.
+    """
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+
+    def monotonic(self) -> float:
+        """Return the loop's time.
+
+        Returns:
+            Seconds from the loop's origin.
+        """
+        now: float = self.loop.time()
+        return now
+
+    def __repr__(self) -> str:
+        return f"LoopClock({self.loop!r})"
+
+
 def blocking_sleep(clock: Clock, seconds: float) -> None:
     """Block for *seconds* using the clock's ``sleep_blocking`` if it has one."""
     sleeper = getattr(clock, "sleep_blocking", None)
@@ -119,152 +234,92 @@ def call_later(clock: Clock, delay: float, callback: Callable[[], Any]) -> Timer
     return result
 
 
-# --- the virtual clock (public as resilient.testing.FakeClock) -----------------
+# --- one clock for every policy given none ---------------------------------------
+
+_override: Clock | None = None
+"""The clock :func:`use_clock` installed for every policy given none, or None."""
+_override_lock = threading.Lock()
 
 
-class _FakeTimer:
-    __slots__ = ("callback", "cancelled", "when")
+class DefaultClock(SystemClock):
+    """The clock of a policy given none: the system clock, unless told otherwise.
 
-    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
-        self.when = when
-        self.callback: Callable[[], Any] | None = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.callback = None
-
-
-class FakeClock:
-    """A clock whose time moves only when told (or when something sleeps on it).
-
-    ``await clock.sleep(s)`` and ``clock.sleep_blocking(s)`` advance the time
-    by *s* at once, firing timers due on the way in order, and yield to the
-    event loop after each one so a cancellation it caused is delivered.
-    Thread-safe.
-
-    Args:
-        start: The initial reading of :meth:`monotonic`.
-
-    Attributes:
-        sleeps: Every duration passed to a sleep, in order (handy to assert
-            the backoff sequence).
+    Each such policy gets its own, so that ``pipeline(..., clock=c)`` can
+    hand *c* to the policies it holds (:attr:`target`) without touching
+    policies given a clock explicitly. Reads go to the target if set, else
+    to the clock :func:`use_clock` installed, else to the system clock.
     """
 
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
-        self._timers: list[tuple[float, int, _FakeTimer]] = []
-        self._seq = itertools.count()
-        self._lock = threading.RLock()
-        self.sleeps: list[float] = []
+    __slots__ = ("target",)
+
+    def __init__(self) -> None:
+        self.target: Clock | None = None
+
+    def serving(self) -> Clock | None:
+        """Return the clock this one delegates to, or None for the system clock."""
+        target = self.target
+        return _override if target is None else target
 
     def monotonic(self) -> float:
-        """Return the virtual time in seconds."""
-        return self._now
+        """Return the serving clock's time (see :class:`SystemClock` for the system clock's).
 
-    def time(self) -> float:
-        """Alias of :meth:`monotonic`."""
-        return self._now
-
-    def _seconds(self, seconds: float | timedelta) -> float:
-        if isinstance(seconds, timedelta):
-            seconds = seconds.total_seconds()
-        if seconds != seconds or seconds < 0:  # NaN or negative
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
-        return float(seconds)
-
-    def _step(self, target: float) -> bool:
-        """Advance to the next due timer (<= target) or to target; True if a timer fired."""
-        callback = None
-        timer = None
-        try:
-            with self._lock:
-                timers = self._timers
-                # Cancelled and fired timers have no callback; they leave the heap here.
-                while timers and timers[0][2].callback is None:
-                    heapq.heappop(timers)
-                if not timers or timers[0][0] > target:
-                    if target > self._now:
-                        self._now = target
-                    return False
-                when, _, timer = timers[0]
-                if when > self._now:
-                    self._now = when
-                callback = timer.callback
-                timer.callback = None  # claimed: no other step runs it
-        except BaseException:
-            if timer is not None and callback is not None:
-                timer.callback = callback  # interrupted before running it: put it back
-            raise
-        if callback is not None:
-            callback()
-        return True
-
-    def advance(self, seconds: float | timedelta) -> None:
-        """Move time forward by *seconds*, firing due timers in order.
-
-        Args:
-            seconds: How far (>= 0).
-
-        Raises:
-            ValueError: *seconds* is negative or NaN.
+        Returns:
+            Seconds from an arbitrary origin.
         """
-        s = self._seconds(seconds)
-        # Held across the whole advance (re-entrant, so callbacks may use the
-        # clock): advances from several threads add up instead of racing on
-        # the starting time.
-        with self._lock:
-            target = self._now + s
-            while self._step(target):
-                pass
+        clock = self.target
+        if clock is None:
+            clock = _override
+            if clock is None:  # the system clock, inlined (SystemClock.monotonic)
+                loop = _running_loop()
+                if loop is not None:
+                    virtual = _virtual.get(type(loop))
+                    if virtual is None:
+                        virtual = _is_virtual(type(loop))
+                    if virtual and type(time.monotonic) is BuiltinFunctionType:
+                        now: float = loop.time()
+                        return now
+                return time.monotonic()
+        return clock.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        """Advance virtual time by *seconds* and yield to the loop.
+        """Wait *seconds* on the serving clock.
 
         Args:
-            seconds: How long to "wait".
+            seconds: How long to wait.
         """
-        s = self._seconds(seconds)
-        self.sleeps.append(s)
-        target = self._now + s
-        while self._step(target):
-            # Let a cancellation the timer requested reach its task.
-            await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        clock = self.serving()
+        if clock is None:
+            await asyncio.sleep(seconds)
+        else:
+            await clock.sleep(seconds)
 
     def sleep_blocking(self, seconds: float) -> None:
-        """Advance virtual time by *seconds* without blocking.
+        """Block for *seconds* on the serving clock (``time.sleep`` if it cannot).
 
         Args:
-            seconds: How long to "wait".
+            seconds: How long to wait.
         """
-        s = self._seconds(seconds)
-        self.sleeps.append(s)
-        self.advance(s)
+        clock = self.serving()
+        if clock is None:
+            time.sleep(seconds)
+        else:
+            blocking_sleep(clock, seconds)
 
-    def call_later(self, delay: float, callback: Callable[[], Any]) -> _FakeTimer:
-        """Run *callback* once virtual time has advanced *delay* seconds.
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        """Run *callback* after *delay* seconds of the serving clock's time.
 
         Args:
-            delay: Seconds of virtual time from now (<= 0: on the next advance).
+            delay: Seconds from now.
             callback: A function of no arguments.
 
         Returns:
-            A handle with ``cancel()``.
+            A handle whose ``cancel()`` unschedules the callback.
         """
-        with self._lock:
-            timer = _FakeTimer(self._now + max(0.0, delay), callback)
-            heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
-        if delay <= 0:
-            try:
-                asyncio.get_running_loop().call_soon(self._fire_due)
-            except RuntimeError:
-                pass
-        return timer
-
-    def _fire_due(self) -> None:
-        while self._step(self._now):
-            pass
+        clock = self.serving()
+        if clock is None:
+            return asyncio.get_running_loop().call_later(delay, callback)
+        return call_later(clock, delay, callback)
 
     def __repr__(self) -> str:
-        return f"FakeClock(now={self._now})"
+        clock = self.serving()
+        return "DefaultClock()" if clock is None else f"DefaultClock(serving={clock!r})"

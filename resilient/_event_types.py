@@ -75,7 +75,8 @@ class RetryScheduled(Event):
 
     Attributes:
         attempt: The attempt that just failed (1-based).
-        delay: Seconds the retry waits before the next attempt.
+        delay: Seconds the retry waits before the next attempt (planned:
+            test mode, ``set_testing(True)``, skips the wait but reports it).
         exception: The exception that triggered the retry, or None.
         result: The result that triggered the retry (``on_result``), or None.
     """

@@ -309,8 +309,6 @@ class Gate(Policy):
                     runner = self._runner = concurrent.futures.Future()
                 if began:
                     in_flight = self._begin_locked(grace_s)
-            if began:
-                self._emit_closing(in_flight, grace_s)
             if not mine:
                 # Shielded: a waiter's cancellation must not cancel the shared result.
                 report = await asyncio.shield(asyncio.wrap_future(runner))
@@ -318,6 +316,10 @@ class Gate(Policy):
                     return report
                 continue  # the close running it was interrupted: carry on here
             try:
+                if began:
+                    # Inside the try: a handler's KeyboardInterrupt must not leave
+                    # the runner unresolved (every later close() would wait on it).
+                    self._emit_closing(in_flight, grace_s)
                 report = await self._shut(unwind_s)
             except BaseException:
                 with self._lock:

@@ -14,6 +14,7 @@ from ._clock import Clock
 from ._context import CallContext, register_layer
 from ._events import Event, EventBus, HedgeStarted
 from ._introspect import qualname
+from ._numbers import describe
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
 from ._race import Race
 from ._validate import (
@@ -27,11 +28,20 @@ from ._validate import (
     make_matcher,
 )
 
-__all__ = ["DEFAULT_DELAY", "Hedge", "hedge"]
+__all__ = ["DEFAULT_DELAY", "MAX_ATTEMPTS", "Hedge", "hedge"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C")
+
+MAX_ATTEMPTS = 100
+"""The most attempts a hedged call may make.
+
+With ``delay=0`` every attempt starts at once, one task each: a count
+without a bound made a call create tasks until memory ran out. Polly allows
+eleven (ten hedged attempts); a hundred concurrent copies of one request is
+already far past any useful hedge.
+"""
 
 DEFAULT_DELAY = 2.0
 """Seconds without an answer before the next attempt starts, unless configured.
@@ -49,6 +59,13 @@ def _sync_message(target: object) -> str:
         f"concurrently as asyncio tasks. Make it `async def` (run blocking code in it with "
         f"`await asyncio.to_thread(...)`)."
     )
+
+
+def _sync_callable(fn: object, nargs: int) -> bool:
+    # Imported here: most hedges have no on_result, and `import resilient` stays lean.
+    from ._arity import sync_callable
+
+    return sync_callable(fn, nargs)
 
 
 class Hedge(Policy):
@@ -70,17 +87,17 @@ class Hedge(Policy):
         clock: Clock | None = None,
         bus: EventBus | None = None,
     ) -> None:
-        self.attempts = check_int("attempts", attempts, minimum=1)
+        self.attempts = check_int("attempts", attempts, minimum=1, maximum=MAX_ATTEMPTS)
         self.delay = check_duration("delay", delay, allow_zero=True, allow_none=True)
         self._match: Matcher = make_matcher("on", on)
         self.on = on
-        if on_result is not None and not callable(on_result):
-            raise TypeError(f"on_result must be a predicate (result) -> bool, got {on_result!r}")
+        if on_result is not None and not _sync_callable(on_result, 1):
+            raise TypeError(f"on_result must be a predicate (result) -> bool, got {describe(on_result)}")
         self.on_result = on_result
         if budget is not None and not (
             callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
         ):
-            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {budget!r}")
+            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
         self.budget = budget
         self.name = check_name(name)
         self.clock = check_clock(clock)
@@ -183,7 +200,7 @@ def hedge(
     no attempt starts once it has passed. Sync functions are refused.
 
     Args:
-        attempts: Attempts in all, the first included (int >= 1).
+        attempts: Attempts in all, the first included (int, 1 to 100).
         delay: Seconds (or a ``timedelta``) without an answer before the
             next attempt starts; about the dependency's p95 latency. ``0``
             starts every attempt at once, ``None`` hedges only failures.

@@ -24,7 +24,9 @@ def parse_config(text: str, format: Format = "json", *, source: str = "<config>"
         The data: for a registry, a mapping of keys to pipelines.
 
     Raises:
-        ConfigError: The text does not parse (the message has the line).
+        ConfigError: The text does not parse (the message has the line), is
+            nested too deeply to read, or holds a number of more digits than
+            Python converts.
         ValueError: *format* is neither ``"json"`` nor ``"toml"``.
     """
     if format == "json":
@@ -34,6 +36,10 @@ def parse_config(text: str, format: Format = "json", *, source: str = "<config>"
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: {_TOO_DEEP}") from None
+        except ValueError as exc:  # a number of more digits than int() converts
+            raise ConfigError(f"{source}: {exc}") from None
     if format == "toml":
         import tomllib
 
@@ -41,7 +47,15 @@ def parse_config(text: str, format: Format = "json", *, source: str = "<config>"
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: {_TOO_DEEP}") from None
+        except ValueError as exc:  # a number of more digits than int() converts
+            raise ConfigError(f"{source}: {exc}") from None
     raise ValueError(f"format must be 'json' or 'toml', got {format!r}")
+
+
+# Both parsers recurse once per level of nesting: a hostile file exhausts the stack.
+_TOO_DEEP = "nested too deeply to read (arrays or tables inside each other, hundreds of levels down)"
 
 
 def load_config(path: str | os.PathLike[str]) -> Any:
@@ -54,7 +68,8 @@ def load_config(path: str | os.PathLike[str]) -> Any:
         Its data, for :class:`~resilient.Registry` or :func:`pipeline_from_config`.
 
     Raises:
-        ConfigError: The file does not parse (the message names it, with the line).
+        ConfigError: The file does not parse, or is not UTF-8 (the message
+            names it, with the line).
         ValueError: The suffix is neither ``.json`` nor ``.toml``.
         OSError: The file cannot be read.
     """
@@ -65,4 +80,12 @@ def load_config(path: str | os.PathLike[str]) -> Any:
     if suffix not in (".json", ".toml"):
         raise ValueError(f"path must end in .json or .toml, got {str(path)!r}")
     fmt: Format = "json" if suffix == ".json" else "toml"
-    return parse_config(p.read_text(encoding="utf-8"), fmt, source=str(path))
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}, byte {exc.start}: {data[exc.start : exc.end]!r})"
+        ) from None
+    return parse_config(text, fmt, source=str(path))

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock, DefaultClock
 from ._context import AttributeValue, CallContext, clean_attributes, delivering, register_layer
 from ._events import (
     CallCancelled,
@@ -247,6 +247,23 @@ def _flatten(policies: tuple[object, ...]) -> tuple[Policy, ...]:
     return tuple(out)
 
 
+def _give_clock(policies: tuple[Policy, ...], clock: Clock) -> None:
+    """Make *clock* the clock of every policy given none (all or nothing)."""
+    takers = []
+    for p in policies:
+        own = getattr(p, "clock", None)
+        if type(own) is DefaultClock:
+            if own.target is None:
+                takers.append(own)
+            elif own.target is not clock:
+                raise ValueError(
+                    f"clock: {p!r} already takes its clock from another pipeline ({own.target!r}); "
+                    "give it clock= explicitly, or give both pipelines the same clock"
+                )
+    for own in takers:
+        own.target = clock
+
+
 class Pipeline(Policy):
     """Policies applied in order, the first outermost.
 
@@ -273,13 +290,20 @@ class Pipeline(Policy):
             )
         self.attributes = attributes
         self.name = check_name(name)
-        self.clock = check_clock(clock)
         self._explicit_clock = clock is not None
-        if clock is None:
-            # Call durations use the first injected clock, so FakeClock tests agree.
+        if clock is not None:
+            self.clock = check_clock(clock)
+            _give_clock(self._policies, self.clock)
+        elif not self._policies:
+            self.clock = check_clock(None)
+        else:
+            # Call durations use the first injected clock, so FakeClock tests
+            # agree; else the first policy's default clock (no new object).
+            self.clock = self._policies[0].clock
             for p in self._policies:
-                if p.clock is not SYSTEM_CLOCK:
-                    self.clock = p.clock
+                own = p.clock
+                if type(own) is not DefaultClock or own.target is not None:
+                    self.clock = own
                     break
         self.bus = check_bus(bus)
         self._explicit_bus = bus is not None
@@ -645,8 +669,10 @@ def pipeline(
     Args:
         *policies: Policies or pipelines (nested pipelines are flattened).
         name: Reported as ``name`` on the call events.
-        clock: Clock for call durations (default: the first policy's
-            injected clock, else the system clock).
+        clock: The clock of every policy given none, and of call
+            durations (default: the first policy's injected clock, else
+            the system clock). A policy already given another clock by a
+            different pipeline is an error.
         bus: Bus for the call events (``CallStarted``, ``CallSucceeded``,
             ``CallFailed``, ``CallCancelled``; default: the first policy's
             non-default bus, else ``default_bus``).
@@ -663,6 +689,8 @@ def pipeline(
     Raises:
         TypeError: An argument is not a policy, or *attributes* is not a
             sync callable.
+        ValueError: *clock* is given and a policy already takes another
+            pipeline's clock.
     """
     return Pipeline(*policies, name=name, clock=clock, bus=bus, attributes=attributes)
 

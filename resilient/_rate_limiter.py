@@ -22,13 +22,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._clock import Clock, SystemClock, blocking_sleep
+from . import _clock
+from ._clock import Clock, DefaultClock, SystemClock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
 from ._gcra import EPSILON, AsyncWaiter, Gcra, SyncWaiter
 from ._numbers import describe, plain_number
 from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._tracking import track
 from ._validate import MAX_WAIT, check_bus, check_clock, check_duration, check_int, check_name
 from .backends._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 
@@ -100,17 +102,36 @@ class RateLimiter(Policy):
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)
         config = self.config
+        # The schedule is shared by every thread and loop: one time base,
+        # time.monotonic, even inside a virtual-time loop (unless a pipeline
+        # or use_clock gives the default clock another one).
+        self._default: DefaultClock | None = self.clock if type(self.clock) is DefaultClock else None
+        schedule_clock = self.clock
+        if isinstance(self.clock, SystemClock):
+            from ._clock_kinds import ProcessClock  # loaded with the first limiter
+
+            schedule_clock = ProcessClock(self.clock)
         if backend is not None:
             if not isinstance(backend, RateLimiterBackend):
                 raise TypeError(f"backend must be a resilient.backends.RateLimiterBackend, got {backend!r}")
             backend.bind(config, self.clock, name=self.name, bus=self.bus)
             # While the shared state is out of reach, this process takes its share.
             share = backend.local_share
-            local = Gcra(config.interval / share, max(1, math.floor(config.burst * share)), self.clock)
+            local = Gcra(config.interval / share, max(1, math.floor(config.burst * share)), schedule_clock)
         else:
-            local = Gcra(config.interval, config.burst, self.clock)
+            local = Gcra(config.interval, config.burst, schedule_clock)
         self.backend = backend
         self._gcra = local
+        track(self)  # weakly, for resilient.testing.reset_policies()
+
+    def _reset_for_tests(self) -> None:
+        # In-process state only (a shared backend's belongs to the fleet), and
+        # only with nobody waiting: queued calls hold reservations in it.
+        g = self._gcra
+        if self.backend is None:
+            with g.lock:
+                if not g.queued:
+                    g.tat = -math.inf
 
     # --- configuration and state ---------------------------------------------------
 
@@ -175,7 +196,7 @@ class RateLimiter(Policy):
         lock = g.lock
         lock.acquire()
         try:
-            now = self.clock.monotonic()
+            now = g.clock.monotonic()
             tat = g.tat
             new = (tat if tat > now else now) + g.interval
             if new - now <= g.limit + EPSILON and not g.queued:
@@ -265,10 +286,12 @@ class RateLimiter(Policy):
         interval, limit = g.interval, g.limit
         max_wait = self._max_wait
         reject_above = max_wait + EPSILON
-        monotonic = self.clock.monotonic
+        monotonic = g.clock.monotonic
         # The system clock's reading without its method call; still looked up
-        # at call time, so freezegun can move it.
+        # at call time, so freezegun can move it. A default clock is the system
+        # clock unless it serves another one (a pipeline's, use_clock's).
         system = type(self.clock) is SystemClock
+        default = self._default
         join = g.join_locked
         wait_for = g.wait_async
         wants = self.bus.wants
@@ -278,7 +301,11 @@ class RateLimiter(Policy):
         async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # _acquire_local_async inlined: a free permit is the hot path, a
             # rejection the next one (a saturated limiter rejects most calls).
-            now = _time.monotonic() if system else monotonic()
+            now = (
+                _time.monotonic()
+                if system or (default is not None and default.target is None and _clock._override is None)
+                else monotonic()
+            )
             tat = g.tat
             new = (tat if tat > now else now) + interval
             wait = new - limit - now
@@ -327,8 +354,9 @@ class RateLimiter(Policy):
         interval, limit = g.interval, g.limit
         max_wait = self._max_wait
         reject_above = max_wait + EPSILON
-        monotonic = self.clock.monotonic
+        monotonic = g.clock.monotonic
         system = type(self.clock) is SystemClock
+        default = self._default
         join = g.join_locked
         wait_for = g.wait_sync
         wants = self.bus.wants
@@ -337,7 +365,11 @@ class RateLimiter(Policy):
 
         def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
             # As in wrap_async's layer.
-            now = _time.monotonic() if system else monotonic()
+            now = (
+                _time.monotonic()
+                if system or (default is not None and default.target is None and _clock._override is None)
+                else monotonic()
+            )
             tat = g.tat
             new = (tat if tat > now else now) + interval
             wait = new - limit - now

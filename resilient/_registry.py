@@ -16,13 +16,15 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
+from ._arity import sync_callable
 from ._clock import SYSTEM_CLOCK, Clock
 from ._decorate import follow, merge, rebinder, under
 from ._errors import ConfigError
 from ._events import ConfigReloaded, ConfigReloadFailed, EventBus
 from ._introspect import qualname, unwrap_descriptor
+from ._numbers import describe
 from ._pipeline import Pipeline, Policy
-from ._spec import PolicySpec, parse_pipeline
+from ._spec import PolicySpec, parse_pipeline, shown
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = ["Registry", "Template"]
@@ -53,18 +55,20 @@ class _Source:
             items = raw.items() if isinstance(raw, Mapping) else [(ANY_KEY, raw)]
             for key, config in items:
                 if not isinstance(key, str) or not key:
-                    errors.append(f"{key!r}: keys must be non-empty strings")
+                    errors.append(f"{shown(key)}: keys must be non-empty strings")
                     continue
                 prefix = "" if raw is config else key
                 self.configs[key] = parse_pipeline(config, prefix, errors=errors)
             if errors:
                 raise ConfigError(errors)
         elif callable(raw):
+            if not sync_callable(raw, 1):
+                raise TypeError(f"template must take the key: template(key) -> policy, got {raw!r}")
             self.factory = raw
         else:
             raise TypeError(
                 "template must be a callable (key) -> policy, a pipeline's configuration (a list), "
-                f"or a mapping of keys to configurations, got {raw!r}"
+                f"or a mapping of keys to configurations, got {describe(raw)}"
             )
 
     def specs(self, key: str) -> list[PolicySpec] | None:
@@ -156,7 +160,7 @@ class _KeyDecorator:
 
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
-        raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+        raise TypeError(f"key must be a str, got {describe(key)}")
     if not key or key == ANY_KEY:
         raise ValueError(f"key must be a non-empty string other than '*', got {key!r}")
     return key
@@ -408,7 +412,9 @@ class Registry:
 def _named(obj: object, key: str) -> Pipeline:
     """What a callable template returned, as a pipeline named *key* (unless it has a name)."""
     if not isinstance(obj, Policy):
-        raise TypeError(f"the template returned {obj!r} for {key!r}; it must return a policy or a pipeline")
+        raise TypeError(
+            f"the template returned {describe(obj)} for {key!r}; it must return a policy or a pipeline"
+        )
     if not isinstance(obj, Pipeline):
         return Pipeline(obj, name=key)
     if obj.name is not None:

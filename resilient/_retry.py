@@ -145,7 +145,10 @@ class Retry(Policy):
     ) -> float:
         reason = None
         delay = 0.0
-        if attempt >= self.attempts:
+        limit = self.attempts
+        if _config._attempts is not None:  # set_testing(True, attempts=N)
+            limit = _config.attempts_in_test_mode(limit)
+        if attempt >= limit:
             reason = "attempts"
         else:
             try:
@@ -212,7 +215,7 @@ class Retry(Policy):
                     operation=ctx.operation,
                     time=self.clock.monotonic(),
                     attempt=attempt,
-                    delay=0.0 if _config._testing else delay,
+                    delay=delay,  # planned, even when test mode skips the wait
                     exception=exc,
                     result=result,
                 )

@@ -8,13 +8,13 @@ A pipeline is a list of one-key mappings, outermost first::
      {"circuit_breaker": {"failure_threshold": 5}}]
 
 Each key names a factory (``timeout``, ``retry``, ``circuit_breaker``,
-``bulkhead``, ``fallback``, ``hedge``); its value holds the factory's keyword
-arguments (or, for ``timeout``, ``bulkhead`` and ``fallback``, a bare value for their
-first argument). Durations are numbers of seconds; exception types (and
-predicates) are dotted import paths; a fallback's default is the JSON value
-itself. Every problem is reported with its place in the configuration
-(``[1].retry.attempts: must be >= 1, got 0``), all of them at once, in one
-:class:`~resilient.ConfigError`.
+``bulkhead``, ``fallback``, ``hedge``, ``rate_limiter``); its value holds the
+factory's keyword arguments (or, for ``timeout``, ``bulkhead``, ``fallback`` and
+``rate_limiter``, a bare value for their first argument). Durations are
+numbers of seconds; exception types (and predicates) are dotted import
+paths; a fallback's default is the JSON value itself. Every problem is
+reported with its place in the configuration (``[1].retry.attempts: must be
+>= 1, got 0``), all of them at once, in one :class:`~resilient.ConfigError`.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from ._events import EventBus
 from ._fallback import fallback
 from ._hedge import hedge
 from ._pipeline import Pipeline, Policy
+from ._rate_limiter import rate_limiter
 from ._retry import retry
 from ._timeout import timeout
 
-__all__ = ["FACTORIES", "PolicySpec", "parse_pipeline", "pipeline_from_config"]
+__all__ = ["FACTORIES", "PolicySpec", "parse_pipeline", "pipeline_from_config", "shown"]
 
 
 class _Invalid(Exception):
@@ -56,16 +57,27 @@ class _Problems(Exception):
         self.problems = problems
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, even when ``repr`` fails (a 5,000-digit int) or runs long."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 # --- values that JSON cannot hold: import paths, strategies, budgets ---------------------
 
 
 def _resolve(name: object, path: str) -> Any:
     """The object a dotted path names: ``"httpx.TransportError"``, or a builtin's bare name."""
     if not isinstance(name, str) or not name.strip():
-        raise _Invalid(path, f"must be a dotted import path (e.g. 'builtins.ConnectionError'), got {name!r}")
+        raise _Invalid(
+            path, f"must be a dotted import path (e.g. 'builtins.ConnectionError'), got {shown(name)}"
+        )
     parts = name.split(".")
     if not all(p.isidentifier() for p in parts):
-        raise _Invalid(path, f"{name!r} is not a dotted import path")
+        raise _Invalid(path, f"{shown(name)} is not a dotted import path")
     if len(parts) == 1:
         parts = ["builtins", *parts]
     module: Any = None
@@ -86,16 +98,16 @@ def _resolve(name: object, path: str) -> Any:
                 obj = getattr(obj, attr)
             except AttributeError:
                 raise _Invalid(
-                    path, f"{'.'.join(parts[:i])!r} has no attribute {attr!r} ({name!r})"
+                    path, f"{'.'.join(parts[:i])!r} has no attribute {attr!r} ({shown(name)})"
                 ) from None
         return obj
-    raise _Invalid(path, f"cannot import {parts[0]!r} ({name!r})")
+    raise _Invalid(path, f"cannot import {parts[0]!r} ({shown(name)})")
 
 
 def _exception_type(name: object, path: str) -> type[BaseException]:
     found = _resolve(name, path)
     if not (isinstance(found, type) and issubclass(found, BaseException)):
-        raise _Invalid(path, f"{name!r} is not an exception class")
+        raise _Invalid(path, f"{shown(name)} is not an exception class")
     return found
 
 
@@ -107,10 +119,12 @@ def _exceptions(value: object, path: str, ctx: _Build) -> Any:
             return found
         if callable(found):
             return found  # a predicate (exc) -> bool
-        raise _Invalid(path, f"{value!r} is neither an exception class nor a predicate")
+        raise _Invalid(path, f"{shown(value)} is neither an exception class nor a predicate")
     if isinstance(value, list):
         return tuple(_exception_type(v, f"{path}[{i}]") for i, v in enumerate(value))
-    raise _Invalid(path, f"must be a dotted exception class (or predicate) or a list of them, got {value!r}")
+    raise _Invalid(
+        path, f"must be a dotted exception class (or predicate) or a list of them, got {shown(value)}"
+    )
 
 
 def _predicate(value: object, path: str, ctx: _Build) -> Any:
@@ -119,7 +133,7 @@ def _predicate(value: object, path: str, ctx: _Build) -> Any:
         return None
     found = _resolve(value, path)
     if not callable(found):
-        raise _Invalid(path, f"{value!r} is not callable")
+        raise _Invalid(path, f"{shown(value)} is not callable")
     return found
 
 
@@ -140,17 +154,17 @@ def _strategy(value: object, path: str, ctx: _Build) -> Any:
             path,
             "must be seconds, null, or one of "
             + ", ".join(f'{{"{k}": {{...}}}}' for k in _STRATEGIES)
-            + f", got {value!r}",
+            + f", got {shown(value)}",
         )
     (kind, args), *_ = value.items()
     factory = _STRATEGIES.get(kind)
     if factory is None:
-        raise _Invalid(path, f"unknown backoff {kind!r}; expected one of {', '.join(_STRATEGIES)}")
+        raise _Invalid(path, f"unknown backoff {shown(kind)}; expected one of {', '.join(_STRATEGIES)}")
     where = f"{path}.{kind}"
     if kind == "constant" and not isinstance(args, Mapping):
         args = {"delay": args}
     if not isinstance(args, Mapping):
-        raise _Invalid(where, f"must be a table of {kind}()'s arguments, got {args!r}")
+        raise _Invalid(where, f"must be a table of {kind}()'s arguments, got {shown(args)}")
     return _call(factory, (), dict(args), where, excluded={"rng"})
 
 
@@ -159,7 +173,7 @@ def _budget(value: object, path: str, ctx: _Build) -> Any:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise _Invalid(path, f"must be a table of RetryBudget arguments, got {value!r}")
+        raise _Invalid(path, f"must be a table of RetryBudget arguments, got {shown(value)}")
     return _call(RetryBudget, (), {**value}, path, excluded={"clock"}, extra={"clock": ctx.clock})
 
 
@@ -188,12 +202,15 @@ FACTORIES: dict[str, _Factory] = {
     "bulkhead": _Factory(bulkhead, "max_concurrent", {}),
     "fallback": _Factory(fallback, "default", {"on": _exceptions}),
     "hedge": _Factory(hedge, None, {"on": _exceptions, "on_result": _predicate, "budget": _budget}),
+    "rate_limiter": _Factory(rate_limiter, "rate", {}),
 }
 """The factories a configuration may name, by key."""
 
 # Set by the registry (clock=, bus=) or not at all: never from a file.
 _RESERVED = {"clock": "pass clock= to Registry or pipeline_from_config", "bus": "pass bus= likewise"}
-_NOT_CONFIGURABLE = {"backend": "build this pipeline in code (a callable template) to share breaker state"}
+_NOT_CONFIGURABLE = {
+    "backend": "build this pipeline in code (a callable template) to share a breaker's or a limiter's state"
+}
 
 
 def _call(
@@ -251,6 +268,42 @@ class _Build:
         self.bus = bus
 
 
+def _same(a: object, b: object) -> bool:
+    """Whether two configuration values build the same policy: same types, same values, all the way down.
+
+    ``1``, ``1.0`` and ``True`` are equal to Python but build fallbacks that
+    answer different things; a list and a tuple likewise. Iterative: a value
+    from code may be nested deeper than the recursion limit.
+
+    Returns:
+        True if they are the same configuration.
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, Mapping):
+            assert isinstance(y, Mapping)
+            if len(x) != len(y) or any(k not in y for k in x):
+                return False
+            stack.extend((x[k], y[k]) for k in x)
+        elif isinstance(x, (list, tuple)):
+            assert isinstance(y, (list, tuple))
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        else:
+            try:
+                if not bool(x == y):
+                    return False
+            except Exception:  # an object that cannot say: treat it as changed
+                return False
+    return True
+
+
 class PolicySpec:
     """One entry of a pipeline's configuration: a factory and its (JSON) arguments.
 
@@ -268,12 +321,12 @@ class PolicySpec:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PolicySpec):
             return NotImplemented
-        return (self.kind, self.kwargs) == (other.kind, other.kwargs)
+        return self.kind == other.kind and _same(self.kwargs, other.kwargs)
 
     def __hash__(self) -> int:
-        import json
-
-        return hash((self.kind, json.dumps(self.kwargs, sort_keys=True, default=repr)))
+        # The argument names only: equal specs have the same ones, and the
+        # values may be nested too deeply for any recursive hash.
+        return hash((self.kind, frozenset(self.kwargs)))
 
     def __repr__(self) -> str:
         return f"PolicySpec({self.kind!r}, {self.kwargs!r})"
@@ -322,24 +375,25 @@ class PolicySpec:
 def _entry(item: object, path: str) -> PolicySpec:
     if not (isinstance(item, Mapping) and len(item) == 1):
         raise _Invalid(
-            path, f"must be a table with one key, the policy (one of {', '.join(FACTORIES)}), got {item!r}"
+            path,
+            f"must be a table with one key, the policy (one of {', '.join(FACTORIES)}), got {shown(item)}",
         )
     (kind, value), *_ = item.items()
     spec = FACTORIES.get(kind) if isinstance(kind, str) else None
     if spec is None:
-        raise _Invalid(path, f"unknown policy {kind!r}; expected one of {', '.join(FACTORIES)}")
+        raise _Invalid(path, f"unknown policy {shown(kind)}; expected one of {', '.join(FACTORIES)}")
     where = f"{path}.{kind}"
     if isinstance(value, Mapping):
         kwargs = dict(value)
     elif spec.positional is not None:
         kwargs = {spec.positional: value}
     else:
-        raise _Invalid(where, f"must be a table of {kind}()'s arguments, got {value!r}")
+        raise _Invalid(where, f"must be a table of {kind}()'s arguments, got {shown(value)}")
     if spec.positional is not None and spec.positional not in kwargs:
         raise _Invalid(f"{where}.{spec.positional}", "is required")
     for key in kwargs:
         if not isinstance(key, str):
-            raise _Invalid(where, f"argument names must be strings, got {key!r}")
+            raise _Invalid(where, f"argument names must be strings, got {shown(key)}")
         if key in _RESERVED:
             raise _Invalid(f"{where}.{key}", f"cannot be configured here; {_RESERVED[key]}")
         if key in _NOT_CONFIGURABLE:
@@ -367,7 +421,8 @@ def parse_pipeline(value: object, path: str = "", *, errors: list[str] | None = 
     found: list[str] = [] if errors is None else errors
     specs: list[PolicySpec] = []
     if not isinstance(value, list):
-        found.append(f"{path or '(pipeline)'}: must be a list of policies, outermost first, got {value!r}")
+        where = path or "(pipeline)"
+        found.append(f"{where}: must be a list of policies, outermost first, got {shown(value)}")
     else:
         for i, item in enumerate(value):
             try:

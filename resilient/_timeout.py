@@ -10,12 +10,23 @@ expiry, and the task's ``cancelling()`` count is restored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from types import TracebackType
+from types import BuiltinFunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
-from ._clock import Clock, SystemClock, TimerHandle
+from . import _clock
+from ._clock import (
+    MONOTONIC_CLOCK,
+    Clock,
+    DefaultClock,
+    LoopClock,
+    SystemClock,
+    TimerHandle,
+    _is_virtual,
+    _virtual,
+)
 from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
@@ -87,6 +98,19 @@ class _Scope(Deadline):
             self.task.cancel()
 
 
+def _arm(
+    scope: _Scope,
+    loop: asyncio.AbstractEventLoop,
+    seconds: float,
+    schedule: Callable[[float, Callable[[], Any]], TimerHandle] | None,
+) -> None:
+    """Start *scope*'s timer: the loop's, or the clock's own."""
+    if schedule is None:
+        scope.handle = loop.call_later(seconds, scope.expire)
+    else:
+        scope.handle = schedule(seconds, scope.expire)
+
+
 class Timeout(Policy):
     """The policy returned by :func:`timeout`; also ``async with timeout(s):``."""
 
@@ -110,9 +134,13 @@ class Timeout(Policy):
         self.bus = check_bus(bus)
         # The system clock's timer is the loop's; calling it directly saves a
         # lookup per call. Other clocks schedule on their own time if they can.
+        # A default clock is the system clock unless it serves another one
+        # (a pipeline's or use_clock's): _enter looks that up per call.
+        self._default = type(self.clock) is DefaultClock
+        self._system = self._default or type(self.clock) is SystemClock
         scheduler = getattr(self.clock, "call_later", None)
         self._schedule: Callable[[float, Callable[[], Any]], TimerHandle] | None = (
-            None if type(self.clock) is SystemClock or scheduler is None else scheduler
+            None if self._system or scheduler is None else scheduler
         )
 
     def __repr__(self) -> str:
@@ -146,6 +174,16 @@ class Timeout(Policy):
         if task is None:
             raise RuntimeError("timeout() must be used inside an asyncio task")
         clock = self.clock
+        schedule = self._schedule
+        system = self._system
+        if self._default:
+            serving = clock.target  # type: ignore[attr-defined]
+            if serving is None:
+                serving = _clock._override
+            if serving is not None:
+                clock = serving
+                schedule = getattr(serving, "call_later", None)
+                system = False
         seconds = self.seconds
         ambient = _deadline.get()
         if ambient is not None:
@@ -162,7 +200,7 @@ class Timeout(Policy):
                     # our own length, as asyncio.timeout's would: if the body
                     # swallows the outer cancellation, this one still ends it.
                     scope = _Scope(task, ambient.at, ambient.clock, seconds)
-                    self._arm(scope, loop, seconds)
+                    _arm(scope, loop, seconds, schedule)
                     return scope
                 # Inherited from a parent task whose timer cannot reach us, or
                 # an enclosing timeout that already fired and whose
@@ -170,19 +208,26 @@ class Timeout(Policy):
                 # deadline (at most what is left), and reports it when it fires.
                 scope = _Scope(task, ambient.at, ambient.clock, ambient.seconds)
                 scope.token = _deadline.set(scope)
-                self._arm(scope, loop, max(0.0, left))
+                _arm(scope, loop, max(0.0, left), schedule)
                 return scope
-        scope = _Scope(task, clock.monotonic() + seconds, clock, seconds)
-        scope.token = _deadline.set(scope)
-        self._arm(scope, loop, seconds)
-        return scope
-
-    def _arm(self, scope: _Scope, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        schedule = self._schedule
-        if schedule is None:
-            scope.handle = loop.call_later(seconds, scope.expire)
+        if system:
+            # The system clock's reading (see SystemClock.monotonic), inlined
+            # and without looking the loop up again: this is the hot path.
+            virtual = _virtual.get(type(loop))
+            if virtual is None:
+                virtual = _is_virtual(type(loop))
+            if virtual and type(time.monotonic) is BuiltinFunctionType:  # freezegun's wins
+                now = loop.time()
+                clock = LoopClock(loop)  # remaining() reads this loop's time, from any thread
+            else:
+                now = time.monotonic()
+                clock = MONOTONIC_CLOCK  # no loop lookup when remaining() reads it
         else:
-            scope.handle = schedule(seconds, scope.expire)
+            now = clock.monotonic()
+        scope = _Scope(task, now + seconds, clock, seconds)
+        scope.token = _deadline.set(scope)
+        _arm(scope, loop, seconds, schedule)
+        return scope
 
     def _exit(self, scope: _Scope, exc: BaseException | None, operation: str | None) -> None:
         scope.closed = True

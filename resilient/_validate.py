@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeAlias
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock, DefaultClock
 from ._events import EventBus, default_bus
 from ._numbers import describe, plain_number, plain_seconds
 
@@ -145,9 +145,9 @@ def check_name(value: object, param: str = "name") -> str | None:
 
 
 def check_clock(value: object) -> Clock:
-    """Return *value* if it looks like a Clock (default: the system clock)."""
+    """Return *value* if it looks like a Clock (None: a new :class:`DefaultClock`)."""
     if value is None:
-        return SYSTEM_CLOCK
+        return DefaultClock()
     if not (callable(getattr(value, "monotonic", None)) and callable(getattr(value, "sleep", None))):
         raise TypeError(f"clock must provide monotonic() and sleep(), got {value!r}")
     if inspect.isbuiltin(getattr(value, "sleep", None)):

@@ -37,6 +37,10 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar, cast
 
+from ._arity import sync_callable as _sync_callable
+from ._numbers import describe as _describe
+from ._numbers import plain_number as _plain_number
+
 __all__ = [
     "DEFAULT_CAP",
     "RETRYABLE_STATUSES",
@@ -70,22 +74,24 @@ _HEADER = "Retry-After"
 
 
 def _check_cap(cap: object) -> float:
-    if isinstance(cap, bool) or not isinstance(cap, (int, float)):
-        raise TypeError(f"cap must be a number of seconds, got {type(cap).__name__} {cap!r}")
+    # Read through the base type (a subclass's comparisons and __float__ may lie).
+    number = _plain_number(cap)
+    if number is None:
+        raise TypeError(f"cap must be a number of seconds, got {_describe(cap)}")
     try:
-        seconds = float(cap)
+        seconds = float(number)
     except OverflowError:  # an int beyond any float
-        seconds = math.inf
+        raise ValueError("cap must be a finite number of seconds >= 0, got a huge integer") from None
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"cap must be a finite number of seconds >= 0, got {cap!r}")
-    return seconds
+        raise ValueError(f"cap must be a finite number of seconds >= 0, got {seconds!r}")
+    return seconds + 0.0  # -0.0 -> 0.0: a hint is never negative zero
 
 
 def _check_now(now: object) -> Callable[[], float] | None:
     if now is None:
         return None
-    if not callable(now):
-        raise TypeError(f"now must be a function returning epoch seconds (like time.time), got {now!r}")
+    if not _sync_callable(now, 0):
+        raise TypeError(f"now must be a function returning epoch seconds (time.time), got {_describe(now)}")
     return cast("Callable[[], float]", now)
 
 
@@ -210,16 +216,19 @@ def retry_after_of(
 
 def _check_statuses(statuses: object) -> frozenset[int]:
     if isinstance(statuses, (str, bytes, int)) or not isinstance(statuses, Iterable):
-        raise TypeError(f"statuses must be a collection of status codes, got {statuses!r}")
-    found = frozenset(statuses)
-    for status in found:
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise TypeError(f"statuses must hold int status codes, got {status!r}")
-        if not 100 <= status <= 599:
-            raise ValueError(f"statuses must hold status codes in 100..599, got {status!r}")
+        raise TypeError(f"statuses must be a collection of status codes, got {_describe(statuses)}")
+    found: set[int] = set()
+    for status in statuses:
+        # Read through the base type: an int subclass's comparisons and hash may lie.
+        code = _plain_number(status)
+        if type(code) is not int:
+            raise TypeError(f"statuses must hold int status codes, got {_describe(status)}")
+        if not 100 <= code <= 599:
+            raise ValueError(f"statuses must hold status codes in 100..599, got {_describe(status)}")
+        found.add(code)
     if not found:
         raise ValueError("statuses must name at least one status code")
-    return found
+    return frozenset(found)
 
 
 class RetryableHTTPError(Exception):
@@ -297,7 +306,7 @@ def raise_for_retryable(
         _check_now(now)
     status = _status(response)
     if status is None:
-        raise TypeError(f"{response!r} has no integer status_code or status: not an HTTP response")
+        raise TypeError(f"{_describe(response)} has no integer status_code or status: not an HTTP response")
     if status in wanted:
         raise RetryableHTTPError(status, _parse(_header(response), limit, now), response)
     return response
@@ -343,7 +352,9 @@ class RetryableStatus:
         """
         status = _status(response)
         if status is None:
-            raise TypeError(f"{response!r} has no integer status_code or status: not an HTTP response")
+            raise TypeError(
+                f"{_describe(response)} has no integer status_code or status: not an HTTP response"
+            )
         return status in self.statuses
 
     def retry_after(self, response: object) -> float | None:

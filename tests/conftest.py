@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -60,3 +61,39 @@ class ManualClock(FakeClock):
 def manual_clock() -> FakeClock:
     """A virtual clock that only ``advance()`` moves (sleeping on it waits)."""
     return ManualClock()
+
+
+# --- uvloop: the toolkit's async tests run on it as well ----------------------------------------
+
+# The modules of the policies and helpers that juggle tasks, futures, timers and
+# loops of their own (issue 12): each of their async tests runs on asyncio's
+# loop and on uvloop's, whose callbacks, handles and task steps differ.
+ON_UVLOOP = frozenset(
+    {
+        "test_rate_limiter.py",
+        "test_rate_limiter_cancellation.py",
+        "test_hedge.py",
+        "test_chaos.py",
+        "test_outcome.py",
+        "test_gate.py",
+        "test_registry.py",
+        "test_http.py",
+        "test_contract_outcomes_http.py",
+        "test_hedge_chaos_adapters.py",
+        "test_rate_limiter_adapters.py",
+        "test_toolkit_under_stress.py",
+    }
+)
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None  # not on Windows
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loops an async test runs on: asyncio's, plus uvloop's for the toolkit's modules."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    if HAVE_UVLOOP and item.path.name in ON_UVLOOP:
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories

@@ -471,3 +471,20 @@ def test_an_uncalled_strategy_factory_is_rejected_at_once(uncalled: object) -> N
     """retry(backoff=backoff.exponential) (not called) fails when retry() is called, naming backoff."""
     with pytest.raises(TypeError, match="backoff"):
         retry(backoff=uncalled)  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A backoff callable that cannot take (attempt, exception) is accepted at construction and "
+    "fails the first retry with a TypeError. Found by the qa-toolkit helper; backoff.py belongs to "
+    "another helper.",
+)
+@pytest.mark.parametrize(
+    "fn",
+    [lambda attempt: 1.0, lambda attempt, exc, *, result: 1.0, lambda: 1.0],
+    ids=["one-parameter", "keyword-only-result", "no-parameter"],
+)
+def test_a_backoff_callable_of_the_wrong_shape_fails_at_construction(fn: Callable[..., float]) -> None:
+    """retry(backoff=fn), fn unable to take (attempt, exception[, result]): TypeError naming backoff."""
+    with pytest.raises(TypeError, match="backoff"):
+        retry(backoff=fn)

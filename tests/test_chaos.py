@@ -376,6 +376,16 @@ class NeedsArgs(Exception):
 untyped: Any = chaos  # the bad arguments below are static type errors too
 
 
+async def async_factory() -> Exception:
+    """A fault factory that needs awaiting: its coroutine is no exception."""
+    return ConnectionError()
+
+
+async def async_switch() -> bool:
+    """A switch that needs awaiting: chaos reads its switch synchronously."""
+    return False
+
+
 @pytest.mark.parametrize(
     ("build", "error", "words"),
     [
@@ -385,6 +395,10 @@ untyped: Any = chaos  # the bad arguments below are static type errors too
         (lambda: untyped.fault(asyncio.CancelledError), ValueError, "fault"),
         (lambda: untyped.fault(NeedsArgs), TypeError, "fault=NeedsArgs"),
         (lambda: untyped.fault("ConnectionError"), TypeError, "fault"),
+        (lambda: untyped.fault(10**5000), TypeError, "fault"),  # repr() of it raises ValueError
+        # Factories that could never build an exception: they failed every call instead.
+        (lambda: untyped.fault(lambda code: ValueError(code)), TypeError, "fault"),
+        (lambda: untyped.fault(async_factory), TypeError, "fault"),
         (lambda: untyped.latency(-1), ValueError, "seconds"),
         (lambda: untyped.latency(math.nan), ValueError, "seconds"),
         (lambda: untyped.latency(math.inf), ValueError, "seconds"),
@@ -396,8 +410,14 @@ untyped: Any = chaos  # the bad arguments below are static type errors too
         (lambda: untyped.result(1, rate=True), TypeError, "rate"),
         (lambda: untyped.result(1, enabled="yes"), TypeError, "enabled"),
         (lambda: untyped.result(1, enabled=lambda flag: flag), TypeError, "enabled"),
+        (lambda: untyped.result(1, enabled=10**5000), TypeError, "enabled"),
+        # Its coroutine is truthy: chaos was always on, and the coroutine never awaited.
+        (lambda: untyped.result(1, enabled=async_switch), TypeError, "enabled"),
+        (lambda: untyped.result(1, rate=10**400), ValueError, "rate"),
         (lambda: untyped.result(1, seed=1, random=Draws()), TypeError, "seed and random"),
         (lambda: untyped.result(1, random=object()), TypeError, "random"),
+        (lambda: untyped.result(1, random=10**5000), TypeError, "random"),
+        (lambda: untyped.result(1, seed=1.5j), TypeError, "seed"),
         (lambda: untyped.result(1, seed=[1]), TypeError, "seed"),
         (lambda: untyped.result(1, name=""), ValueError, "name"),
         (lambda: untyped.result(1, clock=object()), TypeError, "clock"),

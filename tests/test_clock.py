@@ -194,3 +194,83 @@ def test_the_time_module_is_not_a_clock() -> None:
 
     with pytest.raises(TypeError, match="clock"):
         retry(clock=time)  # type: ignore[arg-type]
+
+
+# --- the default clock: the system clock unless told otherwise --------------------------
+
+
+def test_no_running_loop_before_asyncio_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before asyncio is imported the clock assumes no loop; afterwards it uses asyncio's own lookup."""
+    import sys
+
+    from resilient import _clock
+
+    monkeypatch.setattr(_clock, "_running_loop", _clock._probe_running_loop)
+    events = sys.modules.pop("asyncio.events")
+    try:
+        before = _clock._running_loop()
+    finally:
+        sys.modules["asyncio.events"] = events
+    after = _clock._running_loop()
+    assert (before, after, _clock._running_loop is events._get_running_loop) == (None, None, True)
+
+
+async def test_default_clock_waits_on_asyncio_without_an_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default clock serving nothing sleeps with asyncio.sleep and schedules on the running loop."""
+    from resilient._clock import DefaultClock
+
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    clock = DefaultClock()
+    await clock.sleep(1.5)
+    handle = clock.call_later(60, lambda: None)
+    handle.cancel()
+    assert (slept, isinstance(handle, asyncio.TimerHandle)) == ([1.5], True)
+
+
+def test_default_clock_blocks_with_time_sleep_without_an_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default clock blocks with time.sleep, serving nothing or a clock without sleep_blocking."""
+    from resilient._clock import DefaultClock
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    clock = DefaultClock()
+    clock.sleep_blocking(0.25)
+    clock.target = MinimalClock()
+    clock.sleep_blocking(0.5)
+    assert slept == [0.25, 0.5]
+
+
+async def test_default_clock_serving_a_minimal_clock_times_on_the_loop() -> None:
+    """A default clock serving a clock without call_later schedules on the loop's timer."""
+    from resilient._clock import DefaultClock
+
+    clock = DefaultClock()
+    clock.target = MinimalClock()
+    handle = clock.call_later(60, lambda: None)
+    handle.cancel()
+    assert isinstance(handle, asyncio.TimerHandle)
+
+
+async def test_timeout_with_a_patched_monotonic_follows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a loop, a timeout's deadline is measured on a replaced time.monotonic (freezegun's way)."""
+    monkeypatch.setattr(time, "monotonic", lambda: 500.0)
+    async with timeout(10):
+        left = resilient.remaining()
+    assert left == 10.0
+
+
+async def test_timeout_deadline_clock_is_pinned_and_readable() -> None:
+    """On a standard loop a system-clock timeout measures its deadline on time.monotonic directly."""
+    from resilient._clock import MONOTONIC_CLOCK, LoopClock
+
+    async with timeout(10):
+        left = resilient.remaining()
+    loop = asyncio.get_running_loop()
+    assert left is not None
+    assert 0 < left <= 10
+    assert (repr(MONOTONIC_CLOCK), repr(LoopClock(loop))) == ("MonotonicClock()", f"LoopClock({loop!r})")

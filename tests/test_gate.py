@@ -508,6 +508,38 @@ async def test_an_interrupted_close_is_carried_on_by_the_next(g: Gate, clock: Fa
     assert isinstance(await task, GateClosedError)
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+async def test_a_closing_handler_interrupting_the_close_leaves_it_to_the_next(
+    clock: FakeClock, interrupt: type[BaseException]
+) -> None:
+    """A GateClosing handler raising KeyboardInterrupt interrupts close(); the next close() carries on."""
+    bus = EventBus()
+    raised: list[BaseException] = []
+
+    def handler(event: GateClosing) -> None:
+        if not raised:
+            raised.append(interrupt("stop"))
+            raise raised[0]
+
+    bus.subscribe(handler, GateClosing)
+    g = gate(clock=clock, bus=bus)
+    work = Work(g)
+    task = work.start(work.held)
+    await settle()
+    with pytest.raises(interrupt) as info:
+        await g.close(grace=5)
+    assert info.value is raised[0]
+    assert g.closed
+    second = asyncio.create_task(g.close(grace=5))
+    await settle()
+    work.release.set()
+    await settle()
+    assert second.done(), "the next close() waited for the interrupted one forever"
+    report = second.result()
+    assert (report.in_flight, report.finished, report.cancelled, report.running) == (1, 1, 0, 0)
+    assert await task == "done"
+
+
 async def test_close_inside_a_guarded_call_raises_and_leaves_the_gate_open(g: Gate) -> None:
     """Awaiting close() inside a call the gate guards would wait for itself: RuntimeError."""
 

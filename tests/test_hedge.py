@@ -750,6 +750,9 @@ async def test_system_clock_delay(dep: Dependency) -> None:
 async def test_eager_task_factory(clock: FakeClock) -> None:
     """Attempts that finish while being created (eager tasks) are raced like the others."""
     loop = asyncio.get_running_loop()
+    if type(loop).__module__.startswith("uvloop") and sys.version_info >= (3, 13):
+        # uvloop calls the factory with eager_start=, which 3.13's eager_task_factory refuses.
+        pytest.skip("uvloop cannot run asyncio.eager_task_factory on CPython 3.13")
     loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
     try:
 
@@ -767,12 +770,20 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
 # --- configuration ------------------------------------------------------------------------
 
 
+async def async_predicate(result: object) -> bool:
+    """A predicate that needs awaiting: the hedge asks it synchronously."""
+    return False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "param"),
     [
         ({"attempts": 0}, ValueError, "attempts"),
         ({"attempts": 2.0}, TypeError, "attempts"),
         ({"attempts": True}, TypeError, "attempts"),
+        # Every attempt may run at once (delay=0): a huge count made a call create tasks without end.
+        ({"attempts": 101}, ValueError, "attempts"),
+        ({"attempts": 10**400}, ValueError, "attempts"),
         ({"delay": -1}, ValueError, "delay"),
         ({"delay": math.nan}, ValueError, "delay"),
         ({"delay": math.inf}, ValueError, "delay"),
@@ -781,7 +792,12 @@ async def test_eager_task_factory(clock: FakeClock) -> None:
         ({"on": asyncio.CancelledError}, ValueError, "on"),
         ({"on": "ConnectionError"}, TypeError, "on"),
         ({"on_result": 5}, TypeError, "on_result"),
+        ({"on_result": 10**5000}, TypeError, "on_result"),  # repr() of it raises ValueError
+        ({"on_result": lambda: True}, TypeError, "on_result"),  # failed the call at the first result
+        ({"on_result": lambda result, extra: True}, TypeError, "on_result"),
+        ({"on_result": async_predicate}, TypeError, "on_result"),  # its coroutine is truthy: always hedged
         ({"budget": object()}, TypeError, "budget"),
+        ({"budget": 10**5000}, TypeError, "budget"),
         ({"name": ""}, ValueError, "name"),
         ({"clock": object()}, TypeError, "clock"),
         ({"bus": object()}, TypeError, "bus"),
@@ -793,6 +809,27 @@ def test_bad_configuration_is_rejected_naming_the_parameter(
     """Bad arguments fail when the factory is called, naming the parameter."""
     with pytest.raises(error, match=param):
         hedge(**kwargs)
+
+
+def test_a_predicate_without_a_readable_signature_is_trusted() -> None:
+    """on_result=bool (a builtin inspect cannot read) is accepted: only a provably wrong shape is refused."""
+    assert hedge(on_result=bool).on_result is bool
+
+
+async def test_the_largest_number_of_attempts_runs_them_all_at_once(clock: FakeClock) -> None:
+    """attempts=100 with delay=0 starts 100 attempts at once, and the first answer wins."""
+    started: list[int] = []
+
+    @hedge(attempts=100, delay=0, clock=clock)
+    async def op() -> int:
+        ctx = current_call()
+        assert ctx is not None
+        started.append(ctx.attempt)
+        if ctx.attempt < 100:
+            await asyncio.Event().wait()
+        return ctx.attempt
+
+    assert (await op(), sorted(started)) == (100, list(range(1, 101)))
 
 
 def test_configuration_is_kept() -> None:

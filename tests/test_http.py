@@ -19,12 +19,18 @@ from hypothesis import strategies as st
 from resilient import (
     CircuitState,
     FailedResult,
+    RateLimitedError,
     ResilientError,
     backoff,
+    bulkhead,
     circuit_breaker,
     fallback,
+    gate,
+    pipeline,
+    rate_limiter,
     retry,
     set_testing,
+    timeout,
 )
 from resilient.events import RetriesExhausted
 from resilient.http import (
@@ -131,6 +137,11 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
     assert seconds is None or 0.0 <= seconds <= 60.0
 
 
+async def async_now() -> float:
+    """A clock that needs awaiting: the parser reads it synchronously."""
+    return 0.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "param"),
     [
@@ -141,6 +152,9 @@ def test_any_value_gives_none_or_seconds_within_the_cap(value: str | bytes | Non
         ({"cap": "5"}, TypeError, "cap"),
         ({"cap": True}, TypeError, "cap"),
         ({"now": 5}, TypeError, "now"),
+        ({"now": 10**5000}, TypeError, "now"),
+        ({"now": lambda when: 0.0}, TypeError, "now"),  # read for an HTTP-date only: failed then, or ignored
+        ({"now": async_now}, TypeError, "now"),
     ],
 )
 def test_bad_configuration_is_an_error_naming_the_parameter(
@@ -211,10 +225,20 @@ def test_statuses_are_configurable() -> None:
 
 @pytest.mark.parametrize(
     ("statuses", "error"),
-    [(set(), ValueError), ({99}, ValueError), ({600}, ValueError), ({"503"}, TypeError), (503, TypeError)],
+    [
+        (set(), ValueError),
+        ({99}, ValueError),
+        ({600}, ValueError),
+        ({"503"}, TypeError),
+        (503, TypeError),
+        ([[503]], TypeError),  # unhashable: frozenset() raised its own TypeError
+        ([10**5000], ValueError),  # too long to repr(): the message raised ValueError
+        (10**5000, TypeError),
+    ],
+    ids=["empty", "99", "600", "str", "int", "unhashable", "huge", "huge-bare"],
 )
 def test_bad_statuses_are_rejected(statuses: Any, error: type[Exception]) -> None:
-    """An empty set, a number outside 100..599, a string or a bare int is a configuration error."""
+    """An empty set, a number outside 100..599, a string, a bare int or a list is a configuration error."""
     with pytest.raises(error, match=r"^statuses\b"):
         retryable_status(statuses)
     with pytest.raises(error, match=r"^statuses\b"):
@@ -425,12 +449,14 @@ class FlakyServer:
     received: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read one request, answer it with the next scripted status (or stall on 0), close."""
+        """Read one request, answer it with the next scripted status (stall on 0, hang up on -1), close."""
         try:
             await reader.readuntil(b"\r\n\r\n")
             status, headers = self.answers[min(self.hits, len(self.answers) - 1)]
             self.hits += 1
             self.received.set()
+            if status == -1:  # reset: close the connection without an answer
+                return
             if status == 0:  # hold the request until the test lets go
                 await self.stall.wait()
                 status = 200
@@ -541,3 +567,43 @@ async def test_cancelling_a_request_in_flight_is_not_retried(server: FlakyServer
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (server.hits, clock.sleeps) == (1, [])
+
+
+async def test_the_whole_pipeline_against_a_flaky_server(clock: FakeClock) -> None:
+    """gate > timeout > retry(on_result) > rate_limiter > circuit_breaker > bulkhead over a real server.
+
+    The server answers 429 (Retry-After: 1), hangs up, answers 503 (Retry-After: 2), then 200:
+    each hint is waited (virtually), the reset is retried after the backoff, every attempt takes
+    a permit, and nothing is left in flight.
+    """
+    flaky = FlakyServer([(429, {"Retry-After": "1"}), (-1, {}), (503, {"Retry-After": "2"}), (200, {})])
+    listener = await asyncio.start_server(flaky.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    g = gate(clock=clock)
+    limiter = rate_limiter(2, burst=1, clock=clock)  # a permit every 0.5 s: each wait below refills it
+    breaker = circuit_breaker(failure_threshold=3, clock=clock)
+    pool = bulkhead(2, clock=clock)
+
+    @pipeline(
+        g,
+        timeout(30, clock=clock),
+        retry(
+            attempts=5,
+            on=(httpx.TransportError, RateLimitedError),
+            on_result=retryable_status(),
+            backoff=backoff.constant(0.5, max_delay=10),
+            clock=clock,
+        ),
+        limiter,
+        breaker,
+        pool,
+    )
+    async def get(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(url)
+
+    async with listener, httpx.AsyncClient() as client:
+        response = await get(client)
+    assert (response.status_code, response.text, flaky.hits) == (200, "hit 4", 4)
+    assert clock.sleeps == [1.0, 0.5, 2.0]  # the 429's hint, the backoff after the reset, the 503's hint
+    assert (g.in_flight, pool.in_use, limiter.queued, breaker.state) == (0, 0, 0, CircuitState.CLOSED)
+    assert limiter.available == 0  # the fourth attempt took the permit the last wait refilled

@@ -20,7 +20,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilient import EventBus, RetryBudget, backoff, bulkhead, circuit_breaker, rate_limiter, retry, timeout
+from resilient import (
+    EventBus,
+    RetryBudget,
+    backoff,
+    bulkhead,
+    chaos,
+    circuit_breaker,
+    hedge,
+    rate_limiter,
+    retry,
+    timeout,
+)
+from resilient.http import retryable_status
 from resilient.testing import FakeClock
 
 # --- values that lie -------------------------------------------------------------------
@@ -163,6 +175,26 @@ PARAMS: list[Param] = [
     param(backoff.decorrelated, "initial", "duration", 2),
     param(backoff.decorrelated, "max_delay", "duration", 3),
     param(EventBus, "max_pending", "int", 50),
+    # The toolkit of issue 12: hedge, chaos, resilient.http.
+    param(hedge, "attempts", "int", 3),
+    Param("hedge", "delay", "duration", 2, lambda v: hedge(delay=v), lambda h: h.delay),
+    Param(
+        "latency",
+        "seconds",
+        "duration",
+        2,
+        lambda v: chaos.latency(v, clock=FakeClock()),
+        lambda c: c.seconds,
+    ),
+    Param(
+        "chaos",
+        "rate",
+        "float",
+        0.5,
+        lambda v: chaos.latency(0, rate=v, seed=1, clock=FakeClock()),
+        lambda c: c.rate,
+    ),
+    Param("retryable_status", "cap", "float", 60, lambda v: retryable_status(cap=v), lambda r: r.cap),
 ]
 IDS = [p.id for p in PARAMS]
 
@@ -279,6 +311,8 @@ def test_a_huge_budget_value_fails_naming_the_parameter(kwargs: dict[str, Any], 
         (lambda: backoff.exponential(max_delay=1e10), "max_delay"),
         (lambda: backoff.decorrelated(max_delay=1e10), "max_delay"),
         (lambda: backoff.FromCallable(lambda a, e: 1.0, max_delay=1e10), "max_delay"),
+        (lambda: chaos.latency(1e10), "seconds"),
+        (lambda: chaos.latency(timedelta(days=200_000)), "seconds"),
     ],
     ids=[
         "retry",
@@ -289,6 +323,8 @@ def test_a_huge_budget_value_fails_naming_the_parameter(kwargs: dict[str, Any], 
         "exponential",
         "decorrelated",
         "callable",
+        "chaos-latency",
+        "chaos-latency-td",
     ],
 )
 def test_a_wait_too_long_to_sleep_fails_at_construction(build: Callable[[], Any], param: str) -> None:

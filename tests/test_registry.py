@@ -157,7 +157,15 @@ def test_without_star_an_unlisted_key_is_unknown() -> None:
 
 @pytest.mark.parametrize(
     ("key", "error"),
-    [(3, TypeError), (b"k", TypeError), ("", ValueError), ("*", ValueError), ([], TypeError)],
+    [
+        (3, TypeError),
+        (b"k", TypeError),
+        ("", ValueError),
+        ("*", ValueError),
+        ([], TypeError),
+        (10**5000, TypeError),
+    ],
+    ids=["int", "bytes", "empty", "star", "list", "unrepresentable"],
 )
 def test_a_bad_key_is_refused(registry: Registry, key: Any, error: type[Exception]) -> None:
     """Keys are non-empty strings other than "*"."""
@@ -180,6 +188,36 @@ def test_a_bad_template_fails_at_construction() -> None:
     )
     with pytest.raises(ConfigError, match=r"^invalid configuration: \[0\].timeout.seconds"):
         Registry([{"timeout": 0}])
+
+
+def test_a_template_that_cannot_take_a_key_fails_at_construction() -> None:
+    """A callable template that cannot be called with the key is refused when the registry is built."""
+    with pytest.raises(TypeError, match="template"):
+        Registry(lambda: retry())  # type: ignore[arg-type,misc]
+    with pytest.raises(TypeError, match="template"):
+        Registry(lambda host, port: retry())  # type: ignore[arg-type,misc]
+
+    def template(host: str, port: int = 443) -> Policy:
+        return retry()
+
+    assert Registry(template).get("h").policies[0].kind == "retry"
+
+    async def async_template(host: str) -> Policy:
+        return retry()
+
+    with pytest.raises(TypeError, match="template"):
+        Registry(async_template)  # type: ignore[arg-type]
+
+
+def test_a_template_too_long_to_repr_still_gets_a_clear_error() -> None:
+    """A 5,000-digit int (whose repr() raises ValueError) as template or key is reported, not a crash."""
+    with pytest.raises(TypeError, match="template must be"):
+        Registry(10**5000)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as info:
+        Registry({10**5000: []})  # type: ignore[dict-item]
+    assert info.value.errors == ("<unrepresentable int>: keys must be non-empty strings",)
+    with pytest.raises(ConfigError, match=r"\[0\]: must be a table with one key.*<unrepresentable int>"):
+        Registry([10**5000])
 
 
 def test_repr_and_template(registry: Registry) -> None:
@@ -345,6 +383,68 @@ def test_an_identical_reload_changes_nothing(registry: Registry) -> None:
     assert [(e.policy, e.name, e.keys, e.reused) for e in events] == [  # type: ignore[attr-defined]
         ("registry", "upstreams", (), 2)
     ]
+
+
+def nested(depth: int) -> list[Any]:
+    """A list nested *depth* levels deep (beyond the recursion limit for depth 5,000)."""
+    top: list[Any] = []
+    inner = top
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return top
+
+
+async def test_a_configuration_deeper_than_the_recursion_limit_builds_and_reloads() -> None:
+    """A fallback default nested 5,000 deep builds, reloads unchanged (kept) and changed (rebuilt)."""
+    deep = nested(5_000)
+    registry = Registry({"api": [{"fallback": deep}]})
+    first = registry.get("api")  # compared with a recursive json.dumps: RecursionError
+    registry.reload({"api": [{"fallback": deep}]})
+    assert registry.get("api") is first
+    registry.reload({"api": [{"fallback": nested(4_999)}]})
+    assert registry.get("api") is not first
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(1, True), (1, 1.0), (0, False), ([1], (1,)), ({"a": 1}, {"a": True})],
+    ids=["int-bool", "int-float", "zero-false", "list-tuple", "nested"],
+)
+async def test_a_value_of_another_type_is_a_changed_configuration(before: Any, after: Any) -> None:
+    """Values equal to Python but of other types (1, True, 1.0) are a change: the new fallback answers."""
+    registry = Registry({"api": [{"fallback": {"default": before}}]})
+    first = registry.get("api")
+    registry.reload({"api": [{"fallback": {"default": after}}]})
+
+    async def fails() -> Any:
+        raise ValueError
+
+    answer = await registry.get("api").call(fails)
+    assert (registry.get("api") is first, type(answer), answer) == (False, type(after), after)
+
+
+async def test_a_configured_rate_limiter_is_per_key_and_kept_across_an_unchanged_reload(
+    clock: FakeClock,
+) -> None:
+    """Each key gets a limiter of its own, named after it; an unchanged one keeps its spent permits."""
+    registry = Registry({"*": [{"rate_limiter": {"rate": 1, "burst": 1}}, {"timeout": 5}]}, clock=clock)
+
+    async def work() -> str:
+        return "ok"
+
+    a, b = registry.get("a.example"), registry.get("b.example")
+    limiter = a.policies[0]
+    assert isinstance(limiter, resilient.RateLimiter)
+    assert (limiter.name, limiter is not b.policies[0]) == ("a.example", True)
+    assert await a.call(work) == "ok"
+    assert await b.call(work) == "ok"  # another key, another limit
+    registry.reload({"*": [{"rate_limiter": {"rate": 1, "burst": 1}}, {"timeout": 6}]})
+    assert registry.get("a.example").policies[0] is limiter
+    with pytest.raises(resilient.RateLimitedError):
+        await registry.get("a.example").call(work)  # the permit spent before the reload stays spent
+    registry.reload({"*": [{"rate_limiter": {"rate": 2, "burst": 1}}, {"timeout": 6}]})
+    assert await registry.get("a.example").call(work) == "ok"  # a changed limit starts afresh
 
 
 def test_reload_reports_the_changed_keys_and_what_it_reused(registry: Registry) -> None:

@@ -690,10 +690,84 @@ async def test_current_call_attempt_counts_up(kind: str, clock: FakeClock) -> No
 async def test_set_testing_skips_the_waits_but_not_the_attempts(kind: str, clock: FakeClock) -> None:
     """With set_testing(True), retry makes every attempt without waiting."""
     script = Script(Boom())
-    with set_testing(True), capture_events(RetryScheduled) as events, pytest.raises(Boom):
+    with set_testing(True), pytest.raises(Boom):
         await run(retry(attempts=4, backoff=5.0, clock=clock), kind, script)
     assert (script.calls, clock.sleeps, clock.monotonic()) == (4, [], 0.0)
-    assert [e.delay for e in events] == [0.0, 0.0, 0.0]  # type: ignore[attr-defined]
+
+
+async def test_set_testing_reports_the_planned_delay(kind: str, clock: FakeClock) -> None:
+    """In test mode RetryScheduled.delay is the wait a real run would make (the wait itself is skipped)."""
+    script = Script(Boom())
+    backoff = resilient.backoff.exponential(initial=1.0, jitter="none")
+    with set_testing(True), capture_events(RetryScheduled) as events, pytest.raises(Boom):
+        await run(retry(attempts=4, backoff=backoff, clock=clock), kind, script)
+    assert ([e.delay for e in events], clock.sleeps) == ([1.0, 2.0, 4.0], [])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "cap", "made"), [(1, False, 1), (2, False, 2), (7, False, 7), (2, True, 2), (7, True, 4)]
+)
+async def test_set_testing_attempts_like_stamina(
+    kind: str, clock: FakeClock, attempts: int, cap: bool, made: int
+) -> None:
+    """set_testing(True, attempts=N): every retry tries N times; with cap=True at most N (stamina's rules)."""
+    script = Script(Boom())
+    testing = set_testing(True, attempts=attempts, cap=cap)
+    with testing, capture_events(RetriesExhausted) as events, pytest.raises(Boom):
+        await run(retry(attempts=4, backoff=5.0, clock=clock), kind, script)
+    outcome = [(e.attempts, e.reason) for e in events]  # type: ignore[attr-defined]
+    assert (script.calls, outcome) == (made, [(made, "attempts")])
+
+
+async def test_set_testing_attempts_end_with_the_block(kind: str, clock: FakeClock) -> None:
+    """Leaving set_testing(True, attempts=1) restores the policies' own attempts (and no test mode)."""
+    with set_testing(True, attempts=1):
+        pass
+    script = Script(Boom(), "ok")
+    result = await run(retry(attempts=2, backoff=0.5, clock=clock), kind, script)
+    assert (result, clock.sleeps) == ("ok", [0.5])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "param"),
+    [
+        ({"attempts": 0}, ValueError, "attempts"),
+        ({"attempts": 1.5}, TypeError, "attempts"),
+        ({"attempts": True}, TypeError, "attempts"),
+        ({"cap": True}, ValueError, "cap"),
+        ({"attempts": 2, "cap": 1}, TypeError, "cap"),
+    ],
+    ids=repr,
+)
+def test_set_testing_rejects_bad_attempts(kwargs: dict[str, Any], error: type[Exception], param: str) -> None:
+    """Bad attempts=/cap= raise naming the parameter, and leave the mode as it was."""
+    from resilient._config import is_testing
+
+    with pytest.raises(error, match=param):
+        set_testing(True, **kwargs)
+    assert not is_testing()
+
+
+def test_set_testing_off_takes_no_attempts() -> None:
+    """attempts= only makes sense with test mode on: set_testing(False, attempts=2) raises naming it."""
+    with pytest.raises(ValueError, match="attempts"):
+        set_testing(False, attempts=2)
+
+
+def test_set_testing_restores_the_previous_attempts(clock: FakeClock) -> None:
+    """Nested set_testing blocks restore the enclosing block's attempts, not just its mode."""
+    script = Script(Boom())
+
+    @retry(attempts=5, backoff=0, clock=clock)
+    def op() -> None:
+        script()
+
+    with set_testing(True, attempts=2):
+        with set_testing(True, attempts=3):
+            pass
+        with pytest.raises(Boom):
+            op()
+    assert script.calls == 2
 
 
 async def test_set_testing_keeps_the_deadline_decisions(kind: str, clock: FakeClock) -> None:

@@ -24,6 +24,7 @@ from resilient import (
     parse_config,
     pipeline_from_config,
 )
+from resilient._spec import PolicySpec
 from resilient.backoff import Constant, Decorrelated, Exponential, Linear
 from resilient.events import EventBus
 from resilient.testing import FakeClock
@@ -93,6 +94,39 @@ def test_hedge_is_configurable() -> None:
     assert isinstance(h.budget, RetryBudget)
     assert (h.kind, h.attempts, h.delay, h.budget.ratio) == ("hedge", 3, 0.05, 0.1)
     assert errors_of([{"hedge": {"attempts": 0}}]) == ("[0].hedge.attempts: must be >= 1, got 0",)
+
+
+def test_rate_limiter_is_configurable(clock: FakeClock) -> None:
+    """rate_limiter takes rate (or a bare number), per, burst, max_wait and name; a limit per pipeline."""
+    config = [{"rate_limiter": {"rate": 100, "per": 60, "burst": 10, "max_wait": 0.5}}, {"rate_limiter": 5}]
+    first, second = pipeline_from_config(config, name="partner", clock=clock).policies
+    assert isinstance(first, resilient.RateLimiter)
+    assert isinstance(second, resilient.RateLimiter)
+    assert (first.kind, first.rate, first.per, first.burst, first.max_wait, first.name, first.clock) == (
+        "rate_limiter",
+        100.0,
+        60.0,
+        10,
+        0.5,
+        "partner",
+        clock,
+    )
+    assert (second.rate, second.per, second.burst, second.max_wait) == (5.0, 1.0, 5, 0.0)
+    again = pipeline_from_config(config, clock=clock).policies[0]
+    assert again is not first  # each pipeline built gets permits of its own
+
+
+async def test_a_configured_rate_limiter_limits(clock: FakeClock) -> None:
+    """A rate limiter from configuration admits its burst, then rejects with retry_after."""
+    p = pipeline_from_config([{"rate_limiter": {"rate": 2, "burst": 1}}], clock=clock)
+
+    async def work() -> str:
+        return "ok"
+
+    assert await p.call(work) == "ok"
+    with pytest.raises(resilient.RateLimitedError) as info:
+        await p.call(work)
+    assert info.value.retry_after == 0.5
 
 
 def test_a_bare_value_is_the_first_argument() -> None:
@@ -201,7 +235,7 @@ def test_on_result_is_a_dotted_predicate() -> None:
         (
             [3],
             "[0]: must be a table with one key, the policy (one of timeout, retry, circuit_breaker, "
-            "bulkhead, fallback, hedge), got 3",
+            "bulkhead, fallback, hedge, rate_limiter), got 3",
         ),
         ([{"timeout": 1, "retry": {}}], "[0]: must be a table with one key"),
         ([{"tiemout": 1}], "[0]: unknown policy 'tiemout'; expected one of timeout, retry"),
@@ -262,6 +296,16 @@ def test_on_result_is_a_dotted_predicate() -> None:
         ([{"retry": {"budget": 0.2}}], "[0].retry.budget: must be a table of RetryBudget arguments, got 0.2"),
         ([{"retry": {"budget": {"ratio": 5}}}], "[0].retry.budget.ratio: must be in (0, 1], got 5"),
         ([{"retry": {"budget": {"clock": 1}}}], "[0].retry.budget.clock: unknown argument"),
+        ([{"rate_limiter": {}}], "[0].rate_limiter.rate: is required"),
+        ([{"rate_limiter": 0}], "[0].rate_limiter.rate: must be a finite number > 0, got 0.0"),
+        ([{"rate_limiter": {"rate": 1, "burst": 0}}], "[0].rate_limiter.burst: must be >= 1, got 0"),
+        ([{"rate_limiter": {"rate": 1, "max_wait": -1}}], "[0].rate_limiter.max_wait: must be >= 0"),
+        ([{"rate_limiter": {"rate": "5"}}], "[0].rate_limiter.rate: must be a number of permits, got str"),
+        (
+            [{"rate_limiter": {"rate": 1, "backend": "redis"}}],
+            "[0].rate_limiter.backend: cannot be configured from a file; build this pipeline in code",
+        ),
+        ([{"rate_limiter": {"rate": 1, "clock": 1}}], "[0].rate_limiter.clock: cannot be configured here"),
     ],
 )
 def test_every_error_names_its_place(config: object, expected: str) -> None:
@@ -372,6 +416,37 @@ def test_a_file_that_does_not_parse_names_itself_and_the_line(tmp_path: Path) ->
         load_config(bad_toml)
 
 
+@pytest.mark.parametrize(
+    ("suffix", "text", "words"),
+    [
+        (".json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (".toml", "a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (".toml", "a = " + "{ b = " * 5_000 + "1" + " }" * 5_000, "nested too deeply"),
+        (".json", '{"timeout": ' + "9" * 5_000 + "}", "digits"),
+        (".toml", "timeout = " + "9" * 5_000, "digits"),
+    ],
+    ids=["json-depth", "toml-array-depth", "toml-table-depth", "json-long-int", "toml-long-int"],
+)
+def test_a_hostile_file_is_a_config_error_naming_it(
+    tmp_path: Path, suffix: str, text: str, words: str
+) -> None:
+    """Nesting past the recursion limit or a 5,000-digit number: a ConfigError naming the file."""
+    path = tmp_path / f"hostile{suffix}"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"hostile\{suffix}: .*{words}"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=rf"<config>: .*{words}"):
+        parse_config(text, "json" if suffix == ".json" else "toml")
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are a ConfigError naming the file and where, not a UnicodeDecodeError."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("name = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: not UTF-8 text \(line 1, byte 11"):
+        load_config(path)
+
+
 def test_load_config_refuses_other_suffixes_and_reports_missing_files(tmp_path: Path) -> None:
     """Only .json and .toml are read; a missing file raises the OSError."""
     with pytest.raises(ValueError, match=r"\.json or \.toml"):
@@ -400,3 +475,54 @@ async def test_a_loaded_pipeline_runs(tmp_path: Path) -> None:
         assert await p.call(flaky) == "ok"
     assert calls == 3
     assert asyncio.iscoroutinefunction(flaky)
+
+
+class Incomparable:
+    """A configuration value (from code) whose == raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"x": [1, {"y": 2}]}, {"x": [1, {"y": 2}]}, True),
+        (float("2.5"), float("2.5"), True),  # equal, not the same object
+        ({"x": 1}, {"x": 1, "z": 2}, False),
+        ({"x": 1}, {"z": 1}, False),
+        ([1, 2], [1, 2, 3], False),
+        ([1, 2], [1, 3], False),
+        ([1], (1,), False),
+        (1, True, False),
+        (1, 1.0, False),
+        (NAN, NAN, True),  # the same object
+        (float("nan"), float("nan"), False),  # two NaNs: never equal, so the policy is rebuilt
+        (Incomparable(), Incomparable(), False),
+    ],
+    ids=[
+        "nested-equal",
+        "equal-floats",
+        "more-keys",
+        "other-key",
+        "longer-list",
+        "other-item",
+        "list-tuple",
+        "int-bool",
+        "int-float",
+        "same-nan",
+        "two-nans",
+        "incomparable",
+    ],
+)
+def test_specs_are_equal_when_they_build_the_same_policy(a: object, b: object, same: bool) -> None:
+    """Two entries are the same configuration only with the same types and values all the way down."""
+    first = PolicySpec("fallback", {"default": a}, "[0]")
+    second = PolicySpec("fallback", {"default": b}, "[0]")
+    assert (first == second, hash(first) == hash(second)) == (same, True)
+    assert (first == "fallback") is False

@@ -47,6 +47,16 @@ def test_advance_rejects_negative_and_nan(clock: FakeClock, bad: float) -> None:
     assert clock.monotonic() == 0.0
 
 
+async def test_advance_and_sleep_reject_infinity(clock: FakeClock) -> None:
+    """advance, sleep and sleep_blocking of math.inf raise ValueError naming seconds (time cannot be inf)."""
+    for move in (clock.advance, clock.sleep_blocking):
+        with pytest.raises(ValueError, match="seconds"):
+            move(math.inf)
+    with pytest.raises(ValueError, match="seconds"):
+        await clock.sleep(math.inf)
+    assert (clock.monotonic(), clock.sleeps) == (0.0, [])
+
+
 async def test_sleep_advances_instantly(clock: FakeClock) -> None:
     """await clock.sleep(s) returns at once with the virtual time s later."""
     loop = asyncio.get_running_loop()
@@ -339,3 +349,12 @@ def test_testing_mode_keeps_decisions(restore_testing: None) -> None:
     with set_testing(True), pytest.raises(ValueError):
         fails()
     assert calls == 4
+
+
+def test_attempts_outside_an_attempts_setting_are_the_policys() -> None:
+    """With no set_testing(attempts=...) in force a policy's own attempts stand."""
+    from resilient._config import attempts_in_test_mode
+
+    with set_testing(True):
+        inside = attempts_in_test_mode(3)
+    assert (inside, attempts_in_test_mode(4)) == (3, 4)

@@ -138,3 +138,62 @@ def test_a_control_flow_leaf_deep_inside_a_group_never_matches() -> None:
 def test_a_group_type_in_on_matches_the_group_itself() -> None:
     """An ExceptionGroup type listed in on matches the group, whatever its leaves."""
     assert matches((ExceptionGroup, ConnectionError), nested(ValueError(), DEEP)) is True
+
+
+# --- a value too long to repr() ------------------------------------------------------------------
+
+HUGE = 10**5000  # repr() raises ValueError: "Exceeds the limit (4300 digits) for integer string conversion"
+untyped_retry: Any = retry  # the bad arguments below are static type errors too
+untyped_fallback: Any = fallback
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_validate.check_name and make_matcher, retry(long_retry_after=) and fallback(on_result=) "
+    "put {value!r} in their messages: for a 5,000-digit int the message itself raises ValueError, "
+    "naming no parameter (the new modules use _numbers.describe). Found by the qa-toolkit helper; "
+    "_validate.py, _retry.py and _fallback.py belong to other helpers.",
+)
+@pytest.mark.parametrize(
+    ("build", "error", "param"),
+    [
+        (lambda: untyped_retry(name=HUGE), TypeError, "name"),
+        (lambda: untyped_retry(on=HUGE), TypeError, "on"),
+        (lambda: untyped_retry(long_retry_after=HUGE), TypeError, "long_retry_after"),
+        (lambda: untyped_fallback(None, on_result=HUGE), TypeError, "on_result"),
+    ],
+    ids=["name", "on", "long_retry_after", "on_result"],
+)
+def test_a_value_too_long_to_repr_still_gets_an_error_naming_the_parameter(
+    build: Callable[[], Any], error: type[Exception], param: str
+) -> None:
+    """A 5,000-digit int where a name, an exception spec or a predicate belongs: a TypeError naming it."""
+    with pytest.raises(error, match=param):
+        build()
+
+
+async def async_predicate(value: object) -> bool:
+    """A predicate that needs awaiting: policies ask theirs synchronously."""
+    return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="An async predicate is accepted by retry(on=, on_result=) and fallback(on_result=): its "
+    "coroutine is truthy, so every result (or exception) matches and the coroutine is never awaited. "
+    "The toolkit's own predicates refuse one (hedge, chaos, http, Registry). Found by the qa-toolkit "
+    "helper; _validate.py, _retry.py and _fallback.py belong to other helpers.",
+)
+@pytest.mark.parametrize(
+    ("build", "param"),
+    [
+        (lambda: untyped_retry(on_result=async_predicate), "on_result"),
+        (lambda: untyped_retry(on=async_predicate), "on"),
+        (lambda: untyped_fallback(None, on_result=async_predicate), "on_result"),
+    ],
+    ids=["retry-on_result", "retry-on", "fallback-on_result"],
+)
+def test_an_async_predicate_fails_at_construction(build: Callable[[], Any], param: str) -> None:
+    """An ``async def`` predicate, which would always match, is a TypeError naming the parameter."""
+    with pytest.raises(TypeError, match=param):
+        build()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from resilient._events import EXPLICIT_ONLY, Event
+from resilient._introspect import is_async_callable
 
 __all__ = [
     "Severity",
@@ -70,10 +71,13 @@ def check_severity(param: str, severity: object) -> Severity | None:
         The callable, or None.
 
     Raises:
-        TypeError: *severity* is neither callable nor None.
+        TypeError: *severity* is neither a sync callable nor None.
     """
-    if severity is not None and not callable(severity):
-        raise TypeError(f"{param} must be a callable (event) -> level or None, got {severity!r}")
+    if severity is not None and not (callable(severity) and not is_async_callable(severity)):
+        # An async one's coroutine is no level: every event would log an error instead.
+        raise TypeError(
+            f"{param} must be a plain (not async) callable (event) -> level or None, got {severity!r}"
+        )
     return severity
 
 

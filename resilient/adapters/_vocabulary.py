@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from resilient._context import CallContext
 from resilient._events import Event
@@ -34,6 +34,7 @@ __all__ = [
     "check_metric_attributes",
     "label_value",
     "prometheus_label",
+    "text_label",
 ]
 
 
@@ -249,13 +250,40 @@ def label_value(value: object) -> str:
         value: A str, bool, int or float (None for a missing attribute).
 
     Returns:
-        The string itself; ``""`` for None; JSON otherwise (``true``, ``3``, ``0.5``).
+        The string itself (see :func:`text_label`); ``""`` for None; JSON
+        otherwise (``true``, ``3``, ``0.5``), or ``<int of N bits>`` for an
+        int too long to print.
     """
     if value is None:
         return ""
     if isinstance(value, str):
+        return text_label(value)
+    try:
+        return json.dumps(value, default=str)
+    except ValueError:  # an int of more digits than str() converts: the one value json refuses
+        return f"<int of {cast(int, value).bit_length()} bits>"
+
+
+def text_label(value: str) -> str:
+    r"""Return *value* as text every exposition can encode: lone surrogates become ``\udcXX`` escapes.
+
+    A str may hold a lone surrogate (bytes decoded with ``surrogateescape``,
+    a ``"\udce9"`` escape in a JSON configuration). As a label it would make
+    every later scrape of the whole registry fail to encode.
+
+    Args:
+        value: A label value.
+
+    Returns:
+        *value* itself when it is valid text (the common case), else escaped.
+    """
+    if value.isascii():
         return value
-    return json.dumps(value, default=str)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def check_metric_attributes(param: str, keys: Sequence[str]) -> tuple[str, ...]:

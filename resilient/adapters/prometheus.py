@@ -81,6 +81,7 @@ from resilient.adapters._vocabulary import (
     call_labels,
     check_metric_attributes,
     prometheus_label,
+    text_label,
 )
 
 __all__ = ["PrometheusAdapter"]
@@ -142,15 +143,17 @@ class _Collector:
             found = breaker_state(breaker)
             if found is not None:
                 circuits[name] = found
+        # Names are labels: escaped if they are not valid text (see text_label).
         for name, current in sorted(circuits.items()):
             for s in CircuitState:
-                state.add_metric([name, s.value], 1.0 if s is current else 0.0)
+                state.add_metric([text_label(name), s.value], 1.0 if s is current else 0.0)
         for name, bulkhead in sorted(self.bulkheads.items()):
-            in_use.add_metric([name], float(bulkhead.in_use))
-            queued.add_metric([name], float(getattr(bulkhead, "queued", 0)))
-            capacity.add_metric([name], float(getattr(bulkhead, "max_concurrent", math.nan)))
+            label = text_label(name)
+            in_use.add_metric([label], float(bulkhead.in_use))
+            queued.add_metric([label], float(getattr(bulkhead, "queued", 0)))
+            capacity.add_metric([label], float(getattr(bulkhead, "max_concurrent", math.nan)))
         for (policy, name), is_degraded in sorted(backends.items()):
-            degraded.add_metric([policy, name], 1.0 if is_degraded else 0.0)
+            degraded.add_metric([policy, text_label(name)], 1.0 if is_degraded else 0.0)
         yield from (state, in_use, queued, capacity, degraded)
 
 
@@ -200,7 +203,7 @@ class _Metrics:
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = metric.labels(*map(text_label, labels))
         return found
 
 

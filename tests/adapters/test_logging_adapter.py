@@ -302,6 +302,16 @@ def test_bad_levels_name_the_parameter(levels: object, error: type[Exception]) -
         LoggingAdapter(levels=levels)  # type: ignore[arg-type]
 
 
+def test_an_async_severity_callable_is_refused() -> None:
+    """severity= is asked synchronously for each event: a coroutine function fails at construction."""
+
+    async def severity(event: Event) -> int:
+        return logging.ERROR
+
+    with pytest.raises(TypeError, match="severity"):
+        LoggingAdapter(severity=severity)  # type: ignore[arg-type]
+
+
 def test_message_not_built_when_level_disabled(
     logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:

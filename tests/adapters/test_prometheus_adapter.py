@@ -534,3 +534,63 @@ def test_other_metric_attributes_for_an_existing_namespace(registry: CollectorRe
     PrometheusAdapter(registry, metric_attributes=["tier"])
     with pytest.raises(ValueError, match="metric_attributes"):
         PrometheusAdapter(registry)
+
+
+# --- label values that are not valid text ----------------------------------------------------
+
+NOT_UTF8 = "caf\udce9"  # bytes decoded with surrogateescape: a lone surrogate, not encodable
+SHOWN = "caf\\udce9"  # how it is exposed instead
+
+
+def test_a_name_that_is_not_utf8_does_not_break_every_later_scrape(
+    registry: CollectorRegistry, bus: EventBus, clock: FakeClock
+) -> None:
+    """A rate limiter named with a lone surrogate (a JSON config can hold one) is exposed escaped."""
+    PrometheusAdapter(registry).attach(bus)
+    limiter = resilient.rate_limiter(1, name=NOT_UTF8, clock=clock, bus=bus)
+
+    @resilient.pipeline(limiter, bus=bus)
+    def lookup() -> str:
+        return "ok"
+
+    lookup()
+    with pytest.raises(resilient.RateLimitedError):
+        lookup()
+    labels = {"operation": full(lookup), "name": SHOWN, "policy": "rate_limiter"}
+    assert value(registry, "resilient_rejections_total", **labels) == 1.0
+
+
+def test_a_tracked_bulkhead_named_with_a_lone_surrogate_is_exposed_escaped(
+    registry: CollectorRegistry,
+) -> None:
+    """A tracked bulkhead whose name is not valid UTF-8 is read at scrape time without failing it."""
+    adapter = PrometheusAdapter(registry)
+    pool = resilient.bulkhead(2, name=NOT_UTF8)
+    adapter.track_bulkhead(pool)
+    assert value(registry, "resilient_bulkhead_max_concurrent", name=SHOWN) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("attribute", "shown"),
+    [(NOT_UTF8, SHOWN), (10**5000, "<int of 16610 bits>"), ("café", "café")],
+    ids=["lone-surrogate", "huge-int", "valid-text"],
+)
+def test_an_allow_listed_attribute_that_cannot_be_a_label_is_shown_instead(
+    registry: CollectorRegistry, bus: EventBus, clock: FakeClock, attribute: str | int, shown: str
+) -> None:
+    """A call attribute that is not valid text (or too long an int to print) is counted, under a stand-in."""
+    PrometheusAdapter(registry, metric_attributes=["url.path"]).attach(bus)
+    failures = [ConnectionError("refused")]
+
+    @resilient.pipeline(
+        resilient.retry(backoff=0, clock=clock, bus=bus), bus=bus, attributes=lambda: {"url.path": attribute}
+    )
+    def fetch() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    assert fetch() == "ok"
+    labels = {"operation": full(fetch), "name": "", "url_path": shown}
+    assert value(registry, "resilient_retries_total", **labels) == 1.0
+    assert value(registry, "resilient_calls_total", outcome="success", **labels) == 1.0

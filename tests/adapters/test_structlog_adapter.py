@@ -229,6 +229,11 @@ def test_exc_info_rendered_by_structlog() -> None:
     assert "Traceback" in out[0]["exception"]
 
 
+async def async_severity(event: object) -> str:
+    """A severity callable that needs awaiting."""
+    return "ERROR"
+
+
 def test_severity_callable() -> None:
     """A severity callable picks the method for one event; None keeps the configured level."""
     adapter = StructlogAdapter(severity=lambda e: "ERROR" if e.name == "critical-path" else None)
@@ -240,7 +245,12 @@ def test_severity_callable() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"min_level": "LOUD"}, ValueError), ({"min_level": 1.5}, TypeError), ({"severity": 3}, TypeError)],
+    [
+        ({"min_level": "LOUD"}, ValueError),
+        ({"min_level": 1.5}, TypeError),
+        ({"severity": 3}, TypeError),
+        ({"severity": async_severity}, TypeError),  # asked synchronously: its coroutine is no level
+    ],
 )
 def test_bad_configuration(kwargs: dict[str, Any], error: type[Exception]) -> None:
     """Bad min_level or severity fails at construction, naming the parameter."""

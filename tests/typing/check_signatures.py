@@ -26,7 +26,7 @@ from resilient import (
     timeout,
 )
 from resilient.events import Event, RetryScheduled
-from resilient.testing import FakeClock, capture_events, set_testing
+from resilient.testing import FakeClock, capture_events, reset_policies, set_testing, use_clock
 
 clock = FakeClock()
 
@@ -243,6 +243,14 @@ with capture_events() as captured:
     assert_type(captured, list[Event])
 with set_testing(True):
     pass
+with set_testing(True, attempts=1, cap=True):
+    pass
+set_testing(True, attempts="2")  # type: ignore[arg-type]
+with use_clock(FakeClock()) as installed:
+    assert_type(installed, FakeClock)
+use_clock(None)
+use_clock(object())  # type: ignore[type-var]
+assert_type(reset_policies(), None)
 retry(clock=FakeClock())
 retry(clock=object())  # type: ignore[arg-type]
 timeout("1")  # type: ignore[arg-type]
