@@ -51,6 +51,38 @@ class _Params:
 _PARAMS = _Params.__dataclass_params__  # type: ignore[attr-defined]
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _Unfrozen:
+    """The same parameters, unfrozen: what our bases show while a subclass is built."""
+
+
+_UNFROZEN = _Unfrozen.__dataclass_params__  # type: ignore[attr-defined]
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    # As @dataclass(frozen=True)'s own: a field cannot be assigned.
+    if name in type(self).__dataclass_fields__:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+    object.__setattr__(self, name, value)
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    if name in type(self).__dataclass_fields__:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+    object.__delattr__(self, name)
+
+
+def _getstate(self: Any) -> list[Any]:
+    # Pickling a frozen slotted class: its fields' values, set back below
+    # without the frozen __setattr__ (as dataclasses does).
+    return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
+def _setstate(self: Any, state: list[Any]) -> None:
+    for f, value in zip(dataclasses.fields(self), state, strict=True):
+        object.__setattr__(self, f.name, value)
+
+
 def dataclass(cls: type | None = None, /, **options: Any) -> Any:
     """``dataclasses.dataclass``; for ``frozen=True, slots=True, kw_only=True``, compiled on first use.
 
@@ -70,9 +102,22 @@ def _frozen(cls: type) -> type:
     """Make *cls* a frozen, slotted, keyword-only dataclass; compile its methods on first use."""
     if not cls.__doc__:
         raise TypeError(f"{cls.__qualname__} needs a docstring (or dataclasses.dataclass)")
-    built: Any = dataclasses.dataclass(
-        frozen=True, slots=True, kw_only=True, init=False, repr=False, eq=False
-    )(cls)
+    # dataclasses compiles a __setattr__/__delattr__ pair with exec for every
+    # frozen class (over half of the cost): build the class unfrozen, with
+    # our frozen bases seen as unfrozen meanwhile, then give it the shared
+    # frozen methods below and the frozen parameters.
+    ours = [b for b in cls.__mro__[1:] if b.__dict__.get("__dataclass_params__") is _PARAMS]
+    for base in ours:
+        base.__dataclass_params__ = _UNFROZEN  # type: ignore[attr-defined]
+    try:
+        built: Any = dataclasses.dataclass(slots=True, kw_only=True, init=False, repr=False, eq=False)(cls)
+    finally:
+        for base in ours:
+            base.__dataclass_params__ = _PARAMS  # type: ignore[attr-defined]
+    built.__setattr__ = _frozen_setattr
+    built.__delattr__ = _frozen_delattr
+    built.__getstate__ = _getstate
+    built.__setstate__ = _setstate
     fields = dataclasses.fields(built)
     if (
         len(fields) != len(built.__dataclass_fields__)
