@@ -330,16 +330,22 @@ class AsyncRuns:
         self._start(loop, mail)
 
     def forget(self, subs: set[Sub]) -> None:
-        """Forget the runs of *subs* (unsubscribed) that have not started."""
+        """Forget the runs of *subs* (unsubscribed) that have not started.
+
+        Restartable: each queue is replaced and its runs uncounted by plain
+        stores (no interrupt lands in between), so running it again after
+        an interrupt finishes the job.
+        """
         with self._lock:
-            gone = len(self._homeless)
-            self._homeless = deque(r for r in self._homeless if r[0] not in subs)
-            gone -= len(self._homeless)
-            for home in self._homes.values():
-                before = len(home.mail)
-                home.mail = deque(r for r in home.mail if r[0] not in subs)
-                gone += before - len(home.mail)
+            kept = deque(r for r in self._homeless if r[0] not in subs)
+            gone = len(self._homeless) - len(kept)
+            self._homeless = kept
             self._count -= gone
+            for home in list(self._homes.values()):
+                kept = deque(r for r in home.mail if r[0] not in subs)
+                gone = len(home.mail) - len(kept)
+                home.mail = kept
+                self._count -= gone
 
     async def drain(self) -> None:
         """Start what waits for the running loop and wait for its runs (see ``EventBus.drain``)."""

@@ -101,9 +101,15 @@ Handler: TypeAlias = Callable[[Any], object] | Callable[[Any], Awaitable[object]
 # call with no listener pays one list read and one comparison.
 subscriptions_version = [0]
 
-
-def _changed() -> None:
-    subscriptions_version[0] += 1
+# Interrupts (KeyboardInterrupt, or whatever a signal handler raises) land
+# only where the interpreter checks for signals: as a function starts, as a
+# call returns, on a loop's back edge; never between plain stores. So each
+# change of the subscriptions is one locked section of plain stores (the
+# version bumped inline, no call), and what can be interrupted around it is
+# either done before it (building the Subscription, computing the new list)
+# or undone/finished after it: an interrupted subscribe() registers nothing
+# (its caller never gets the Subscription), an interrupted unsubscribe() or
+# clear() finishes before the interrupt propagates (see tests/test_interrupts.py).
 
 
 class Subscription:
@@ -126,7 +132,11 @@ class Subscription:
 
     def unsubscribe(self) -> None:
         """Stop delivering events to the handler. Calling it again does nothing."""
-        self._bus._remove(self._sub)
+        try:
+            self._bus._remove(self._sub)
+        except BaseException:
+            self._bus._remove(self._sub)  # interrupted: finish (it is idempotent), then re-raise
+            raise
 
     def __enter__(self) -> Subscription:
         return self
@@ -137,7 +147,12 @@ class Subscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.unsubscribe()
+        # unsubscribe()'s lines: an interrupt as it started would skip it.
+        try:
+            self._bus._remove(self._sub)
+        except BaseException:
+            self._bus._remove(self._sub)
+            raise
 
 
 class EventBus:
@@ -191,25 +206,41 @@ class EventBus:
         Raises:
             TypeError: *handler* is not callable or a type is not an Event class.
         """
+        # (The module-level subscribe() repeats these lines: a helper's return value is lost to an interrupt.)
+        subscription = self._subscription(handler, event_types)  # nothing registered yet
+        try:
+            self._add(subscription._sub)
+        except BaseException:
+            self._remove(subscription._sub)  # interrupted: the caller will not get it, so undo
+            raise
+        return subscription
+
+    def _subscription(self, handler: Handler, event_types: tuple[type[Event], ...]) -> Subscription:
+        """Check the arguments and build the subscription, registering nothing."""
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {describe(handler)}")
         for t in event_types:
             if not (isinstance(t, type) and issubclass(t, Event)):
                 raise TypeError(f"event_types must be Event subclasses, got {describe(t)}")
-        sub = Sub(handler, event_types or (Event,), is_async_callable(handler))
+        return Subscription(self, Sub(handler, event_types or (Event,), is_async_callable(handler)))
+
+    def _add(self, sub: Sub) -> None:
         with self._lock:
+            # Plain stores only: no interrupt lands in between.
             self._subs = [*self._subs, sub]
             self._cache = {}
-            _changed()
-        return Subscription(self, sub)
+            subscriptions_version[0] += 1
 
     def _remove(self, sub: Sub) -> None:
+        """Unregister *sub* and forget its runs not started (idempotent: run it again to finish it)."""
         with self._lock:
-            if sub in self._subs:
-                sub.active = False
-                self._subs = [s for s in self._subs if s is not sub]
+            subs = self._subs
+            if sub in subs:
+                kept = [s for s in subs if s is not sub]  # (interrupted here, nothing changed)
+                self._subs = kept
                 self._cache = {}
-                _changed()
+                subscriptions_version[0] += 1
+            sub.active = False
         self._runs.forget({sub})
 
     def _listeners(self, cls: type) -> tuple[Sub, ...]:
@@ -297,14 +328,23 @@ class EventBus:
 
     def clear(self) -> None:
         """Remove every subscription; runs not started yet are forgotten, running ones finish."""
-        with self._lock:
-            subs = set(self._subs)
-            for sub in subs:
-                sub.active = False
-            self._subs = []
-            self._cache = {}
-            _changed()
-        self._runs.forget(subs)
+        subs: list[Sub] = []
+        try:
+            with self._lock:
+                subs = self._subs
+                self._subs = []
+                self._cache = {}
+                subscriptions_version[0] += 1
+            self._retire(subs)
+        except BaseException:
+            self._retire(subs)  # idempotent: finish, then re-raise
+            raise
+
+    def _retire(self, subs: list[Sub]) -> None:
+        for sub in subs:
+            sub.active = False
+        if subs:
+            self._runs.forget(set(subs))
 
     def __repr__(self) -> str:
         return f"<EventBus subscriptions={len(self._subs)}>"
@@ -328,9 +368,23 @@ def subscribe(handler: Handler, *event_types: type[Event], bus: EventBus | None 
     Raises:
         TypeError: *bus* is not an EventBus (or *handler*, *event_types* are wrong).
     """
+    # EventBus.subscribe's lines, not a call to it: an interrupt as it returned here would lose the
+    # Subscription of a registered handler.
+    target = _target(bus)
+    subscription = target._subscription(handler, event_types)
+    try:
+        target._add(subscription._sub)
+    except BaseException:
+        target._remove(subscription._sub)
+        raise
+    return subscription
+
+
+def _target(bus: EventBus | None) -> EventBus:
+    """The bus *bus* names (None: the default one), checked."""
     if bus is not None and not isinstance(bus, EventBus):
         raise TypeError(f"bus must be an EventBus or None, got {describe(bus)}")
-    return (default_bus if bus is None else bus).subscribe(handler, *event_types)
+    return default_bus if bus is None else bus
 
 
 @contextmanager
@@ -345,5 +399,14 @@ def capture_events(*event_types: type[Event], bus: EventBus | None = None) -> It
         The list the events are appended to, in emission order.
     """
     events: list[Event] = []
-    with subscribe(events.append, *event_types, bus=bus):
+    target = _target(bus)
+    subscription = target._subscription(events.append, event_types)
+    try:
+        target._add(subscription._sub)
         yield events
+    finally:
+        try:
+            target._remove(subscription._sub)
+        except BaseException:
+            target._remove(subscription._sub)  # interrupted: finish (it is idempotent), then re-raise
+            raise

@@ -188,6 +188,17 @@ class Gcra:
         self.queued -= 1
         self.tat -= self.interval  # every later reservation moves one interval earlier
 
+    def give_back(self) -> None:
+        """An admitted call will not start after all (a breaker around rejected it): its permit returns.
+
+        As when a waiter leaves the queue, the schedule moves one interval
+        earlier. A head already sleeping toward its old time is not woken
+        early: it is admitted when it wakes (the permit then helps the calls
+        after it, or nobody; the limit is never exceeded).
+        """
+        with self.lock:
+            self.tat -= self.interval
+
     # --- waiting -------------------------------------------------------------------
 
     def abandon(self, w: _Waiter) -> None:

@@ -12,29 +12,35 @@ permit costs a lock round trip and two float comparisons.
 With a :class:`~resilient.backends.RateLimiterBackend` (Redis) the limit is
 shared by a fleet: each call is one atomic step on the shared state, and the
 local state takes over while that cannot be reached.
+
+A call that waited for its permit tells the layers around it before it runs
+(see :mod:`resilient._waits`): a circuit breaker outside the limiter rejects
+it if it opened meanwhile, and leaves the wait out of its slow-call timing.
+A call so rejected never started: its permit goes back, as a cancelled
+waiter's reservation does (a shared one through the backend's ``cancel``).
 """
 
 from __future__ import annotations
 
 import math
-import time as _time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from . import _clock
 from ._clock import Clock, DefaultClock, SystemClock, blocking_sleep
-from ._context import CallContext, _deadline
+from ._context import _deadline
 from ._errors import RateLimitedError
 from ._events import BackendDegraded, BackendRecovered, Event, EventBus, RateLimited
 from ._gcra import EPSILON, AsyncWaiter, Gcra, SyncWaiter
 from ._numbers import describe, plain_number
-from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._pipeline import AsyncLayer, Policy, SyncLayer
+from ._rate_limiter_layers import async_layer, sync_layer
 from ._tracking import track
 from ._validate import MAX_WAIT, check_bus, check_clock, check_duration, check_int, check_name
 from .backends._limiter_base import RateLimiterBackend, RateLimiterConfig, Reservation
 
 __all__ = ["RateLimiter", "rate_limiter"]
+
+_LOCAL: Any = object()  # "waited for a permit of the local state", from the _acquire_* methods
 
 
 def _check_rate(value: object) -> float:
@@ -208,19 +214,41 @@ class RateLimiter(Policy):
         finally:
             lock.release()
 
-    async def _acquire_local_async(self, operation: str | None) -> None:
-        w = self._take_local(AsyncWaiter)
-        if w is not None:
-            if w.__class__ is float:
-                raise self._reject(operation, w)
-            await self._gcra.wait_async(w)
+    # The _acquire_* methods take a permit or raise; they return what a call
+    # that waited holds (None if it did not wait): _LOCAL, or the shared
+    # Reservation, for _give_back* if the call will not start after all.
 
-    def _acquire_local_sync(self, operation: str | None) -> None:
+    async def _acquire_local_async(self, operation: str | None) -> Any:
+        w = self._take_local(AsyncWaiter)
+        if w is None:
+            return None
+        if w.__class__ is float:
+            raise self._reject(operation, w)
+        await self._gcra.wait_async(w)
+        return _LOCAL
+
+    def _acquire_local_sync(self, operation: str | None) -> Any:
         w = self._take_local(SyncWaiter)
-        if w is not None:
-            if w.__class__ is float:
-                raise self._reject(operation, w)
-            self._gcra.wait_sync(w)
+        if w is None:
+            return None
+        if w.__class__ is float:
+            raise self._reject(operation, w)
+        self._gcra.wait_sync(w)
+        return _LOCAL
+
+    async def _give_back_async(self, held: Any) -> None:
+        """A call that waited will not start (a breaker rejected it): its permit returns."""
+        if held is _LOCAL:
+            self._gcra.give_back()
+        else:
+            await self.backend.cancel_async(held)  # type: ignore[union-attr]
+
+    def _give_back(self, held: Any) -> None:
+        """:meth:`_give_back_async` for sync code."""
+        if held is _LOCAL:
+            self._gcra.give_back()
+        else:
+            self.backend.cancel(held)  # type: ignore[union-attr]
 
     def _bound(self) -> float:
         """The longest wait a shared reservation may have: ``max_wait``, cut short by the deadline."""
@@ -233,18 +261,19 @@ class RateLimiter(Policy):
                 bound = max(0.0, left)
         return bound
 
-    async def _acquire_async(self, operation: str | None) -> None:
+    async def _acquire_async(self, operation: str | None) -> Any:
         backend = self.backend
         if backend is None:
-            await self._acquire_local_async(operation)
-            return
+            return await self._acquire_local_async(operation)
         got = await backend.reserve_async(self._bound())
         if got is None:
-            await self._acquire_local_async(operation)
-        elif not got.granted:
+            return await self._acquire_local_async(operation)
+        if not got.granted:
             raise self._reject(operation, got.delay)
-        elif got.delay > 0:
+        if got.delay > 0:
             await self._sleep_reserved(backend, got)
+            return got
+        return None
 
     async def _sleep_reserved(self, backend: RateLimiterBackend, got: Reservation) -> None:
         try:
@@ -253,153 +282,33 @@ class RateLimiter(Policy):
             await backend.cancel_async(got)
             raise
 
-    def _acquire_sync(self, operation: str | None) -> None:
+    def _acquire_sync(self, operation: str | None) -> Any:
         backend = self.backend
         if backend is None:
-            self._acquire_local_sync(operation)
-            return
+            return self._acquire_local_sync(operation)
         got = backend.reserve(self._bound())
         if got is None:
-            self._acquire_local_sync(operation)
-        elif not got.granted:
+            return self._acquire_local_sync(operation)
+        if not got.granted:
             raise self._reject(operation, got.delay)
-        elif got.delay > 0:
+        if got.delay > 0:
             try:
                 blocking_sleep(self.clock, got.delay)
             except BaseException:
                 backend.cancel(got)
                 raise
+            return got
+        return None
 
-    # --- policy layers -----------------------------------------------------------------
+    # --- policy layers (built in _rate_limiter_layers) ---------------------------------
 
     def wrap_async(self, inner: AsyncLayer) -> AsyncLayer:
         """Return the async layer that runs *inner* once it holds a permit."""
-        if self.backend is not None:
-            acquire_shared = self._acquire_async
-
-            async def run_shared(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                await acquire_shared(ctx.operation)
-                return await inner(ctx, fn, args, kwargs)
-
-            return run_shared
-
-        g = self._gcra
-        acquire, release = g.lock.acquire, g.lock.release
-        interval, limit = g.interval, g.limit
-        max_wait = self._max_wait
-        reject_above = max_wait + EPSILON
-        monotonic = g.clock.monotonic
-        # The system clock's reading without its method call; still looked up
-        # at call time, so freezegun can move it. A default clock is the system
-        # clock unless it serves another one (a pipeline's, use_clock's).
-        system = type(self.clock) is SystemClock
-        default = self._default
-        join = g.join_locked
-        wait_for = g.wait_async
-        wants = self.bus.wants
-        name = self.name
-        me = self
-
-        async def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            # _acquire_local_async inlined: a free permit is the hot path, a
-            # rejection the next one (a saturated limiter rejects most calls).
-            now = (
-                _time.monotonic()
-                if system or (default is not None and default.target is None and _clock._override is None)
-                else monotonic()
-            )
-            tat = g.tat
-            new = (tat if tat > now else now) + interval
-            wait = new - limit - now
-            if wait > reject_above:
-                # Decided without the lock: `tat` only moves back when a waiter
-                # leaves, so a read racing with that can at worst reject a call
-                # that came a moment too early. Admitting takes the lock.
-                w: Any = wait
-            else:
-                acquire()
-                try:
-                    if g.tat is not tat:  # another thread moved it meanwhile: decide again
-                        tat = g.tat
-                        new = (tat if tat > now else now) + interval
-                        wait = new - limit - now
-                    if wait <= EPSILON and not g.queued:
-                        g.tat = new
-                        w = None
-                    else:
-                        w = join(now, max_wait, AsyncWaiter)
-                finally:
-                    release()
-            if w is not None:
-                if w.__class__ is float:
-                    if wants(RateLimited):
-                        me._emit_rejected(ctx.operation, w)
-                    raise RateLimitedError(name, w)
-                await wait_for(w)
-            return await inner(ctx, fn, args, kwargs)
-
-        return run
+        return async_layer(self, inner)
 
     def wrap_sync(self, inner: SyncLayer) -> SyncLayer:
         """Return the sync layer that runs *inner* once it holds a permit (thread-safe)."""
-        if self.backend is not None:
-            acquire_shared = self._acquire_sync
-
-            def run_shared(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                acquire_shared(ctx.operation)
-                return inner(ctx, fn, args, kwargs)
-
-            return run_shared
-
-        g = self._gcra
-        acquire, release = g.lock.acquire, g.lock.release
-        interval, limit = g.interval, g.limit
-        max_wait = self._max_wait
-        reject_above = max_wait + EPSILON
-        monotonic = g.clock.monotonic
-        system = type(self.clock) is SystemClock
-        default = self._default
-        join = g.join_locked
-        wait_for = g.wait_sync
-        wants = self.bus.wants
-        name = self.name
-        me = self
-
-        def run(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-            # As in wrap_async's layer.
-            now = (
-                _time.monotonic()
-                if system or (default is not None and default.target is None and _clock._override is None)
-                else monotonic()
-            )
-            tat = g.tat
-            new = (tat if tat > now else now) + interval
-            wait = new - limit - now
-            if wait > reject_above:
-                w: Any = wait
-            else:
-                acquire()
-                try:
-                    if g.tat is not tat:  # another thread moved it meanwhile: decide again
-                        tat = g.tat
-                        new = (tat if tat > now else now) + interval
-                        wait = new - limit - now
-                    if wait <= EPSILON and not g.queued:
-                        g.tat = new
-                        w = None
-                    else:
-                        w = join(now, max_wait, SyncWaiter)
-                finally:
-                    release()
-            if w is not None:
-                if w.__class__ is float:
-                    if wants(RateLimited):
-                        me._emit_rejected(ctx.operation, w)
-                    raise RateLimitedError(name, w)
-                wait_for(w)
-            return inner(ctx, fn, args, kwargs)
-
-        return run
+        return sync_layer(self, inner)
 
     # --- context managers ------------------------------------------------------------
     # A permit is spent when it is taken: leaving the block gives nothing back.

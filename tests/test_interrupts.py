@@ -34,8 +34,17 @@ from typing import Any
 import pytest
 
 import resilient
-from resilient import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError, CircuitState
-from resilient.testing import FakeClock
+from resilient import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    Subscription,
+)
+from resilient._events import EXPLICIT_ONLY
+from resilient.events import BackendRecovered, CallSucceeded, CircuitOpened, Event, RetryScheduled
+from resilient.testing import FakeClock, capture_events
 
 LIBRARY_PATH = Path(resilient.__file__).parent
 _CALLS = frozenset({"PRECALL", "CALL", "CALL_KW", "CALL_FUNCTION_EX"})
@@ -508,6 +517,7 @@ def _boom() -> None:
 
 
 def _ok() -> str:
+    """Succeed."""
     return "ok"
 
 
@@ -649,6 +659,123 @@ def test_an_interrupt_anywhere_in_a_breaker_around_a_bulkhead_loses_nothing() ->
         lambda s: bulkhead_state(s[1]) or breaker_state(s[0]),
         lambda s: bulkhead_admits(s[1]) or breaker_admits(s[0]),
     )
+
+
+# --- the event bus: subscribe, unsubscribe, clear -----------------------------------------
+
+BUS = frozenset({"_events.py", "_event_runs.py"})
+# Nothing protects the first instruction of a subscription's __enter__/__exit__ (the gap
+# of anything returning its own undo, as for set_testing below).
+BUS_ENTRY_EXIT = frozenset({"__enter__", "__exit__"})
+CHECKED_TYPES = (CallSucceeded, CircuitOpened, BackendRecovered, RetryScheduled)
+
+
+class Recorder:
+    """A sync handler that notes its name in a shared log for every event."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def __call__(self, event: Event) -> None:
+        self.log.append(self.name)
+
+
+class BusSubject:
+    """A bus, the subscriptions its callers got, what sync handlers saw, and a pipeline call on it."""
+
+    def __init__(self) -> None:
+        self.bus = resilient.EventBus()
+        self.got: list[Subscription] = []
+        self.log: list[str] = []
+        self.call = resilient.pipeline(resilient.fallback(None, bus=self.bus), bus=self.bus)(_ok)
+
+
+async def _later(event: Event) -> None:
+    """An async handler (subscribed outside a loop: its runs wait for a drain)."""
+
+
+def make_bus() -> BusSubject:
+    """A bus with an async subscription (three runs waiting), and a pipeline that knows nobody observes it."""
+    subject = BusSubject()
+    subject.call()  # the pipeline now caches "nobody observes these calls"
+    subject.got.append(subject.bus.subscribe(_later, BackendRecovered))
+    for _ in range(3):
+        subject.bus.emit(BackendRecovered(policy="test", name=None, operation=None, time=0.0, backend="b"))
+    return subject
+
+
+def bus_scenario(subject: BusSubject) -> None:
+    """Subscriptions made and ended every way: methods, the module function, `with`, capture_events, clear."""
+    bus, got, log, call = subject.bus, subject.got, subject.log, subject.call
+    got.append(bus.subscribe(Recorder("a", log), CallSucceeded))
+    call()
+    with bus.subscribe(Recorder("b", log)) as sub:
+        got.append(sub)
+        call()
+    got.append(resilient.subscribe(Recorder("c", log), CallSucceeded, bus=bus))
+    with capture_events(CallSucceeded, bus=bus):
+        call()
+    got[1].unsubscribe()
+    got[0].unsubscribe()  # the async one: its waiting runs are forgotten
+    got.append(bus.subscribe(Recorder("d", log), CircuitOpened))
+    bus.clear()
+    call()  # nobody observes the pipeline again
+    got.append(bus.subscribe(Recorder("e", log), CallSucceeded))
+
+
+def listeners(registered: list[Any], cls: type) -> tuple[Any, ...]:
+    """Who should hear of an event of *cls* (a catch-all ``Event`` subscription misses explicit-only ones)."""
+    if issubclass(cls, EXPLICIT_ONLY):
+        return tuple(s for s in registered if any(issubclass(cls, t) and t is not Event for t in s.types))
+    return tuple(s for s in registered if issubclass(cls, s.types))
+
+
+def bus_state(subject: BusSubject) -> str | None:
+    """A held lock, a handler nobody can unsubscribe, a stale answer of wants(), runs of a gone handler."""
+    bus = subject.bus
+    if not bus._lock.acquire(timeout=1):
+        return "its lock is held"
+    bus._lock.release()
+    registered = list(bus._subs)
+    held = [s._sub for s in subject.got]
+    for sub in registered:
+        if not any(sub is h for h in held):
+            return f"{sub.handler!r} is registered, but no caller got its Subscription"
+    for s in subject.got:
+        if s.active != any(s._sub is r for r in registered):
+            return f"a Subscription says active={s.active}, registered={not s.active}"
+    for cls, cached in list(bus._cache.items()):
+        if cached != listeners(registered, cls):
+            return f"the cached listeners of {cls.__name__} are stale"
+    for cls in CHECKED_TYPES:
+        if bus.wants(cls) != bool(listeners(registered, cls)):
+            return f"wants({cls.__name__}) disagrees with the subscriptions"
+    runs = bus._runs
+    if bus.pending != len(runs._homeless) or not all(sub.active for sub, _ in runs._homeless):
+        return (
+            f"{bus.pending} runs pending, {len(runs._homeless)} waiting, of handlers still subscribed or not"
+        )
+    return None
+
+
+def bus_delivers(subject: BusSubject) -> str | None:
+    """Whether a pipeline call's CallSucceeded reaches exactly the handlers subscribed to it."""
+    subject.log.clear()
+    subject.call()
+    expected = sorted(
+        s.handler.name
+        for s in subject.bus._subs
+        if isinstance(s.handler, Recorder) and issubclass(CallSucceeded, s.types)
+    )
+    if sorted(subject.log) != expected:
+        return f"a pipeline call reached {sorted(subject.log)}, subscribed: {expected}"
+    return None
+
+
+def test_an_interrupt_anywhere_in_subscribing_leaves_the_bus_coherent() -> None:
+    """An interrupt in subscribe/unsubscribe/clear: no handler left registered that nobody can unsubscribe."""
+    sweep(BUS, make_bus, bus_scenario, bus_state, bus_delivers, BUS_ENTRY_EXIT)
 
 
 # --- the test aids --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A mixin of :class:`~resilient.backends.redis.RedisBackend`, shared by its
 sync and async steps: an admission's reply becomes a permit or a rejection;
 no reply becomes the local breaker's decision while Redis is down, or the
 decision of the shared state last seen when Redis is up but gave the call
-no turn in time.
+no turn in time. The re-check of a call that waited in a queue
+(``readmit``) is decided the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from resilient.backends._redis_view import View
 from resilient.backends.memory import MemoryBackend
 
 __all__ = ["Decisions", "Local"]
+
+# A permit of no local generation: the local breaker re-checks it by its state alone.
+_SHARED = Permit(-1)
 
 
 class Local:
@@ -84,6 +88,25 @@ class Decisions:
         if state == 0:
             return self._closed_permit(last[1])  # recorded in Redis like any CLOSED call
         # OPEN (until when is not known here), HALF_OPEN (probes need a lease), ISOLATED.
+        return Rejection(STATES[state], 0.0 if state == 2 else None)
+
+    def _readmission(self, permit: Permit, reply: list[Any] | None) -> Rejection | None:
+        """Decide the re-check of a call admitted with *permit* that then waited (``readmit``)."""
+        if reply is not None:
+            # reply: the header, then go ahead, retry_after_us
+            if reply[HEADER]:
+                return None
+            retry = reply[HEADER + 1]
+            return Rejection(STATES[reply[0]], None if retry < 0 else retry / 1e6)
+        last = self._view.last
+        if self._link.down_until is not None or last is None:
+            # Redis is down: the local breaker decides (fresh when the outage
+            # began, so it rejects only once it has opened on its own).
+            return self._local.readmit(_SHARED)
+        # Redis is up but gave the step no turn in time: as last seen.
+        state = last[0]
+        if state == 0 or last[1] == permit.generation:
+            return None
         return Rejection(STATES[state], 0.0 if state == 2 else None)
 
     def _local_acquire(self) -> Permit | Rejection:

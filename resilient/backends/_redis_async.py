@@ -111,6 +111,22 @@ class AsyncSteps(Decisions):
         # leave the probe slot taken until its lease ends.
         await asyncio.shield(self._release_soon(str(token)))
 
+    async def readmit_async(self, permit: Permit) -> Rejection | None:
+        """Async ``readmit``: one round trip through ``redis.asyncio``, nothing blocking.
+
+        Args:
+            permit: As ``readmit``.
+
+        Returns:
+            As ``readmit``.
+        """
+        token = permit.token
+        if token.__class__ is Local:
+            return self._local.readmit(token.permit)
+        return self._readmission(
+            permit, await self._step_async("readmit", (permit.generation,), bounded=True)
+        )
+
     async def isolate_async(self) -> Transition | None:
         """Async ``isolate``.
 

@@ -12,7 +12,7 @@
 -- KEYS[3] probe leases    zset: probe id -> lease expiry (ms)
 -- KEYS[4] reporters       zset: reporter id -> last failure (ms), at most MIN_REPORTERS
 --
--- ARGV[1] the step: acquire | record | release | flush | state | stats | isolate | reset
+-- ARGV[1] the step: acquire | record | release | flush | state | stats | readmit | isolate | reset
 -- ARGV[2..16] the configuration (RedisBackend._argv)
 -- ARGV[17..18] the caller's last view, if it saw the breaker ISOLATED: that
 --              state's epoch, and the earliest server time it could have expired
@@ -394,6 +394,17 @@ if step == 'stats' then
   if st == OPEN then retry = math.max(0, math.ceil((open_until - now) * 1000)) end
   local probes = redis.call('ZCOUNT', P, '(' .. now, '+inf')
   return encode({st, gen, -1, -1, stored and ep or 0, expiry(), n, nf, ns, cf, probes, hs, retry})
+end
+
+if step == 'readmit' then
+  -- ARGV[A + 1] the generation a call was admitted in; it then waited in a
+  -- queue of its process and is checked again before it calls the dependency.
+  -- No transition (a due OPEN stays OPEN until an admission moves it).
+  -- Reply extra: {go ahead, retry_after_us (-1: unknown, until reset)}.
+  if tonumber(ARGV[A + 1]) == gen or st == CLOSED then return reply({1, 0}) end
+  if st == OPEN then return reply({0, math.max(0, math.ceil((open_until - now) * 1000))}) end
+  if st == ISOLATED then return reply({0, -1}) end
+  return reply({0, 0})
 end
 
 if step == 'isolate' then

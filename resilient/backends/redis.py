@@ -352,6 +352,23 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         elif permit.probe:
             self._step("release", (token,))
 
+    def readmit(self, permit: Permit) -> Rejection | None:
+        """Check again, in one round trip, a call that waited in a queue after it was admitted.
+
+        Args:
+            permit: The call's permit.
+
+        Returns:
+            None if it may go ahead (the shared breaker has not moved on, or
+            is CLOSED again), else the rejection. Without an answer from
+            Redis, the local breaker decides while Redis is down, and the
+            state last seen when Redis gave the step no turn in time.
+        """
+        token = permit.token
+        if token.__class__ is _Local:
+            return self._local.readmit(token.permit)
+        return self._readmission(permit, self._step("readmit", (permit.generation,), bounded=True))
+
     def isolate(self) -> Transition | None:
         """Hold the shared breaker open for every process until :meth:`reset`.
 

@@ -17,7 +17,15 @@ from _redis_fixture import RedisServer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from resilient import RateLimitedError, RateLimiter, rate_limiter, timeout
+from resilient import (
+    CircuitOpenError,
+    RateLimitedError,
+    RateLimiter,
+    circuit_breaker,
+    pipeline,
+    rate_limiter,
+    timeout,
+)
 from resilient.backends.redis import RedisRateLimiterBackend
 from resilient.events import BackendDegraded, BackendRecovered, RateLimited
 from resilient.testing import FakeClock, capture_events
@@ -190,6 +198,52 @@ async def test_a_cancelled_waiter_gives_back_the_latest_reservation(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert int(sync_client.get(backend.key) or 0) == before
+
+
+class Hooked(FakeClock):
+    """A fake clock that runs *hook* whenever something sleeps on it."""
+
+    def __init__(self, hook: Callable[[], object]) -> None:
+        super().__init__()
+        self.hook = hook
+
+    async def sleep(self, seconds: float) -> None:
+        """Run the hook, then advance as a FakeClock does."""
+        self.hook()
+        await super().sleep(seconds)
+
+    def sleep_blocking(self, seconds: float) -> None:
+        """Run the hook, then advance as a FakeClock does."""
+        self.hook()
+        super().sleep_blocking(seconds)
+
+
+async def test_a_call_a_breaker_rejects_after_its_wait_gives_back_its_reservation(
+    build: Build, sync_client: redis.Redis, flavour: str
+) -> None:
+    """The breaker opens while a call waits for the fleet's permit: rejected, its reservation returns."""
+    breaker = circuit_breaker(name="api")
+    clock = Hooked(breaker.isolate)
+    rl = build(1, burst=1, max_wait=10, clock=clock)
+    backend = rl.backend
+    assert isinstance(backend, RedisRateLimiterBackend)
+    guarded = pipeline(breaker, rl)
+
+    def work_sync() -> str:
+        return "ok"
+
+    async def work() -> str:
+        return "ok"
+
+    async def call() -> str:
+        return guarded.call(work_sync) if flavour == "sync" else await guarded.call(work)
+
+    assert await call() == "ok"  # the free permit: no sleep, no hook
+    before = int(sync_client.get(backend.key) or 0)
+    with pytest.raises(CircuitOpenError):
+        await call()  # reserves the permit a second away, sleeps toward it (the breaker is isolated)
+    assert len(clock.sleeps) == 1
+    assert int(sync_client.get(backend.key) or 0) == before  # given back: the next caller gets it
 
 
 async def test_an_earlier_reservation_is_not_given_back(
