@@ -10,7 +10,7 @@ from ._numbers import describe, plain_number
 from ._tracking import track
 from ._validate import check_clock, check_fraction, check_int
 
-__all__ = ["RetryBudget"]
+__all__ = ["RetryBudget", "check_budget"]
 
 
 def _check_rate(param: str, value: object) -> float:
@@ -24,6 +24,25 @@ def _check_rate(param: str, value: object) -> float:
     if not math.isfinite(rate) or rate < 0:
         raise ValueError(f"{param} must be a finite number >= 0, got {rate!r}")
     return rate
+
+
+def check_budget(budget: RetryBudget | None) -> RetryBudget | None:
+    """Return *budget* if it is None or works as a :class:`RetryBudget` (``retry``'s and ``hedge``'s check).
+
+    Any object with callable ``deposit`` and ``try_withdraw`` methods is
+    accepted, so a budget of one's own can stand in.
+
+    Returns:
+        *budget*, unchanged.
+
+    Raises:
+        TypeError: *budget* lacks ``deposit`` or ``try_withdraw``.
+    """
+    if budget is not None and not (
+        callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
+    ):
+        raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
+    return budget
 
 
 class RetryBudget:

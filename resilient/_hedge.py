@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
-from ._budget import RetryBudget
+from ._budget import RetryBudget, check_budget
 from ._clock import Clock
 from ._context import CallContext, register_layer
 from ._events import Event, EventBus, HedgeStarted
@@ -94,11 +94,7 @@ class Hedge(Policy):
         if on_result is not None and not _sync_callable(on_result, 1):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {describe(on_result)}")
         self.on_result = on_result
-        if budget is not None and not (
-            callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
-        ):
-            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.name = check_name(name)
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)
