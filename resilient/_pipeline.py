@@ -539,11 +539,13 @@ class _Parts:
                             policy="pipeline", name=name, operation=operation, time=now, duration=now - start
                         )
                     )
-            elif isinstance(exc, Exception):
-                if bus.wants(CallFailed):
+            else:
+                # A failure, or a cancellation (or another control-flow exception).
+                ended = CallFailed if isinstance(exc, Exception) else CallCancelled
+                if bus.wants(ended):
                     now = clock.monotonic()
                     bus.emit(
-                        CallFailed(
+                        ended(
                             policy="pipeline",
                             name=name,
                             operation=operation,
@@ -552,18 +554,6 @@ class _Parts:
                             exception=exc,
                         )
                     )
-            elif bus.wants(CallCancelled):
-                now = clock.monotonic()
-                bus.emit(
-                    CallCancelled(
-                        policy="pipeline",
-                        name=name,
-                        operation=operation,
-                        time=now,
-                        duration=now - start,
-                        exception=exc,
-                    )
-                )
 
         observed: Callable[..., Any]
         if is_async:
