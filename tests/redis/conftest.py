@@ -26,6 +26,13 @@ def _binary() -> str:
     return found
 
 
+@pytest.fixture(params=["async", "sync"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Whether the guarded (or rate-limited) function is a coroutine function or a plain one."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture(scope="session")
 def redis_binary() -> str:
     """Path of the redis-server binary (skip or fail without one)."""

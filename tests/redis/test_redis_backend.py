@@ -25,13 +25,6 @@ pytestmark = pytest.mark.redis
 Make = Callable[..., CircuitBreaker]
 
 
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the guarded function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
 @pytest.fixture
 async def make(async_client: redis.asyncio.Redis) -> AsyncIterator[Make]:
     """Build breakers on the shared server: ``make(name, **breaker_and_backend_options)``."""

@@ -36,13 +36,6 @@ WORKER = str(Path(__file__).with_name("_limiter_worker.py"))
 Build = Callable[..., RateLimiter]
 
 
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the limited function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
 @pytest.fixture
 async def build(async_client: redis.asyncio.Redis, clock: FakeClock) -> AsyncIterator[Build]:
     """Build limiters sharing the test's server; their waits sleep on ``clock``."""

@@ -33,13 +33,6 @@ def offline() -> redis.asyncio.Redis:
     return redis.asyncio.Redis(host="127.0.0.1", port=1)
 
 
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the limited function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
 async def attempt(limiter: RateLimiter, flavour: str) -> float | str:
     """One call through *limiter* (sync or async): "ok", or the rejection's retry_after."""
 
