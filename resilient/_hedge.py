@@ -9,14 +9,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._async_only import AsyncOnlyPolicy
 from ._budget import RetryBudget, check_budget
 from ._clock import Clock
 from ._context import CallContext, register_layer
 from ._events import Event, EventBus, HedgeStarted
 from ._introspect import qualname
 from ._numbers import describe
-from ._pipeline import Args, AsyncLayer, Kwargs, SyncLayer
+from ._pipeline import Args, AsyncLayer, AsyncOnlyPolicy, Kwargs, SyncLayer
 from ._race import Race
 from ._validate import (
     ExceptionSpec,

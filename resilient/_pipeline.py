@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
 from ._clock import Clock, DefaultClock
 from ._context import AttributeValue, CallContext, register_layer
@@ -32,6 +32,7 @@ from ._validate import check_bus, check_clock, check_name
 
 __all__ = [
     "AsyncLayer",
+    "AsyncOnlyPolicy",
     "Attributes",
     "Pipeline",
     "Policy",
@@ -220,6 +221,38 @@ class Policy(abc.ABC):
         if solo is None:
             solo = self.__dict__["_solo"] = Pipeline(self)
         return solo.call(fn, *args, **kwargs)
+
+
+class AsyncOnlyPolicy(Policy):
+    """A policy that cannot guard a sync function: refused when decorated, and for type checkers.
+
+    Subclasses still implement :meth:`wrap_sync` (to raise); they may
+    override :meth:`check_sync` to explain the refusal in their own words.
+    """
+
+    supports_sync: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+        # Narrower static signatures than Policy's: only coroutine functions,
+        # so `@timeout(1)` or `@hedge()` on a sync function is a type error as
+        # well as a TypeError at decoration time. The runtime methods are Policy's.
+        @overload  # type: ignore[override]
+        def __call__(
+            self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
+        ) -> classmethod[C, P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: staticmethod[P, Coroutine[Any, Any, T]]
+        ) -> staticmethod[P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: Callable[P, Coroutine[Any, Any, T]]
+        ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+        def __call__(self, fn: Any) -> Any: ...
+
+        def call(  # type: ignore[override]
+            self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, T]: ...
 
 
 def is_pipeline(obj: object) -> TypeGuard[Pipeline]:

@@ -17,7 +17,6 @@ from types import BuiltinFunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _clock
-from ._async_only import AsyncOnlyPolicy
 from ._clock import (
     MONOTONIC_CLOCK,
     Clock,
@@ -32,7 +31,7 @@ from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
 from ._lazy import LazyModule
-from ._pipeline import Args, AsyncLayer, Kwargs, SyncLayer
+from ._pipeline import Args, AsyncLayer, AsyncOnlyPolicy, Kwargs, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_name
 
