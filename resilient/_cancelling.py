@@ -25,7 +25,12 @@ attempt or before the call, so the exception must carry the evidence: a
 ``CancelledError`` in its causes, contexts or group members, or a
 ``TaskGroup`` exit that held a cancellation to propagate when its
 children's errors took priority. A first attempt that swallows a
-cancellation without a trace and raises an unrelated error is retried.
+cancellation without a trace and raises an unrelated error is retried. The
+other way round, a ``TaskGroup`` whose failing child interrupted the
+group's own body holds its cancellation to propagate only if the count
+stayed above zero after its own request was withdrawn: with a stale request
+from before the call that looks like an outside cancellation, and the error
+is not retried.
 
 One ambiguity remains on old versions: a group body that swallows its own
 group's cancellation and returns normally is counted as a leak although
