@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
 from ._clock import Clock
-from ._numbers import describe, plain_number
+from ._numbers import describe
 from ._tracking import track
-from ._validate import check_clock, check_fraction, check_int
+from ._validate import check_clock, check_fraction, check_int, check_number
 
-__all__ = ["RetryBudget"]
+__all__ = ["RetryBudget", "check_budget"]
 
 
-def _check_rate(param: str, value: object) -> float:
-    number = plain_number(value)
-    if number is None:
-        raise TypeError(f"{param} must be a number, got {describe(value)}")
-    try:
-        rate = float(number)
-    except OverflowError:  # an int beyond any float
-        rate = math.inf
-    if not math.isfinite(rate) or rate < 0:
-        raise ValueError(f"{param} must be a finite number >= 0, got {rate!r}")
-    return rate
+def check_budget(budget: RetryBudget | None) -> RetryBudget | None:
+    """Return *budget* if it is None or works as a :class:`RetryBudget` (``retry``'s and ``hedge``'s check).
+
+    Any object with callable ``deposit`` and ``try_withdraw`` methods is
+    accepted, so a budget of one's own can stand in.
+
+    Returns:
+        *budget*, unchanged.
+
+    Raises:
+        TypeError: *budget* lacks ``deposit`` or ``try_withdraw``.
+    """
+    if budget is not None and not (
+        callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
+    ):
+        raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
+    return budget
 
 
 class RetryBudget:
@@ -56,7 +61,7 @@ class RetryBudget:
         clock: Clock | None = None,
     ) -> None:
         self.ratio = check_fraction("ratio", ratio)
-        self.min_per_second = _check_rate("min_per_second", min_per_second)
+        self.min_per_second = check_number("min_per_second", min_per_second, 0.0)
         self.capacity_calls = check_int("capacity_calls", capacity_calls, minimum=1)
         self.clock = check_clock(clock)
         try:

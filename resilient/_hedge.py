@@ -5,17 +5,17 @@ The policy and its factory; ``Race`` (in ``_race``) runs each call's attempts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar
 
-from ._budget import RetryBudget
+from ._budget import RetryBudget, check_budget
 from ._clock import Clock
 from ._context import CallContext, register_layer
 from ._events import Event, EventBus, HedgeStarted
 from ._introspect import qualname
 from ._numbers import describe
-from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._pipeline import Args, AsyncLayer, AsyncOnlyPolicy, Kwargs, SyncLayer
 from ._race import Race
 from ._validate import (
     ExceptionSpec,
@@ -29,10 +29,6 @@ from ._validate import (
 )
 
 __all__ = ["DEFAULT_DELAY", "MAX_ATTEMPTS", "Hedge", "hedge"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-C = TypeVar("C")
 
 MAX_ATTEMPTS = 100
 """The most attempts a hedged call may make.
@@ -68,12 +64,11 @@ def _sync_callable(fn: object, nargs: int) -> bool:
     return sync_callable(fn, nargs)
 
 
-class Hedge(Policy):
+class Hedge(AsyncOnlyPolicy):
     """The policy returned by :func:`hedge` (see it for the arguments)."""
 
     kind: ClassVar[str] = "hedge"
     emits: ClassVar[tuple[type[Event], ...]] = (HedgeStarted,)
-    supports_sync: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -94,38 +89,13 @@ class Hedge(Policy):
         if on_result is not None and not _sync_callable(on_result, 1):
             raise TypeError(f"on_result must be a predicate (result) -> bool, got {describe(on_result)}")
         self.on_result = on_result
-        if budget is not None and not (
-            callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
-        ):
-            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.name = check_name(name)
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)
 
     def __repr__(self) -> str:
         return f"hedge(attempts={self.attempts}, delay={self.delay!r})"
-
-    if TYPE_CHECKING:
-        # Only coroutine functions, as for timeout: `@hedge()` on a sync
-        # function is a static type error as well as a TypeError.
-        @overload  # type: ignore[override]
-        def __call__(
-            self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
-        ) -> classmethod[C, P, Coroutine[Any, Any, T]]: ...
-        @overload
-        def __call__(
-            self, fn: staticmethod[P, Coroutine[Any, Any, T]]
-        ) -> staticmethod[P, Coroutine[Any, Any, T]]: ...
-        @overload
-        def __call__(
-            self, fn: Callable[P, Coroutine[Any, Any, T]]
-        ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-        def __call__(self, fn: Any) -> Any: ...
-
-        def call(  # type: ignore[override]
-            self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-        ) -> Coroutine[Any, Any, T]: ...
 
     def check_sync(self, target: object) -> None:
         """Always raises: hedged attempts need an event loop.

@@ -12,10 +12,10 @@ from __future__ import annotations
 import abc
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias, TypeGuard, TypeVar, overload
 
 from ._clock import Clock, DefaultClock
-from ._context import AttributeValue, CallContext, clean_attributes, delivering, register_layer
+from ._context import AttributeValue, CallContext, register_layer
 from ._events import (
     CallCancelled,
     CallFailed,
@@ -24,15 +24,15 @@ from ._events import (
     Event,
     EventBus,
     default_bus,
-    subscriptions_version,
 )
 from ._introspect import full_name, is_async_callable, kind_of, module_of, qualname
-from ._lazy import LazyLogger
 from ._numbers import describe
+from ._runner import Parts
 from ._validate import check_bus, check_clock, check_name
 
 __all__ = [
     "AsyncLayer",
+    "AsyncOnlyPolicy",
     "Attributes",
     "Pipeline",
     "Policy",
@@ -41,8 +41,6 @@ __all__ = [
     "mark_frameless",
     "pipeline",
 ]
-
-logger = LazyLogger("resilient")  # logging loads with the first message
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -225,6 +223,38 @@ class Policy(abc.ABC):
         return solo.call(fn, *args, **kwargs)
 
 
+class AsyncOnlyPolicy(Policy):
+    """A policy that cannot guard a sync function: refused when decorated, and for type checkers.
+
+    Subclasses still implement :meth:`wrap_sync` (to raise); they may
+    override :meth:`check_sync` to explain the refusal in their own words.
+    """
+
+    supports_sync: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+        # Narrower static signatures than Policy's: only coroutine functions,
+        # so `@timeout(1)` or `@hedge()` on a sync function is a type error as
+        # well as a TypeError at decoration time. The runtime methods are Policy's.
+        @overload  # type: ignore[override]
+        def __call__(
+            self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
+        ) -> classmethod[C, P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: staticmethod[P, Coroutine[Any, Any, T]]
+        ) -> staticmethod[P, Coroutine[Any, Any, T]]: ...
+        @overload
+        def __call__(
+            self, fn: Callable[P, Coroutine[Any, Any, T]]
+        ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+        def __call__(self, fn: Any) -> Any: ...
+
+        def call(  # type: ignore[override]
+            self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, T]: ...
+
+
 def is_pipeline(obj: object) -> TypeGuard[Pipeline]:
     """``isinstance(obj, Pipeline)`` without ABCMeta's Python-level instance check (a third of a µs)."""
     return Pipeline in type(obj).__mro__
@@ -320,7 +350,7 @@ class Pipeline(Policy):
         self._async_chain: AsyncLayer | None = None
         self._sync_chain: SyncLayer | None = None
         # `.call()`'s runners by (is_async, operation, module), made on first use.
-        self._parts: dict[tuple[bool, str, str | None], _Parts] | None = None
+        self._parts: dict[tuple[bool, str, str | None], Parts] | None = None
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -421,7 +451,7 @@ class Pipeline(Policy):
         assert run is not None  # parts() builds the run form
         return run
 
-    def parts(self, is_async: bool, operation: str, module: str | None = None) -> _Parts:
+    def parts(self, is_async: bool, operation: str, module: str | None = None) -> Parts:
         """The runner of *operation* and what it is built from.
 
         Cached for the last 128 operations (``_CALL_CACHE_SIZE``): ``.call()``
@@ -442,7 +472,7 @@ class Pipeline(Policy):
                     del cache[next(iter(cache))]
                 except (KeyError, RuntimeError, StopIteration):
                     pass
-            found = cache[key] = _Parts(self, is_async, operation, full_name(operation, module))
+            found = cache[key] = Parts(self, is_async, operation, full_name(operation, module))
         return found
 
     @overload
@@ -470,191 +500,6 @@ class Pipeline(Policy):
         if not is_async:
             self.check_sync(fn)
         return self.runner(is_async, qualname(fn), module_of(fn))(fn, args, kwargs)
-
-
-class _Parts:
-    """The runner of one operation and what it is built from: the chain, the contexts, the observer."""
-
-    __slots__ = ("chain", "full_name", "observed", "operation", "pipeline", "run", "seen", "static")
-
-    run: Callable[..., Any] | None
-
-    def __init__(
-        self, pipeline: Pipeline, is_async: bool, operation: str, full: str | None = None, *, run: bool = True
-    ) -> None:
-        # run=False: no `run` form (a plain function's wrapper only calls `caller(fn)`'s).
-        self.pipeline = pipeline
-        self.operation = operation
-        self.full_name = operation if full is None else full
-        chain = self.chain = pipeline._chain(is_async)
-        self.static = CallContext(operation, pipeline, shared=True, full_name=self.full_name)
-        # [subscriptions version last checked, observed then]; observed until checked.
-        self.seen: list[Any] = [-1, True]
-        bus = pipeline.bus
-        clock = pipeline.clock
-        name = pipeline.name
-        attributes = pipeline.attributes
-        source = f"the attributes callable of {self.full_name}"
-
-        def begin(ctx: CallContext, args: Args, kwargs: Kwargs) -> float:
-            if attributes is not None:
-                try:
-                    found = attributes(*args, **kwargs)
-                except Exception:
-                    logger.exception("%s failed; the call runs without attributes", source)
-                    found = None
-                ctx.attributes = clean_attributes(found, source)
-            start = clock.monotonic()
-            if bus.wants(CallStarted):
-                outer = delivering.ctx
-                delivering.ctx = ctx
-                try:
-                    bus.emit(CallStarted(policy="pipeline", name=name, operation=operation, time=start))
-                except BaseException as interrupt:  # a handler's KeyboardInterrupt: close what others opened
-                    if ctx._exits is not None:
-                        ctx.run_exits(interrupt)
-                    raise
-                finally:
-                    delivering.ctx = outer
-            return start
-
-        def finish(ctx: CallContext, start: float, exc: BaseException | None) -> None:
-            # Raises only a control-flow exception from a handler or an exit
-            # callback (the bus and run_exits contain the rest); exits run anyway.
-            outer = delivering.ctx
-            delivering.ctx = ctx
-            try:
-                report(start, exc)
-            finally:
-                delivering.ctx = outer
-                if ctx._exits is not None:
-                    ctx.run_exits(exc)
-
-        def report(start: float, exc: BaseException | None) -> None:
-            if exc is None:
-                if bus.wants(CallSucceeded):
-                    now = clock.monotonic()
-                    bus.emit(
-                        CallSucceeded(
-                            policy="pipeline", name=name, operation=operation, time=now, duration=now - start
-                        )
-                    )
-            elif isinstance(exc, Exception):
-                if bus.wants(CallFailed):
-                    now = clock.monotonic()
-                    bus.emit(
-                        CallFailed(
-                            policy="pipeline",
-                            name=name,
-                            operation=operation,
-                            time=now,
-                            duration=now - start,
-                            exception=exc,
-                        )
-                    )
-            elif bus.wants(CallCancelled):
-                now = clock.monotonic()
-                bus.emit(
-                    CallCancelled(
-                        policy="pipeline",
-                        name=name,
-                        operation=operation,
-                        time=now,
-                        duration=now - start,
-                        exception=exc,
-                    )
-                )
-
-        observed: Callable[..., Any]
-        if is_async:
-
-            async def observed_async(
-                ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs
-            ) -> Any:
-                start = begin(ctx, args, kwargs)
-                try:
-                    result = await chain(ctx, fn, args, kwargs)
-                except BaseException as exc:
-                    # Control-flow exceptions too (CallCancelled, exit callbacks);
-                    # every exception propagates as the same object.
-                    finish(ctx, start, exc)
-                    raise
-                finish(ctx, start, None)
-                return result
-
-            observed = observed_async
-        else:
-
-            def observed_sync(ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                start = begin(ctx, args, kwargs)
-                try:
-                    result = chain(ctx, fn, args, kwargs)
-                except BaseException as exc:
-                    finish(ctx, start, exc)
-                    raise
-                finish(ctx, start, None)
-                return result
-
-            observed = observed_sync
-        register_layer(observed)
-        self.observed = observed
-        if not pipeline.policies:
-            # No policy layer's frame would carry the context: always observe.
-            self.seen[0] = None
-        self.run = self.caller(None) if run else None
-
-    def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
-        """Build the function that runs a call of this operation.
-
-        The two forms differ only in where the function comes from; the
-        wrapper's form closes over it so its call path reads no attribute.
-
-        Args:
-            wrapped: None for ``run(fn, args, kwargs)``; a function for
-                ``call(*args, **kwargs)``, what its ready wrapper calls.
-
-        Returns:
-            The runner.
-        """
-        observed = self.observed
-        static = self.static
-        chain = self.chain
-        seen = self.seen
-        refresh = self.refresh
-        version = subscriptions_version
-        operation = self.operation
-        full = self.full_name
-        pipeline = self.pipeline
-        context = CallContext
-
-        if wrapped is None:
-
-            def run(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-                if seen[0] != version[0]:
-                    refresh()
-                if seen[1]:
-                    return observed(context(operation, pipeline, False, full), fn, args, kwargs)
-                return chain(static, fn, args, kwargs)
-
-            return run
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if seen[0] != version[0]:
-                refresh()
-            if seen[1]:
-                return observed(context(operation, pipeline, False, full), wrapped, args, kwargs)
-            return chain(static, wrapped, args, kwargs)
-
-        return call
-
-    def refresh(self) -> None:
-        """Re-check whether anyone observes these calls (subscriptions changed)."""
-        seen = self.seen
-        if seen[0] is None:
-            return
-        version = subscriptions_version[0]
-        seen[1] = self.pipeline._observed()
-        seen[0] = version
 
 
 def pipeline(

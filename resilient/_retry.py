@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from . import _config
-from ._budget import RetryBudget
+from ._budget import RetryBudget, check_budget
 from ._clock import Clock, blocking_sleep
 from ._context import CallContext, _deadline
 from ._events import Event, EventBus, RetriesExhausted, RetryScheduled
@@ -121,11 +121,7 @@ class Retry(Policy):
         self.backoff = _to_backoff(backoff)
         self.long_retry_after = _check_long_retry_after(long_retry_after)
         self.deadline = check_duration("deadline", deadline, allow_none=True)
-        if budget is not None and not (
-            callable(getattr(budget, "try_withdraw", None)) and callable(getattr(budget, "deposit", None))
-        ):
-            raise TypeError(f"budget must be a RetryBudget (deposit/try_withdraw), got {describe(budget)}")
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.name = check_name(name)
         self.clock = check_clock(clock)
         self.bus = check_bus(bus)

@@ -11,10 +11,10 @@ expiry, and the task's ``cancelling()`` count is restored.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import timedelta
 from types import BuiltinFunctionType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _clock
 from ._clock import (
@@ -31,7 +31,7 @@ from ._context import CallContext, Deadline, _deadline
 from ._errors import TimeoutExceededError
 from ._events import Event, EventBus, TimeoutElapsed
 from ._lazy import LazyModule
-from ._pipeline import Args, AsyncLayer, Kwargs, Policy, SyncLayer
+from ._pipeline import Args, AsyncLayer, AsyncOnlyPolicy, Kwargs, SyncLayer
 from ._scopes import pop_scope, push_scope
 from ._validate import check_bus, check_clock, check_duration, check_name
 
@@ -41,10 +41,6 @@ else:
     asyncio = LazyModule("asyncio", globals())  # imported on first use
 
 __all__ = ["Timeout", "timeout"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-C = TypeVar("C")
 
 
 class _Scope(Deadline):
@@ -111,12 +107,11 @@ def _arm(
         scope.handle = schedule(seconds, scope.expire)
 
 
-class Timeout(Policy):
+class Timeout(AsyncOnlyPolicy):
     """The policy returned by :func:`timeout`; also ``async with timeout(s):``."""
 
     kind: ClassVar[str] = "timeout"
     emits: ClassVar[tuple[type[Event], ...]] = (TimeoutElapsed,)
-    supports_sync: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -145,28 +140,6 @@ class Timeout(Policy):
 
     def __repr__(self) -> str:
         return f"timeout({self.seconds!r})"
-
-    if TYPE_CHECKING:
-        # Narrower static signatures than Policy's: only coroutine functions,
-        # so `@timeout(1)` on a sync function is a type error as well as a
-        # TypeError at decoration time. The runtime methods are Policy's.
-        @overload  # type: ignore[override]
-        def __call__(
-            self, fn: classmethod[C, P, Coroutine[Any, Any, T]]
-        ) -> classmethod[C, P, Coroutine[Any, Any, T]]: ...
-        @overload
-        def __call__(
-            self, fn: staticmethod[P, Coroutine[Any, Any, T]]
-        ) -> staticmethod[P, Coroutine[Any, Any, T]]: ...
-        @overload
-        def __call__(
-            self, fn: Callable[P, Coroutine[Any, Any, T]]
-        ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-        def __call__(self, fn: Any) -> Any: ...
-
-        def call(  # type: ignore[override]
-            self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
-        ) -> Coroutine[Any, Any, T]: ...
 
     def _enter(self) -> _Scope:
         loop = asyncio.get_running_loop()

@@ -120,6 +120,31 @@ def check_int(param: str, value: object, *, minimum: int, maximum: int | None = 
     return number
 
 
+def check_number(param: str, value: object, minimum: float) -> float:
+    """Return *value* as a plain finite float >= *minimum*, or raise naming *param*.
+
+    Read through the base type (a subclass's comparisons and ``__float__``
+    may lie); an int beyond any float counts as infinite.
+
+    Returns:
+        The float.
+
+    Raises:
+        TypeError: *value* is not a number.
+        ValueError: *value* is NaN, infinite or below *minimum*.
+    """
+    number = plain_number(value)
+    if number is None:
+        raise TypeError(f"{param} must be a number, got {describe(value)}")
+    try:
+        f = float(number)
+    except OverflowError:  # an int beyond any float
+        f = math.inf
+    if not math.isfinite(f) or f < minimum:
+        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {f!r}")
+    return f
+
+
 def check_fraction(param: str, value: object) -> float:
     """Return *value* as a plain float in (0, 1], or raise naming *param*."""
     number = plain_number(value)

@@ -24,7 +24,8 @@ from typing import Any, cast
 import wrapt
 
 from ._introspect import full_name, module_of, qualname, unwrap_descriptor
-from ._pipeline import Pipeline, _Parts
+from ._pipeline import Pipeline
+from ._runner import Parts
 
 __all__ = ["BoundWrapper", "FunctionWrapper", "Wrapper", "rebind", "wrap"]
 
@@ -172,7 +173,7 @@ def rebind(wrapper: Wrapper, pipeline: Pipeline) -> Callable[[], None]:
     bound_forms = not isinstance(wrapper, FunctionWrapper)
     target = unwrap_descriptor(wrapped)
     operation = qualname(target)
-    parts = _Parts(
+    parts = Parts(
         pipeline,
         wrapper._self_is_async,
         operation,

@@ -24,10 +24,10 @@ from datetime import timedelta
 from typing import Any, Literal, TypeAlias
 
 from ._numbers import describe as _describe
-from ._numbers import plain_number as _plain_number
 from ._numbers import plain_seconds as _plain_seconds
 from ._validate import MAX_WAIT as _MAX_WAIT
 from ._validate import check_duration as _check_duration
+from ._validate import check_number as _check_number
 
 _LOG_FLOAT_MAX = math.log(1.7976931348623157e308)
 
@@ -60,19 +60,6 @@ def _check_jitter(value: object) -> Jitter:
     if value not in _JITTERS:
         raise ValueError(f"jitter must be one of 'none', 'full', 'equal', got {_describe(value)}")
     return value  # type: ignore[return-value]
-
-
-def _check_number(param: str, value: object, minimum: float) -> float:
-    number = _plain_number(value)
-    if number is None:
-        raise TypeError(f"{param} must be a number, got {_describe(value)}")
-    try:
-        f = float(number)
-    except OverflowError:  # an int beyond any float
-        f = math.inf
-    if not math.isfinite(f) or f < minimum:
-        raise ValueError(f"{param} must be a finite number >= {minimum:g}, got {f!r}")
-    return f
 
 
 def _max_delay(value: object, *, allow_inf: bool = False) -> float:

@@ -23,12 +23,29 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from resilient._context import CallContext
-from resilient._events import Event
+from resilient._events import (
+    BackendDegraded,
+    BackendRecovered,
+    BackendStateLost,
+    CallCancelled,
+    CallFailed,
+    CallRejected,
+    CallSucceeded,
+    ChaosInjected,
+    CircuitStateChanged,
+    Event,
+    FallbackUsed,
+    HedgeStarted,
+    RetriesExhausted,
+    RetryScheduled,
+    TimeoutElapsed,
+)
 from resilient._numbers import describe
 from resilient.adapters._common import call_of
 
 __all__ = [
     "METRICS",
+    "METRIC_EVENTS",
     "Metric",
     "attribute_values",
     "call_labels",
@@ -81,6 +98,24 @@ class Metric:
 
 
 _CALL = ("operation", "name")
+
+METRIC_EVENTS: tuple[type[Event], ...] = (
+    CallSucceeded,
+    CallFailed,
+    CallCancelled,
+    RetryScheduled,
+    RetriesExhausted,
+    TimeoutElapsed,
+    CallRejected,
+    FallbackUsed,
+    HedgeStarted,
+    ChaosInjected,
+    CircuitStateChanged,
+    BackendDegraded,
+    BackendRecovered,
+    BackendStateLost,
+)
+"""The events both metric adapters subscribe to (the OpenTelemetry one all of them when it traces)."""
 
 METRICS: dict[str, Metric] = {
     m.otel: m

@@ -71,29 +71,12 @@ from resilient._numbers import describe as _describe
 from resilient._state import CircuitState
 from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
 from resilient.adapters._tracing import SpanRecorder
-from resilient.adapters._vocabulary import METRICS, call_labels, check_metric_attributes
+from resilient.adapters._vocabulary import METRIC_EVENTS, METRICS, call_labels, check_metric_attributes
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetryAdapter"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """Advisory buckets (seconds) of ``resilient.call.duration``: the HTTP semconv's, and prometheus_client's."""
-
-_EVENTS: tuple[type[Event], ...] = (
-    CallSucceeded,
-    CallFailed,
-    CallCancelled,
-    RetryScheduled,
-    RetriesExhausted,
-    TimeoutElapsed,
-    CallRejected,
-    FallbackUsed,
-    HedgeStarted,
-    ChaosInjected,
-    CircuitStateChanged,
-    BackendDegraded,
-    BackendRecovered,
-    BackendStateLost,
-)
 
 
 class OpenTelemetryAdapter:
@@ -376,7 +359,7 @@ class OpenTelemetryAdapter:
             TypeError: *bus* is not an EventBus.
         """
         # Spans want every event (any kind can become a span event); metrics alone need fewer.
-        return attach(self, ALL_EVENTS if self.traces else _EVENTS, bus)
+        return attach(self, ALL_EVENTS if self.traces else METRIC_EVENTS, bus)
 
 
 def _ignore(event: Event) -> None:

@@ -78,6 +78,7 @@ from resilient._numbers import plain_number as _plain_number
 from resilient._state import CircuitState
 from resilient.adapters._common import Tracked, attach, breaker_state, exception_type, import_optional
 from resilient.adapters._vocabulary import (
+    METRIC_EVENTS,
     METRICS,
     attribute_values,
     call_labels,
@@ -89,22 +90,6 @@ from resilient.adapters._vocabulary import (
 __all__ = ["PrometheusAdapter"]
 
 _NAMESPACE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_EVENTS: tuple[type[Event], ...] = (
-    CallSucceeded,
-    CallFailed,
-    CallCancelled,
-    RetryScheduled,
-    RetriesExhausted,
-    TimeoutElapsed,
-    CallRejected,
-    FallbackUsed,
-    HedgeStarted,
-    ChaosInjected,
-    CircuitStateChanged,
-    BackendDegraded,
-    BackendRecovered,
-    BackendStateLost,
-)
 _GAUGES = (
     "resilient.circuit.state",
     "resilient.bulkhead.in_use",
@@ -460,7 +445,7 @@ class PrometheusAdapter:
         Raises:
             TypeError: *bus* is not an EventBus.
         """
-        return attach(self, _EVENTS, bus)
+        return attach(self, METRIC_EVENTS, bus)
 
 
 def _ignore(event: Event) -> None:

@@ -247,13 +247,13 @@ class BreakerBackend(abc.ABC):
     """
 
     nonblocking: ClassVar[bool] = False
+    """True if the sync methods never wait for I/O, so async code may call them."""
     quiet_permit: Permit | None = None
     """Optional fast path for in-process backends: a permit that
     :meth:`acquire` would return right now and with which a success changes
     nothing. While it is not None the breaker neither calls :meth:`acquire`
     nor records a success made with it. A backend must set it to None
     whenever either stops being true (and shared backends leave it None)."""
-    """True if the sync methods never wait for I/O, so async code may call them."""
     waiters_admitted: bool = False
     """Optional fast path for in-process backends: True only while every call
     admitted earlier may go ahead now (the breaker is CLOSED, known without

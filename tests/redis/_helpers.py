@@ -9,10 +9,19 @@ from typing import Any
 
 import redis.asyncio
 
-from resilient import CircuitBreaker
+from resilient import CircuitBreaker, RateLimitedError, RateLimiter
 from resilient.backends.redis import RedisBackend
 
-__all__ = ["evalsha_calls", "invoke", "make_due", "settle", "swallow", "wait_until_probe_allowed"]
+__all__ = [
+    "attempt",
+    "backend_of",
+    "evalsha_calls",
+    "invoke",
+    "make_due",
+    "settle",
+    "swallow",
+    "wait_until_probe_allowed",
+]
 
 
 async def invoke(breaker: CircuitBreaker, flavour: str, exc: BaseException | None = None) -> str:
@@ -70,3 +79,25 @@ def make_due(client: redis.Redis, backend: RedisBackend) -> None:
     """Make the shared OPEN breaker due for probing now, without waiting for the server's clock."""
     assert client.hget(backend.keys[0], "st") == b"1", "the shared breaker is not OPEN"
     client.hset(backend.keys[0], "until", 0)
+
+
+async def attempt(limiter: RateLimiter, flavour: str) -> float | str:
+    """One call through *limiter* (sync or async): "ok", or the rejection's retry_after."""
+
+    def work_sync() -> str:
+        return "ok"
+
+    async def work() -> str:
+        return "ok"
+
+    try:
+        return limiter.call(work_sync) if flavour == "sync" else await limiter.call(work)
+    except RateLimitedError as exc:
+        return -1.0 if exc.retry_after is None else exc.retry_after
+
+
+def backend_of(breaker: CircuitBreaker) -> RedisBackend:
+    """The breaker's RedisBackend."""
+    backend = breaker.backend
+    assert isinstance(backend, RedisBackend)
+    return backend

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -24,6 +25,13 @@ def _binary() -> str:
             pytest.fail(f"RESILIENT_REQUIRE_REDIS=1 but {reason}")
         pytest.skip(reason)
     return found
+
+
+@pytest.fixture(params=["async", "sync"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    """Whether the guarded (or rate-limited) function is a coroutine function or a plain one."""
+    value: str = request.param
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +81,17 @@ async def async_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     client = redis_server.async_client()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    """Worker processes, killed if a test leaves one running."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()

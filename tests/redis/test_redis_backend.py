@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from _helpers import evalsha_calls, invoke, make_due, settle, swallow, wait_until_probe_allowed
+from _helpers import backend_of, evalsha_calls, invoke, make_due, settle, swallow, wait_until_probe_allowed
 from _redis_fixture import RedisServer
 
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
@@ -23,13 +23,6 @@ from resilient.testing import FakeClock, capture_events
 pytestmark = pytest.mark.redis
 
 Make = Callable[..., CircuitBreaker]
-
-
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the guarded function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
 
 
 @pytest.fixture
@@ -50,13 +43,6 @@ async def make(async_client: redis.asyncio.Redis) -> AsyncIterator[Make]:
     yield build
     for backend in built:
         await backend.aclose()
-
-
-def backend_of(breaker: CircuitBreaker) -> RedisBackend:
-    """The breaker's RedisBackend."""
-    backend = breaker.backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def fail(breaker: CircuitBreaker, flavour: str, times: int) -> None:

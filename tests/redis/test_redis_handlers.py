@@ -24,13 +24,6 @@ pytestmark = pytest.mark.redis
 Build = Callable[..., tuple[CircuitBreaker, RedisBackend]]
 
 
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the guarded function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
 @pytest.fixture
 async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Build]:
     """Build breakers named "handlers" on this test's own server, on one bus; reconnects run on ``clock``."""

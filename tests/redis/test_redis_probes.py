@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from _helpers import make_due
+from _helpers import backend_of, make_due
 from _redis_fixture import RedisServer
 
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, circuit_breaker
@@ -50,13 +50,6 @@ async def make(redis_server: RedisServer) -> AsyncIterator[Make]:
     for backend, client in made:
         await backend.aclose()
         await client.aclose()
-
-
-def backend_of(breaker: CircuitBreaker) -> RedisBackend:
-    """The breaker's RedisBackend."""
-    backend = breaker.backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def open_and_make_due(breaker: CircuitBreaker, sync_client: redis.Redis) -> None:

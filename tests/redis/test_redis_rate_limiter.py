@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
-from _helpers import evalsha_calls
+from _helpers import attempt, evalsha_calls
 from _redis_fixture import RedisServer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.redis
 
 WORKER = str(Path(__file__).with_name("_limiter_worker.py"))
 Build = Callable[..., RateLimiter]
-
-
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the limited function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
 
 
 @pytest.fixture
@@ -68,21 +61,6 @@ async def until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition never became true")
-
-
-async def attempt(limiter: RateLimiter, flavour: str) -> float | str:
-    """One call through *limiter* (sync or async): "ok", or the rejection's retry_after."""
-
-    def work_sync() -> str:
-        return "ok"
-
-    async def work() -> str:
-        return "ok"
-
-    try:
-        return limiter.call(work_sync) if flavour == "sync" else await limiter.call(work)
-    except RateLimitedError as exc:
-        return -1.0 if exc.retry_after is None else exc.retry_after
 
 
 async def test_the_burst_is_admitted_then_calls_are_rejected(build: Build, flavour: str) -> None:
@@ -386,20 +364,6 @@ async def test_a_dead_redis_falls_back_to_the_local_share_and_comes_back(
 
 
 # --- a fleet of processes -------------------------------------------------------------------
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    """Worker processes, killed if a test leaves one running."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
 
 
 def over_the_limit(times: list[int], interval_us: int, burst: int) -> list[tuple[int, int, int]]:

@@ -11,10 +11,11 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
+from _helpers import attempt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient import RateLimitedError, RateLimiter, rate_limiter
+from resilient import rate_limiter
 from resilient.backends.redis import MAX_SECONDS, RedisRateLimiterBackend
 from resilient.events import BackendDegraded
 from resilient.testing import FakeClock, capture_events
@@ -31,28 +32,6 @@ MAX_US = 10**15  # MAX_SECONDS in microseconds, the unit of the Lua script
 def offline() -> redis.asyncio.Redis:
     """An asyncio client that is never used to connect (construction-time checks only)."""
     return redis.asyncio.Redis(host="127.0.0.1", port=1)
-
-
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the limited function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
-async def attempt(limiter: RateLimiter, flavour: str) -> float | str:
-    """One call through *limiter* (sync or async): "ok", or the rejection's retry_after."""
-
-    def work_sync() -> str:
-        return "ok"
-
-    async def work() -> str:
-        return "ok"
-
-    try:
-        return limiter.call(work_sync) if flavour == "sync" else await limiter.call(work)
-    except RateLimitedError as exc:
-        return -1.0 if exc.retry_after is None else exc.retry_after
 
 
 # --- keys ----------------------------------------------------------------------------------------

@@ -25,13 +25,6 @@ pytestmark = pytest.mark.redis
 Build = Callable[..., CircuitBreaker]
 
 
-@pytest.fixture(params=["async", "sync"])
-def flavour(request: pytest.FixtureRequest) -> str:
-    """Whether the guarded function is a coroutine function or a plain one."""
-    value: str = request.param
-    return value
-
-
 @pytest.fixture
 async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Build]:
     """Build breakers ("process" = one backend and client each) on this test's own server."""
