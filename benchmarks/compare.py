@@ -398,7 +398,9 @@ def event_checks(stats: dict[str, Stats], checks: list[Check]) -> str:
 
 def versions_table() -> str:
     """Which version of each library ran (or why it did not)."""
-    found = versions(["resilient", *pr.PEERS, "wrapt"])
+    # The distribution is resilient-policies (the import name is resilient).
+    found = versions(["resilient-policies", *pr.PEERS, "wrapt"])
+    found = {("resilient" if lib == "resilient-policies" else lib): ver for lib, ver in found.items()}
     out = []
     for lib, ver in found.items():
         status = "ok" if ver else "not installed"
