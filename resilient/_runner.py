@@ -29,9 +29,22 @@ logger = LazyLogger("resilient")  # logging loads with the first message
 class Parts:
     """The runner of one operation and what it is built from: the chain, the contexts, the observer."""
 
-    __slots__ = ("chain", "full_name", "observed", "operation", "pipeline", "run", "seen", "static")
+    __slots__ = (
+        "chain",
+        "full_name",
+        "is_async",
+        "observed",
+        "operation",
+        "pipeline",
+        "run",
+        "seen",
+        "static",
+    )
 
     run: Callable[..., Any] | None
+    #: The observed runner, built by :meth:`observer` with the first observed
+    #: call: a function nobody observes keeps none of its closures.
+    observed: Callable[..., Any] | None
 
     def __init__(
         self, pipeline: Pipeline, is_async: bool, operation: str, full: str | None = None, *, run: bool = True
@@ -40,10 +53,26 @@ class Parts:
         self.pipeline = pipeline
         self.operation = operation
         self.full_name = operation if full is None else full
-        chain = self.chain = pipeline._chain(is_async)
+        self.chain = pipeline._chain(is_async)
         self.static = CallContext(operation, pipeline, shared=True, full_name=self.full_name)
         # [subscriptions version last checked, observed then]; observed until checked.
         self.seen: list[Any] = [-1, True]
+        self.is_async = is_async
+        self.observed = None
+        if not pipeline.policies:
+            # No policy layer's frame would carry the context: always observe.
+            self.seen[0] = None
+        self.run = self.caller(None) if run else None
+
+    def observer(self) -> Callable[..., Any]:
+        """Build (once) and return the runner of observed calls: call events, a private context.
+
+        Returns:
+            The ``(ctx, fn, args, kwargs)`` layer around the chain.
+        """
+        pipeline = self.pipeline
+        chain = self.chain
+        operation = self.operation
         bus = pipeline.bus
         clock = pipeline.clock
         name = pipeline.name
@@ -110,7 +139,7 @@ class Parts:
                     )
 
         observed: Callable[..., Any]
-        if is_async:
+        if self.is_async:
 
             async def observed_async(
                 ctx: CallContext, fn: Callable[..., Any], args: Args, kwargs: Kwargs
@@ -141,11 +170,8 @@ class Parts:
 
             observed = observed_sync
         register_layer(observed)
-        self.observed = observed
-        if not pipeline.policies:
-            # No policy layer's frame would carry the context: always observe.
-            self.seen[0] = None
-        self.run = self.caller(None) if run else None
+        self.observed = observed  # (two threads may both build one: either serves)
+        return observed
 
     def caller(self, wrapped: Callable[..., Any] | None) -> Callable[..., Any]:
         """Build the function that runs a call of this operation.
@@ -160,7 +186,7 @@ class Parts:
         Returns:
             The runner.
         """
-        observed = self.observed
+        parts = self
         static = self.static
         chain = self.chain
         seen = self.seen
@@ -177,6 +203,7 @@ class Parts:
                 if seen[0] != version[0]:
                     refresh()
                 if seen[1]:
+                    observed = parts.observed or parts.observer()
                     return observed(context(operation, pipeline, False, full), fn, args, kwargs)
                 return chain(static, fn, args, kwargs)
 
@@ -186,6 +213,7 @@ class Parts:
             if seen[0] != version[0]:
                 refresh()
             if seen[1]:
+                observed = parts.observed or parts.observer()
                 return observed(context(operation, pipeline, False, full), wrapped, args, kwargs)
             return chain(static, wrapped, args, kwargs)
 

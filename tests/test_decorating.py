@@ -641,6 +641,17 @@ def test_decorating_keeps_under_a_kilobyte_per_function() -> None:
     assert retained_per_decoration(lambda fn: retry(attempts=3)(fn)) <= 1024
 
 
+def test_a_function_nobody_observes_keeps_no_observer_after_its_first_call() -> None:
+    """Called once with nobody subscribed, a retried function keeps under 3 KB: no call-event closures."""
+
+    def decorate_and_call(fn: Callable[..., Any]) -> Any:
+        guarded = retry(attempts=3)(fn)
+        assert guarded(1, 2, scale=1) == 3
+        return guarded
+
+    assert retained_per_decoration(decorate_and_call) <= 3072
+
+
 def test_decorated_functions_share_their_wrapper_class() -> None:
     """Decorating builds no class per function: two decorated functions share one wrapper type."""
     one, two = (retry(attempts=3)(f) for f in fresh_functions(2))
