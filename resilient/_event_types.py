@@ -372,7 +372,9 @@ class BackendStateLost(Event):
     """A shared state backend lost the state this process last saw (a restart, a flush, eviction).
 
     Emitted by each process that notices, once per loss. An ISOLATED breaker
-    is restored (``state`` is ISOLATED); otherwise the breaker starts afresh.
+    is restored (``state`` is ISOLATED), and so is an OPEN one whose open
+    period had not ended (``state`` is OPEN); otherwise the breaker starts
+    afresh.
 
     Attributes:
         backend: A short description of the backend.

@@ -14,15 +14,18 @@
 --
 -- ARGV[1] the step: acquire | record | release | flush | state | stats | readmit | isolate | reset
 -- ARGV[2..16] the configuration (RedisBackend._argv)
--- ARGV[17..18] the caller's last view, if it saw the breaker ISOLATED: that
---              state's epoch, and the earliest server time it could have expired
---              (0 0 otherwise); ARGV[19..] the step's own arguments.
+-- ARGV[17..19] the caller's last view, if it saw the breaker ISOLATED or OPEN:
+--              that state's epoch, the earliest server time it could have
+--              expired, and for OPEN the server time its open period ends
+--              (0 for ISOLATED; 0 0 0 for any other view); ARGV[20..] the
+--              step's own arguments.
 --
 -- Every reply is a string of integers "state generation previous next epoch
--- expiry ...": previous/next are -1 unless the step caused a transition; epoch
--- is the server time (ms) the state was created at (0: none stored), stable
--- until the state is lost or expires; expiry is the earliest server time its
--- keys can expire (an ISOLATED state: if reset now).
+-- expiry until ...": previous/next are -1 unless the step caused a transition;
+-- epoch is the server time (ms) the state was created at (0: none stored),
+-- stable until the state is lost or expires; expiry is the earliest server time
+-- its keys can expire (an ISOLATED state: if reset now); until is the server
+-- time an OPEN state's open period ends (0 in any other state).
 
 if redis.replicate_commands then
   -- Redis < 5 refuses writes after TIME unless effects are replicated.
@@ -48,7 +51,8 @@ local REPORTER_TTL = tonumber(ARGV[15])
 local REPORTER = ARGV[16]
 local HINT_EPOCH = tonumber(ARGV[17]) or 0
 local HINT_UNTIL = tonumber(ARGV[18]) or 0
-local A = 18 -- the step's own arguments are ARGV[A + 1], ARGV[A + 2], ...
+local HINT_OPEN = tonumber(ARGV[19]) or 0
+local A = 19 -- the step's own arguments are ARGV[A + 1], ARGV[A + 2], ...
 
 local CLOSED, OPEN, HALF_OPEN, ISOLATED = 0, 1, 2, 3
 local WINDOWED = FAIL_RATE > 0 or SLOW_RATE > 0
@@ -111,18 +115,31 @@ local function window_clear()
   wsig = WSIG
 end
 
--- The state this caller last saw ISOLATED is gone (a restart, FLUSHALL,
--- eviction), and no expiry explains it: this state was created before that one
--- could have expired. An operator's isolation holds until reset(), so restore
--- it, once per lost state (ri): a reset() after the restore sticks.
+-- The state this caller last saw ISOLATED or OPEN is gone (a restart,
+-- FLUSHALL, eviction), and no expiry explains it: this state was created
+-- before that one could have expired. Restore it, once per lost state (ri): a
+-- reset() after the restore sticks. An operator's isolation holds until
+-- reset(), whatever Redis forgets. An open period the loss cut short is
+-- restored over a state that is still CLOSED, until the period's own end: the
+-- dependency was failing moments ago, and a fresh CLOSED state would send
+-- every caller to it until enough of them fail again.
 if HINT_EPOCH > 0 and step ~= 'stats' and ep ~= HINT_EPOCH and ri ~= HINT_EPOCH
     and ep < HINT_UNTIL then
-  ri = HINT_EPOCH
-  if st ~= ISOLATED then
-    st = ISOLATED
+  if HINT_OPEN == 0 then
+    ri = HINT_EPOCH
+    if st ~= ISOLATED then
+      st = ISOLATED
+      gen = gen + 1
+    end
+    dirty = true
+  elseif st == CLOSED and now < HINT_OPEN then
+    ri = HINT_EPOCH
+    st = OPEN
     gen = gen + 1
+    open_until = HINT_OPEN
+    cf, hs = 0, 0
+    dirty = true
   end
-  dirty = true
 end
 
 -- A process configured with another window shape starts the window afresh.
@@ -306,7 +323,7 @@ end
 
 local function reply(extra)
   if dirty then save() end
-  local r = {st, gen, prev, nxt, ep, expiry()}
+  local r = {st, gen, prev, nxt, ep, expiry(), (st == OPEN) and open_until or 0}
   if extra then
     for i = 1, #extra do r[#r + 1] = extra[i] end
   end
@@ -393,7 +410,8 @@ if step == 'stats' then
   local retry = -1
   if st == OPEN then retry = math.max(0, math.ceil((open_until - now) * 1000)) end
   local probes = redis.call('ZCOUNT', P, '(' .. now, '+inf')
-  return encode({st, gen, -1, -1, stored and ep or 0, expiry(), n, nf, ns, cf, probes, hs, retry})
+  local open_end = (st == OPEN) and open_until or 0
+  return encode({st, gen, -1, -1, stored and ep or 0, expiry(), open_end, n, nf, ns, cf, probes, hs, retry})
 end
 
 if step == 'readmit' then

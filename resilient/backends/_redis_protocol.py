@@ -1,12 +1,12 @@
 """The wire format between :class:`RedisBackend` and its Lua script.
 
 The script takes the four keys, the step name, fifteen configuration
-arguments (:func:`script_config`), the caller's isolation hint (two integers,
+arguments (:func:`script_config`), the caller's restore hint (three integers,
 see :func:`hint`) and the step's own; it replies with a flat list of integers
 that the functions here decode. Every reply starts with the same header
 (:data:`HEADER` integers): state, generation, previous and next state (-1: no
-transition), the state's epoch and the earliest server time its keys can
-expire.
+transition), the state's epoch, the earliest server time its keys can
+expire, and the server time an OPEN state's open period ends (0 otherwise).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "HEADER",
     "ISOLATED",
     "NO_HINT",
+    "OPEN",
     "STATES",
     "SuccessTally",
     "default_reporter",
@@ -38,14 +39,14 @@ __all__ = [
 
 STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.ISOLATED)
 """State codes of the script, in order."""
-ISOLATED = 3
-"""The script's code for ISOLATED."""
-HEADER = 6
+OPEN, ISOLATED = 1, 3
+"""The script's codes for OPEN and ISOLATED (the states a hint restores)."""
+HEADER = 7
 """Integers every reply starts with; a step's own follow."""
-EPOCH, EXPIRY = 4, 5
-"""Where the header holds the state's epoch and earliest expiry (server ms)."""
-NO_HINT = (b"0", b"0")
-"""The isolation hint of a caller whose last view was not ISOLATED."""
+EPOCH, EXPIRY, UNTIL = 4, 5, 6
+"""Where the header holds the state's epoch, earliest expiry and open period's end (server ms)."""
+NO_HINT = (b"0", b"0", b"0")
+"""The hint of a caller whose last view was neither OPEN nor ISOLATED."""
 
 
 def default_reporter() -> str:
@@ -104,15 +105,17 @@ def encode(values: tuple[Any, ...]) -> tuple[bytes, ...]:
 
 
 def hint(view: list[Any] | None) -> tuple[bytes, ...]:
-    """Return the isolation hint for a caller whose last reply was *view*.
+    """Return the restore hint for a caller whose last reply was *view*.
 
-    A caller that last saw the breaker ISOLATED sends that state's epoch and
-    earliest expiry with each step, so that the script can restore the
-    isolation if the state was lost (not expired) since.
+    A caller that last saw the breaker ISOLATED or OPEN sends that state's
+    epoch and earliest expiry (and for OPEN, the end of its open period) with
+    each step, so that the script can restore the state if it was lost (not
+    expired) since.
     """
-    if view is None or view[0] != ISOLATED:
+    if view is None or (view[0] != ISOLATED and view[0] != OPEN):
         return NO_HINT
-    return (str(view[EPOCH]).encode(), str(view[EXPIRY]).encode())
+    until = view[UNTIL] if view[0] == OPEN else 0
+    return (str(view[EPOCH]).encode(), str(view[EXPIRY]).encode(), str(until).encode())
 
 
 def transition_of(reply: list[Any]) -> Transition | None:

@@ -9,9 +9,12 @@ state was created before the old one could have expired.
 
 A process that saw something other than CLOSED emits
 :class:`~resilient.events.BackendStateLost` once per loss. A process that saw
-ISOLATED sends that state's epoch and earliest expiry with every step (the
-*hint*), and the script restores the isolation (see the script): an
-operator's ``isolate()`` holds until ``reset()``, whatever Redis forgets.
+ISOLATED or OPEN sends that state's epoch and earliest expiry (and the end of
+the open period) with every step (the *hint*), and the script restores the
+state (see the script): an operator's ``isolate()`` holds until ``reset()``,
+whatever Redis forgets, and an open period the loss cut short is restored
+over the fresh CLOSED state until it ends, so the fleet does not send every
+call to a dependency that was failing moments ago.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from typing import Any
 from resilient._events import BackendStateLost
 from resilient._state import CircuitState
 from resilient.backends._redis_link import RedisLink
-from resilient.backends._redis_protocol import EPOCH, EXPIRY, ISOLATED, NO_HINT, STATES, hint
+from resilient.backends._redis_protocol import EPOCH, EXPIRY, ISOLATED, NO_HINT, OPEN, STATES, hint
 
 __all__ = ["View"]
 
 logger = logging.getLogger("resilient")
 
 _CLOSED = 0
+_HINTED = (OPEN, ISOLATED)  # the states a hint restores
 
 
 class View:
@@ -46,7 +50,7 @@ class View:
         self._lock = threading.Lock()
         self.last: list[Any] | None = None
         self.hint: tuple[bytes, ...] = NO_HINT
-        """Sent with every step: the isolation to restore if the state was lost."""
+        """Sent with every step: the isolation or open period to restore if the state was lost."""
 
     @property
     def isolated(self) -> bool:
@@ -65,7 +69,7 @@ class View:
             self._new_epoch(reply)
         elif reply[1] >= last[1]:  # not a late reply from an earlier generation
             self.last = reply
-            if reply[0] == ISOLATED or last[0] == ISOLATED:
+            if reply[0] in _HINTED or last[0] in _HINTED:
                 self.hint = hint(reply)
 
     def _new_epoch(self, reply: list[Any]) -> None:
