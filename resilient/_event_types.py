@@ -373,7 +373,8 @@ class BackendStateLost(Event):
 
     Emitted by each process that notices, once per loss. An ISOLATED breaker
     is restored (``state`` is ISOLATED), and so is an OPEN one whose open
-    period had not ended (``state`` is OPEN); otherwise the breaker starts
+    period had not ended if its backend was built with
+    ``restore_open=True`` (``state`` is OPEN); otherwise the breaker starts
     afresh.
 
     Attributes:

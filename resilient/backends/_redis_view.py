@@ -9,12 +9,13 @@ state was created before the old one could have expired.
 
 A process that saw something other than CLOSED emits
 :class:`~resilient.events.BackendStateLost` once per loss. A process that saw
-ISOLATED or OPEN sends that state's epoch and earliest expiry (and the end of
-the open period) with every step (the *hint*), and the script restores the
-state (see the script): an operator's ``isolate()`` holds until ``reset()``,
-whatever Redis forgets, and an open period the loss cut short is restored
-over the fresh CLOSED state until it ends, so the fleet does not send every
-call to a dependency that was failing moments ago.
+ISOLATED (or OPEN, with ``restore_open=True``) sends that state's epoch and
+earliest expiry (and the end of the open period) with every step (the
+*hint*), and the script restores the state (see the script): an operator's
+``isolate()`` holds until ``reset()``, whatever Redis forgets, and an open
+period the loss cut short is restored over the fresh CLOSED state until it
+ends, so the fleet does not send every call to a dependency that was
+failing moments ago.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["View"]
 logger = logging.getLogger("resilient")
 
 _CLOSED = 0
-_HINTED = (OPEN, ISOLATED)  # the states a hint restores
+_RESTORED = (OPEN, ISOLATED)  # the states a hint can restore (OPEN only with restore_open)
 
 
 class View:
@@ -43,10 +44,11 @@ class View:
         link: The backend's link (its bus, name, clock and description).
     """
 
-    __slots__ = ("_link", "_lock", "hint", "last")
+    __slots__ = ("_hinted", "_link", "_lock", "hint", "last")
 
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, *, restore_open: bool = False) -> None:
         self._link = link
+        self._hinted = _RESTORED if restore_open else (ISOLATED,)
         self._lock = threading.Lock()
         self.last: list[Any] | None = None
         self.hint: tuple[bytes, ...] = NO_HINT
@@ -69,8 +71,13 @@ class View:
             self._new_epoch(reply)
         elif reply[1] >= last[1]:  # not a late reply from an earlier generation
             self.last = reply
-            if reply[0] in _HINTED or last[0] in _HINTED:
-                self.hint = hint(reply)
+            hinted = self._hinted
+            if reply[0] in hinted or last[0] in hinted:
+                self.hint = self._hint(reply)
+
+    def _hint(self, reply: list[Any]) -> tuple[bytes, ...]:
+        # An OPEN view restores nothing unless the backend asked for it.
+        return hint(reply) if reply[0] in self._hinted else NO_HINT
 
     def _new_epoch(self, reply: list[Any]) -> None:
         epoch = reply[EPOCH]
@@ -81,7 +88,7 @@ class View:
             if last is not None and epoch <= last[EPOCH]:
                 return  # a late reply from an older state, or another thread took this one in
             self.last = reply
-            self.hint = hint(reply)
+            self.hint = self._hint(reply)
         if last is None or last[0] == _CLOSED or epoch >= last[EXPIRY]:
             return  # a first view, a CLOSED state's counters, or keys that expired
         self._lost(STATES[last[0]], STATES[reply[0]])

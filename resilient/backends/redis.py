@@ -41,6 +41,7 @@ from resilient import _validate as _check
 from resilient._clock import Clock
 from resilient._events import EventBus
 from resilient._events import default_bus as _default_bus
+from resilient._numbers import describe as _describe
 from resilient._state import CircuitState
 from resilient.backends import _redis_async as _steps
 from resilient.backends import _redis_clients as _clients
@@ -117,6 +118,10 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         reporter: This process's reporter id (default: ``host:pid``).
         bus: Bus for ``BackendDegraded``/``BackendRecovered`` (default: the
             breaker's bus).
+        restore_open: If Redis loses the state of a breaker this process
+            saw OPEN (a restart, ``FLUSHALL``, eviction), restore it for
+            what is left of its open period instead of starting CLOSED. An
+            ISOLATED breaker is always restored.
 
     Raises:
         TypeError: *client* or *sync_client* is not a redis client, or a
@@ -141,7 +146,10 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
         reporter_ttl: float | timedelta | None = None,
         reporter: str | None = None,
         bus: EventBus | None = None,
+        restore_open: bool = False,
     ) -> None:
+        if not isinstance(restore_open, bool):
+            raise TypeError(f"restore_open must be a bool, got {_describe(restore_open)}")
         async_client, sync_client = _clients.pair(client, sync_client)
         self._local = _MemoryBackend()
         self.prefix = _cfg.key_part(prefix, "prefix")
@@ -155,7 +163,8 @@ class RedisBackend(_steps.AsyncSteps, BreakerBackend):
             self._went_down,
             self._local.reset,  # fresh again for calls that find no free connection
         )
-        self._view = _View(self._link)
+        self._view = _View(self._link, restore_open=restore_open)
+        self.restore_open = restore_open
         self.probe_lease = _seconds("probe_lease", probe_lease)
         self.key_ttl = _seconds("key_ttl", key_ttl)
         self.min_reporters = _check.check_int("min_reporters", min_reporters, minimum=1)

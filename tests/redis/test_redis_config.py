@@ -51,6 +51,14 @@ def test_braces_in_a_name_or_prefix_are_rejected(
             RedisBackend(offline, name=name)
 
 
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_restore_open_must_be_a_bool(offline: redis.asyncio.Redis, value: object) -> None:
+    """restore_open takes True or False only: a TypeError naming it."""
+    with pytest.raises(TypeError, match="restore_open"):
+        RedisBackend(offline, restore_open=value)  # type: ignore[arg-type]
+    assert RedisBackend(offline, restore_open=True).restore_open is True
+
+
 @given(prefix=label, name=label)
 def test_every_key_of_a_breaker_lives_in_one_cluster_slot(prefix: str, name: str) -> None:
     """For any accepted prefix and name, the four keys hash to one Redis Cluster slot."""

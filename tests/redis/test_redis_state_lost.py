@@ -1,4 +1,4 @@
-"""Shared state lost to FLUSHALL, a restart or eviction: reported; an isolation and an open period survive."""
+"""State lost to FLUSHALL, a restart or eviction: reported; isolation survives, open periods if asked."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ async def build(own_server: RedisServer, clock: FakeClock) -> AsyncIterator[Buil
 
     def make(**options: Any) -> CircuitBreaker:
         client = own_server.async_client(retry=Retry(NoBackoff(), 0))
-        backend_options = {k: options.pop(k) for k in ("key_ttl", "probe_lease") if k in options}
+        backend_options = {
+            k: options.pop(k) for k in ("key_ttl", "probe_lease", "restore_open") if k in options
+        }
         backend = RedisBackend(client, timeout=1.0, **backend_options)
         made.append((backend, client))
         options.setdefault("failure_threshold", 3)
@@ -79,76 +81,20 @@ async def open_it(breaker: CircuitBreaker, flavour: str) -> None:
     assert breaker.stats().state is CircuitState.OPEN
 
 
-async def test_a_lost_open_breaker_is_restored_and_reported(
+async def test_a_lost_open_breaker_is_reported(
     build: Build, lose: Callable[[CircuitBreaker], None], flavour: str
 ) -> None:
-    """A lost OPEN state is restored for the rest of its open period, reported OPEN -> OPEN once."""
+    """By default a lost OPEN state starts CLOSED: the next step reports the loss (OPEN -> CLOSED), once."""
     breaker = build()
     await open_it(breaker, flavour)
     lose(breaker)
     with capture_events() as events:
-        for _ in range(2):
-            with pytest.raises(CircuitOpenError) as info:
-                await invoke(breaker, flavour)
-            assert info.value.retry_after is not None
-            assert 0 < info.value.retry_after <= 30.0  # what is left of the open period
-    assert breaker.stats().state is CircuitState.OPEN
-    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.OPEN)]
+        assert await invoke(breaker, flavour) == "ok"
+        assert await invoke(breaker, flavour) == "ok"
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
     event = next(e for e in events if isinstance(e, BackendStateLost))
     assert (event.policy, event.name, event.operation) == ("circuit_breaker", "lost", None)
     assert "resilient:{lost}" in event.backend
-    breaker.reset()  # the operator's reset still ends it
-    assert await invoke(breaker, flavour) == "ok"
-
-
-async def test_an_open_period_that_ended_is_not_restored(build: Build, own_server: RedisServer) -> None:
-    """A state lost after its open period ended starts CLOSED (reported OPEN -> CLOSED): probing was due."""
-    breaker = build(recovery_timeout=0.01, probe_lease=0.01)
-    await open_it(breaker, "async")
-    admin = own_server.sync_client()
-    seconds, micros = admin.time()
-    opened = seconds + micros / 1e6
-    for _ in range(1_000_000):  # 10 ms of server time: poll, never sleep
-        seconds, micros = admin.time()
-        if seconds + micros / 1e6 > opened + 0.02:
-            break
-    admin.close()
-    flushall(own_server)
-    with capture_events() as events:
-        assert await invoke(breaker, "async") == "ok"
-    assert breaker.stats().state is CircuitState.CLOSED
-    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
-
-
-async def test_the_process_that_saw_it_open_restores_it_for_all(
-    build: Build, own_server: RedisServer
-) -> None:
-    """After a loss, a process that knew nothing starts CLOSED; one that saw OPEN restores it for both."""
-    knew, fresh = build(), build()
-    await open_it(knew, "async")
-    flushall(own_server)
-    assert await invoke(fresh, "async") == "ok"  # it recreates the state: CLOSED
-    with capture_events() as events:
-        with pytest.raises(CircuitOpenError):
-            await invoke(knew, "async")
-        with pytest.raises(CircuitOpenError):
-            await invoke(fresh, "async")
-    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.OPEN)]
-
-
-async def test_a_reset_after_an_open_restore_is_not_undone(build: Build, own_server: RedisServer) -> None:
-    """Once one process restored an open breaker and an operator reset it, other processes leave it CLOSED."""
-    first, second = build(), build()
-    await open_it(first, "async")
-    assert second.state is CircuitState.OPEN  # both saw it open
-    flushall(own_server)
-    with pytest.raises(CircuitOpenError):
-        await invoke(first, "async")  # restores it
-    await first.reset_async()
-    with capture_events() as events:
-        assert await invoke(second, "async") == "ok"
-    assert second.stats().state is CircuitState.CLOSED
-    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
 
 
 async def test_a_lost_state_is_counted_by_the_prometheus_adapter(
@@ -160,9 +106,8 @@ async def test_a_lost_state_is_counted_by_the_prometheus_adapter(
     breaker = build()
     await open_it(breaker, flavour)
     flushall(own_server)
-    for _ in range(2):
-        with pytest.raises(CircuitOpenError):
-            await invoke(breaker, flavour)
+    assert await invoke(breaker, flavour) == "ok"
+    assert await invoke(breaker, flavour) == "ok"
     labels = {"policy": "circuit_breaker", "name": "lost"}
     assert registry.get_sample_value("resilient_backend_state_lost_total", labels) == 1.0
 
@@ -234,11 +179,101 @@ async def test_a_restart_of_redis_keeps_the_isolation(
     assert breaker.stats().state is CircuitState.ISOLATED
 
 
+async def test_a_restart_of_redis_loses_an_open_breaker_and_says_so(
+    build: Build, own_server: RedisServer, clock: FakeClock
+) -> None:
+    """Killed and restarted with the breaker OPEN: it comes back CLOSED, with BackendStateLost."""
+    breaker = build()
+    await open_it(breaker, "async")
+    own_server.kill()
+    with capture_events() as events:
+        assert await invoke(breaker, "async") == "ok"  # local state: it knows nothing of the shared one
+        own_server.start()
+        clock.advance(1.0)
+        for _ in range(3):
+            assert await invoke(breaker, "async") == "ok"
+    kinds = [type(e) for e in events if isinstance(e, (BackendDegraded, BackendRecovered, BackendStateLost))]
+    assert kinds == [BackendDegraded, BackendRecovered, BackendStateLost]
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
+
+
+async def test_a_lost_open_breaker_is_restored_and_reported(
+    build: Build, lose: Callable[[CircuitBreaker], None], flavour: str
+) -> None:
+    """With restore_open, a lost OPEN state is restored for the rest of its open period, reported once."""
+    breaker = build(restore_open=True)
+    await open_it(breaker, flavour)
+    lose(breaker)
+    with capture_events() as events:
+        for _ in range(2):
+            with pytest.raises(CircuitOpenError) as info:
+                await invoke(breaker, flavour)
+            assert info.value.retry_after is not None
+            assert 0 < info.value.retry_after <= 30.0  # what is left of the open period
+    assert breaker.stats().state is CircuitState.OPEN
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.OPEN)]
+    event = next(e for e in events if isinstance(e, BackendStateLost))
+    assert (event.policy, event.name, event.operation) == ("circuit_breaker", "lost", None)
+    assert "resilient:{lost}" in event.backend
+    breaker.reset()  # the operator's reset still ends it
+    assert await invoke(breaker, flavour) == "ok"
+
+
+async def test_an_open_period_that_ended_is_not_restored(build: Build, own_server: RedisServer) -> None:
+    """A state lost after its open period ended starts CLOSED (reported OPEN -> CLOSED): probing was due."""
+    breaker = build(recovery_timeout=0.01, probe_lease=0.01, restore_open=True)
+    await open_it(breaker, "async")
+    admin = own_server.sync_client()
+    seconds, micros = admin.time()
+    opened = seconds + micros / 1e6
+    for _ in range(1_000_000):  # 10 ms of server time: poll, never sleep
+        seconds, micros = admin.time()
+        if seconds + micros / 1e6 > opened + 0.02:
+            break
+    admin.close()
+    flushall(own_server)
+    with capture_events() as events:
+        assert await invoke(breaker, "async") == "ok"
+    assert breaker.stats().state is CircuitState.CLOSED
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
+
+
+async def test_the_process_that_saw_it_open_restores_it_for_all(
+    build: Build, own_server: RedisServer
+) -> None:
+    """After a loss, a process that knew nothing starts CLOSED; one that saw OPEN restores it for both."""
+    knew, fresh = build(restore_open=True), build(restore_open=True)
+    await open_it(knew, "async")
+    flushall(own_server)
+    assert await invoke(fresh, "async") == "ok"  # it recreates the state: CLOSED
+    with capture_events() as events:
+        with pytest.raises(CircuitOpenError):
+            await invoke(knew, "async")
+        with pytest.raises(CircuitOpenError):
+            await invoke(fresh, "async")
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.OPEN)]
+
+
+async def test_a_reset_after_an_open_restore_is_not_undone(build: Build, own_server: RedisServer) -> None:
+    """Once one process restored an open breaker and an operator reset it, other processes leave it CLOSED."""
+    first, second = build(restore_open=True), build(restore_open=True)
+    await open_it(first, "async")
+    assert second.state is CircuitState.OPEN  # both saw it open
+    flushall(own_server)
+    with pytest.raises(CircuitOpenError):
+        await invoke(first, "async")  # restores it
+    await first.reset_async()
+    with capture_events() as events:
+        assert await invoke(second, "async") == "ok"
+    assert second.stats().state is CircuitState.CLOSED
+    assert lost_events(events) == [(CircuitState.OPEN, CircuitState.CLOSED)]
+
+
 async def test_a_restart_of_redis_restores_an_open_breaker_and_says_so(
     build: Build, own_server: RedisServer, clock: FakeClock
 ) -> None:
     """Killed and restarted with the breaker OPEN: admitted locally meanwhile, OPEN once Redis is back."""
-    breaker = build()
+    breaker = build(restore_open=True)
     await open_it(breaker, "async")
     own_server.kill()
     with capture_events() as events:
