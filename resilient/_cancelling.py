@@ -43,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import asyncio.taskgroups
 import sys
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 __all__ = ["cancel_requested", "running_task"]
@@ -129,40 +131,12 @@ def _carries_cancellation(exc: BaseException) -> bool:
     Returns:
         Whether such evidence was found.
     """
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in _linked(exc, TimeoutError):
         if isinstance(e, asyncio.CancelledError):
             return True
-        if isinstance(e, TimeoutError):
-            continue  # a timeout's own cancellation, already withdrawn
-        if _group_held_cancellation(e):
-            return True
-        if isinstance(e, BaseExceptionGroup):
-            todo.extend(e.exceptions)
-        if e.__cause__ is not None:
-            todo.append(e.__cause__)
-        if e.__context__ is not None:
-            todo.append(e.__context__)
-    return False
-
-
-def _group_held_cancellation(exc: BaseException) -> bool:
-    """True if a TaskGroup exit in *exc*'s traceback had a cancellation to propagate."""
-    tb = exc.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if (
-            code.co_filename == _TASKGROUP_FILE
-            and code.co_name in _EXIT_NAMES
-            and tb.tb_frame.f_locals.get("propagate_cancellation_error") is not None
-        ):
-            return True
-        tb = tb.tb_next
+        for frame in _taskgroup_exits(e):
+            if frame.f_locals.get("propagate_cancellation_error") is not None:
+                return True
     return False
 
 
@@ -170,36 +144,52 @@ def _taskgroup_leaks(task: asyncio.Task[Any], exc: BaseException) -> int:
     """Count the TaskGroups behind *exc* that may have left a cancel request on *task* (CPython < 3.13)."""
     leaks = 0
     seen_groups: set[int] = set()
+    for e in _linked(exc):
+        for frame in _taskgroup_exits(e):
+            local = frame.f_locals
+            group = local.get("self")
+            if group is not None and id(group) not in seen_groups:
+                seen_groups.add(id(group))
+                parent = getattr(group, "_parent_task", None)
+                # The group asked to cancel its parent, and it did so after
+                # the body ended normally (et is None), i.e. while waiting in
+                # __aexit__ past the point where it would have withdrawn it.
+                if (
+                    getattr(group, "_parent_cancel_requested", False)
+                    and local.get("et") is None
+                    and (parent is None or parent is task)
+                ):
+                    leaks += 1
+    return leaks
+
+
+def _linked(exc: BaseException, skip: type[BaseException] | tuple[()] = ()) -> Iterator[BaseException]:
+    """Yield *exc* and every exception linked to it (group members, causes, contexts) once each.
+
+    Iterative: groups can nest deeper than the recursion limit. An exception
+    of a *skip* type is neither yielded nor followed.
+    """
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
-    while todo:  # iterative: groups can nest deeper than the recursion limit
+    while todo:
         e = todo.pop()
-        if id(e) in seen:
+        if id(e) in seen or isinstance(e, skip):
             continue
         seen.add(id(e))
-        tb = e.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename == _TASKGROUP_FILE and code.co_name in _EXIT_NAMES:
-                local = tb.tb_frame.f_locals
-                group = local.get("self")
-                if group is not None and id(group) not in seen_groups:
-                    seen_groups.add(id(group))
-                    parent = getattr(group, "_parent_task", None)
-                    # The group asked to cancel its parent, and it did so after
-                    # the body ended normally (et is None), i.e. while waiting in
-                    # __aexit__ past the point where it would have withdrawn it.
-                    if (
-                        getattr(group, "_parent_cancel_requested", False)
-                        and local.get("et") is None
-                        and (parent is None or parent is task)
-                    ):
-                        leaks += 1
-            tb = tb.tb_next
+        yield e
         if isinstance(e, BaseExceptionGroup):
             todo.extend(e.exceptions)
         if e.__cause__ is not None:
             todo.append(e.__cause__)
         if e.__context__ is not None:
             todo.append(e.__context__)
-    return leaks
+
+
+def _taskgroup_exits(exc: BaseException) -> Iterator[FrameType]:
+    """Yield the frames of ``TaskGroup`` exits in *exc*'s traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == _TASKGROUP_FILE and code.co_name in _EXIT_NAMES:
+            yield tb.tb_frame
+        tb = tb.tb_next

@@ -104,15 +104,16 @@ def encode(values: tuple[Any, ...]) -> tuple[bytes, ...]:
     return tuple(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values)
 
 
-def hint(view: list[Any] | None) -> tuple[bytes, ...]:
+def hint(view: list[Any] | None, restored: tuple[int, ...]) -> tuple[bytes, ...]:
     """Return the restore hint for a caller whose last reply was *view*.
 
-    A caller that last saw the breaker ISOLATED or OPEN sends that state's
-    epoch and earliest expiry (and for OPEN, the end of its open period) with
-    each step, so that the script can restore the state if it was lost (not
-    expired) since.
+    A caller that last saw the breaker in one of the *restored* states
+    (ISOLATED, and OPEN if the backend restores open periods) sends that
+    state's epoch and earliest expiry (and for OPEN, the end of its open
+    period) with each step, so that the script can restore the state if it
+    was lost (not expired) since.
     """
-    if view is None or (view[0] != ISOLATED and view[0] != OPEN):
+    if view is None or view[0] not in restored:
         return NO_HINT
     until = view[UNTIL] if view[0] == OPEN else 0
     return (str(view[EPOCH]).encode(), str(view[EXPIRY]).encode(), str(until).encode())

@@ -73,11 +73,7 @@ class View:
             self.last = reply
             hinted = self._hinted
             if reply[0] in hinted or last[0] in hinted:
-                self.hint = self._hint(reply)
-
-    def _hint(self, reply: list[Any]) -> tuple[bytes, ...]:
-        # An OPEN view restores nothing unless the backend asked for it.
-        return hint(reply) if reply[0] in self._hinted else NO_HINT
+                self.hint = hint(reply, hinted)
 
     def _new_epoch(self, reply: list[Any]) -> None:
         epoch = reply[EPOCH]
@@ -88,7 +84,7 @@ class View:
             if last is not None and epoch <= last[EPOCH]:
                 return  # a late reply from an older state, or another thread took this one in
             self.last = reply
-            self.hint = self._hint(reply)
+            self.hint = hint(reply, self._hinted)
         if last is None or last[0] == _CLOSED or epoch >= last[EXPIRY]:
             return  # a first view, a CLOSED state's counters, or keys that expired
         self._lost(STATES[last[0]], STATES[reply[0]])
